@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Start/stop the server under test (Apache ZooKeeper 3.8 or Corral).
+
+Selection: env TARGET=zookeeper (default) | corral.
+  zookeeper: java -cp <Debian jars> org.apache.zookeeper.server.quorum.QuorumPeerMain zoo.cfg
+  corral:    $CORRAL_BIN server zoo.cfg
+
+Both get the *same* zoo.cfg (written by write_cfg). Readiness is awaited by
+polling the `ruok` four-letter word until `imok` (bounded deadline). Only the
+process we started is ever signalled, by its PID.
+
+Also usable as a CLI (see zk.sh):
+  servers.py run   --port P [--dir D]   foreground; stops the server on SIGINT/SIGTERM
+  servers.py start --port P --dir D     background; writes D/server.pid, waits ready
+  servers.py stop  --dir D              stops the PID recorded in D/server.pid
+  servers.py 4lw   --port P CMD         prints a four-letter-word reply
+"""
+import argparse
+import base64
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+SUPER_USER = "super"
+SUPER_PASSWORD = "test"
+
+
+def zk_digest(user, password):
+    """ZooKeeper's DigestAuthenticationProvider.generateDigest:
+    user:base64(sha1("user:password"))."""
+    raw = hashlib.sha1(("%s:%s" % (user, password)).encode()).digest()
+    return "%s:%s" % (user, base64.b64encode(raw).decode())
+
+
+SUPER_DIGEST = zk_digest(SUPER_USER, SUPER_PASSWORD)  # super:D/InIHSb7yEEbrWz8b9l71RjZJU=
+
+JAVA_DIR = "/usr/share/java"
+# Debian bookworm package names (libzookeeper-java and deps), verified on disk.
+ZK_JARS = [
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "slf4j-api.jar",
+    "slf4j-log4j12.jar",
+    "log4j-1.2.jar",
+    "netty-buffer.jar",
+    "netty-codec.jar",
+    "netty-common.jar",
+    "netty-handler.jar",
+    "netty-resolver.jar",
+    "netty-transport.jar",
+    "netty-transport-native-epoll.jar",
+    "netty-transport-native-unix-common.jar",
+    "commons-cli.jar",
+    "metrics-core.jar",
+    "snappy-java.jar",
+]
+# Optional: only used by the interactive CLI (not installed on Debian by default).
+ZK_OPTIONAL_JARS = ["jline.jar"]
+
+
+def target():
+    t = os.environ.get("TARGET", "zookeeper")
+    if t not in ("zookeeper", "corral"):
+        raise SystemExit("TARGET must be 'zookeeper' or 'corral', got %r" % t)
+    return t
+
+
+def zk_classpath():
+    if os.environ.get("ZK_CLASSPATH"):
+        return os.environ["ZK_CLASSPATH"]
+    missing = [j for j in ZK_JARS if not os.path.exists(os.path.join(JAVA_DIR, j))]
+    if missing:
+        raise RuntimeError(
+            "missing ZooKeeper jars in %s: %s (run tests/clients/install-deps.sh)"
+            % (JAVA_DIR, missing))
+    jars = [os.path.join(JAVA_DIR, j) for j in ZK_JARS]
+    jars += [os.path.join(JAVA_DIR, j) for j in ZK_OPTIONAL_JARS
+             if os.path.exists(os.path.join(JAVA_DIR, j))]
+    return ":".join(jars)
+
+
+def corral_bin():
+    b = os.environ.get("CORRAL_BIN")
+    if not b:
+        for cand in ("target/release/corral", "target/debug/corral"):
+            p = os.path.join(REPO, cand)
+            if os.path.exists(p):
+                b = p
+                break
+    if not b or not os.access(b, os.X_OK):
+        raise RuntimeError("TARGET=corral needs CORRAL_BIN=/path/to/corral (got %r)" % b)
+    return b
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def four_letter(port, cmd, host="127.0.0.1", timeout=5.0):
+    """Send a four-letter word, read until the server closes. Returns str."""
+    if isinstance(cmd, str):
+        cmd = cmd.encode()
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(cmd)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            d = s.recv(65536)
+            if not d:
+                break
+            chunks.append(d)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+def write_cfg(workdir, port, tick_time=1000, extra=()):
+    data = os.path.join(workdir, "data")
+    os.makedirs(data, exist_ok=True)
+    lines = [
+        "tickTime=%d" % tick_time,
+        "dataDir=%s" % data,
+        "clientPort=%d" % port,
+        "clientPortAddress=127.0.0.1",
+        "admin.enableServer=false",
+        "4lw.commands.whitelist=*",
+        "extendedTypesEnabled=true",
+        # Unknown zoo.cfg keys become Java system properties "zookeeper.<key>",
+        # so this is exactly -Dzookeeper.DigestAuthenticationProvider.superDigest=...
+        "DigestAuthenticationProvider.superDigest=%s" % SUPER_DIGEST,
+    ]
+    lines += list(extra)
+    cfg = os.path.join(workdir, "zoo.cfg")
+    with open(cfg, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return cfg
+
+
+def server_command(cfg, workdir):
+    if target() == "corral":
+        return [corral_bin(), "server", cfg]
+    log4j = os.path.join(workdir, "log4j.properties")
+    with open(log4j, "w") as f:
+        f.write(
+            "log4j.rootLogger=INFO, CONSOLE\n"
+            "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n\n")
+    return [
+        os.environ.get("JAVA", "java"),
+        "-Xms32m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-Djava.net.preferIPv4Stack=true",
+        "-Dfile.encoding=UTF-8",
+        "-Dzookeeper.log.dir=%s" % workdir,
+        "-Dlog4j.configuration=file:%s" % log4j,
+        "-cp", zk_classpath(),
+        "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+        cfg,
+    ]
+
+
+class Server:
+    """One server process on 127.0.0.1:port with its own dataDir."""
+
+    def __init__(self, port=None, workdir=None, tick_time=1000, extra_cfg=()):
+        self.port = port or free_port()
+        self._own_dir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="corral-clients-")
+        self.tick_time = tick_time
+        self.extra_cfg = list(extra_cfg)
+        self.proc = None
+        self.log_path = os.path.join(self.workdir, "server.log")
+        self.cfg = write_cfg(self.workdir, self.port, tick_time, self.extra_cfg)
+
+    @property
+    def hosts(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self, timeout=60.0):
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        cmd = server_command(self.cfg, self.workdir)
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
+        logf.close()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited with %s before ready; log tail:\n%s"
+                                   % (self.proc.returncode, self.log_tail()))
+            try:
+                r = four_letter(self.port, "ruok", timeout=1.0)
+                if r == "imok":
+                    return
+                last = r
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("server not ready (ruok) within %ss: %r; log tail:\n%s"
+                           % (timeout, last, self.log_tail()))
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout=15.0):
+        """Graceful stop (SIGTERM) of *our* PID, escalating to SIGKILL."""
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        p.terminate()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout)
+
+    def kill(self):
+        """Crash stop (SIGKILL) of our PID."""
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(15)
+
+    def cleanup(self):
+        self.stop()
+        if self._own_dir:
+            import shutil
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _cli():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--port", type=int, default=2181)
+    r.add_argument("--dir")
+    r.add_argument("--tick", type=int, default=1000)
+    s = sub.add_parser("start")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--dir", required=True)
+    s.add_argument("--tick", type=int, default=1000)
+    t = sub.add_parser("stop")
+    t.add_argument("--dir", required=True)
+    f = sub.add_parser("4lw")
+    f.add_argument("--port", type=int, default=2181)
+    f.add_argument("word")
+    a = ap.parse_args()
+
+    if a.cmd == "4lw":
+        sys.stdout.write(four_letter(a.port, a.word))
+        return 0
+    if a.cmd == "run":
+        if a.dir:
+            os.makedirs(a.dir, exist_ok=True)
+        srv = Server(a.port, a.dir, a.tick)
+        stop = {"flag": False}
+
+        def on_sig(*_):
+            stop["flag"] = True
+        signal.signal(signal.SIGTERM, on_sig)
+        signal.signal(signal.SIGINT, on_sig)
+        try:
+            srv.start()
+            print("ready: %s (%s pid %d, dir %s)" % (srv.hosts, target(), srv.proc.pid,
+                                                      srv.workdir), flush=True)
+            while not stop["flag"] and srv.proc.poll() is None:
+                time.sleep(0.2)
+        finally:
+            srv.cleanup()
+        return 0
+    if a.cmd == "start":
+        os.makedirs(a.dir, exist_ok=True)
+        pidf = os.path.join(a.dir, "server.pid")
+        srv = Server(a.port, a.dir, a.tick)
+        srv.start()
+        with open(pidf, "w") as f:
+            f.write("%d\n" % srv.proc.pid)
+        print("ready: %s (%s pid %d, dir %s)" % (srv.hosts, target(), srv.proc.pid, a.dir))
+        return 0
+    if a.cmd == "stop":
+        pidf = os.path.join(a.dir, "server.pid")
+        try:
+            pid = int(open(pidf).read().strip())
+        except (OSError, ValueError):
+            print("no pid file in %s" % a.dir)
+            return 1
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            os.unlink(pidf)
+            return 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.unlink(pidf)
+        print("stopped pid %d" % pid)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())
