@@ -6,7 +6,8 @@ Selection: env TARGET=zookeeper (default) | corral.
   corral:    $CORRAL_BIN server zoo.cfg
 
 Both get the *same* zoo.cfg (written by write_cfg). Readiness is awaited by
-polling the `ruok` four-letter word until `imok` (bounded deadline). Only the
+polling the `ruok` four-letter word until `imok`, then `srvr` until it
+reports a `Mode:` line (bounded deadline). Only the
 process we started is ever signalled, by its PID.
 
 Also usable as a CLI (see zk.sh):
@@ -14,6 +15,8 @@ Also usable as a CLI (see zk.sh):
   servers.py start --port P --dir D     background; writes D/server.pid, waits ready
   servers.py stop  --dir D              stops the PID recorded in D/server.pid
   servers.py 4lw   --port P CMD         prints a four-letter-word reply
+  servers.py classpath                  prints the ZooKeeper classpath
+  servers.py exec-zk CFG                execs Apache ZooKeeper on CFG
 """
 import argparse
 import base64
@@ -139,6 +142,10 @@ def write_cfg(workdir, port, tick_time=1000, extra=()):
         # Unknown zoo.cfg keys become Java system properties "zookeeper.<key>",
         # so this is exactly -Dzookeeper.DigestAuthenticationProvider.superDigest=...
         "DigestAuthenticationProvider.superDigest=%s" % SUPER_DIGEST,
+        # Container/TTL reaper period (ZooKeeper default 60000 ms). ZooKeeper reads
+        # this only as a JVM property *without* the zookeeper. prefix, so
+        # server_command() also passes it as -D; Corral should read it from zoo.cfg.
+        "znode.container.checkIntervalMs=500",
     ]
     lines += list(extra)
     cfg = os.path.join(workdir, "zoo.cfg")
@@ -147,8 +154,8 @@ def write_cfg(workdir, port, tick_time=1000, extra=()):
     return cfg
 
 
-def server_command(cfg, workdir):
-    if target() == "corral":
+def server_command(cfg, workdir, tgt=None):
+    if (tgt or target()) == "corral":
         return [corral_bin(), "server", cfg]
     log4j = os.path.join(workdir, "log4j.properties")
     with open(log4j, "w") as f:
@@ -157,13 +164,20 @@ def server_command(cfg, workdir):
             "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
             "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
             "log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n\n")
+    jprops = []
+    with open(cfg) as f:
+        for line in f:
+            k, _, v = line.strip().partition("=")
+            if k.startswith("znode.container."):
+                jprops.append("-D%s=%s" % (k, v))
     return [
-        os.environ.get("JAVA", "java"),
+        os.environ.get("REAL_JAVA") or os.environ.get("JAVA") or "java",
         "-Xms32m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
         "-Djava.net.preferIPv4Stack=true",
         "-Dfile.encoding=UTF-8",
         "-Dzookeeper.log.dir=%s" % workdir,
         "-Dlog4j.configuration=file:%s" % log4j,
+    ] + jprops + [
         "-cp", zk_classpath(),
         "org.apache.zookeeper.server.quorum.QuorumPeerMain",
         cfg,
@@ -207,7 +221,11 @@ class Server:
             try:
                 r = four_letter(self.port, "ruok", timeout=1.0)
                 if r == "imok":
-                    return
+                    # ZooKeeper answers imok before it serves requests (srvr then
+                    # says "not currently serving requests"): require srvr Mode too.
+                    r = four_letter(self.port, "srvr", timeout=1.0)
+                    if "Mode: " in r:
+                        return
                 last = r
             except OSError as e:
                 last = e
@@ -266,7 +284,18 @@ def _cli():
     f = sub.add_parser("4lw")
     f.add_argument("--port", type=int, default=2181)
     f.add_argument("word")
+    e = sub.add_parser("exec-zk", help="exec Apache ZooKeeper on CFG (used by fake-corral-zookeeper.sh)")
+    e.add_argument("cfg")
+    sub.add_parser("classpath", help="print the ZooKeeper classpath")
     a = ap.parse_args()
+
+    if a.cmd == "classpath":
+        print(zk_classpath())
+        return 0
+    if a.cmd == "exec-zk":
+        cfg = os.path.abspath(a.cfg)
+        cmd = server_command(cfg, os.path.dirname(cfg), tgt="zookeeper")
+        os.execvp(cmd[0], cmd)
 
     if a.cmd == "4lw":
         sys.stdout.write(four_letter(a.port, a.word))

@@ -1,0 +1,114 @@
+"""Shared fixtures for tests/clients (python/, zkcli/, cclient/).
+
+One server per pytest session, selected by TARGET=zookeeper|corral (see servers.py).
+Every test works under its own unique root path, removed afterwards as the
+super user (so ACL-protected leftovers are removed too).
+"""
+import os
+import sys
+import uuid
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "python"))
+
+import servers  # noqa: E402
+from kazoo.client import KazooClient  # noqa: E402
+
+TICK_MS = 1000  # => minSessionTimeout 2000 ms, maxSessionTimeout 20000 ms
+
+
+def pytest_report_header(config):
+    return "clients target: %s" % servers.target()
+
+
+@pytest.fixture(scope="session")
+def server():
+    srv = servers.Server(tick_time=TICK_MS)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+@pytest.fixture(scope="session")
+def port(server):
+    return server.port
+
+
+@pytest.fixture(scope="session")
+def hosts(server):
+    return server.hosts
+
+
+@pytest.fixture
+def kz(hosts):
+    """Factory: kz(**KazooClient kwargs) -> started client; all stopped at teardown."""
+    made = []
+
+    def make(chroot="", start=True, **kw):
+        kw.setdefault("timeout", 10.0)
+        c = KazooClient(hosts=hosts + chroot, **kw)
+        made.append(c)
+        if start:
+            c.start(timeout=15)
+        return c
+
+    yield make
+    for c in made:
+        try:
+            c.stop()
+        finally:
+            c.close()
+
+
+@pytest.fixture
+def zk(kz):
+    return kz()
+
+
+@pytest.fixture
+def raw(port):
+    """Factory: raw(**RawZK kwargs) -> raw protocol client; sockets closed at teardown."""
+    from rawzk import RawZK
+    made = []
+
+    def make(**kw):
+        c = RawZK(port, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def root(request, hosts):
+    """A fresh unique persistent node for this test, e.g. /t-test_foo-1a2b3c4d."""
+    name = request.node.name.replace("[", "_").replace("]", "").replace("/", "_")[:60]
+    path = "/t-%s-%s" % (name, uuid.uuid4().hex[:8])
+    admin = KazooClient(hosts=hosts, timeout=10.0,
+                        auth_data=[("digest", "%s:%s" % (servers.SUPER_USER, servers.SUPER_PASSWORD))])
+    admin.start(timeout=15)
+    try:
+        admin.create(path)
+        yield path
+        try:
+            admin.delete(path, recursive=True)
+        except Exception:
+            pass
+    finally:
+        admin.stop()
+        admin.close()
+
+
+@pytest.fixture
+def super_auth():
+    return ("digest", "%s:%s" % (servers.SUPER_USER, servers.SUPER_PASSWORD))
