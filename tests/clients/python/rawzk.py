@@ -192,7 +192,7 @@ class RawZK:
             if kind == "event":
                 self.events.append(v)
                 continue
-            if v.xid == -2:  # ping reply
+            if v.xid == -2 and xid != -2:  # stray ping reply
                 continue
             if v.xid != xid:
                 raise AssertionError("reply xid %d != request xid %d" % (v.xid, xid))
