@@ -1,0 +1,1216 @@
+//! The native layout. See docs/queue.md for the design; in short:
+//!
+//! ```text
+//! P                       "corral-queue native-v1"
+//! P/meta                  configuration (codec::Meta)
+//! P/enq                   totals ever enqueued; its version serialises producers
+//! P/deq/NN                totals ever removed, sharded so acks rarely conflict
+//! P/ready/pPPP/bBBBB/SEQ  items: lane per priority, bucket = SEQ / bucket_size
+//! P/claims/PPP-SEQ        ephemeral claim: lease deadline, token, consumer
+//! P/waiters/w-NNNN        ephemeral sequential: idle consumers, in line
+//! P/dlq/PPP-SEQ           dead letters
+//! P/keys/sNN/kKEY         idempotency keys
+//! ```
+//!
+//! Fencing: a claim bumps the item's version; that version is the consumer's
+//! token, and ack/nack/extend are multis conditioned on it. Any later claim
+//! (after a crash or lease takeover) bumps the version again, so a consumer
+//! that lost its claim can never ack, nack or extend.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, MultiReadResult, MultiWriteError, Stat};
+
+use crate::codec::{self, ClaimData, Counter, ItemHeader, Meta, MsgId};
+use crate::error::{deadline, QueueError, Result, ZkError};
+
+const ROOT_MARK: &[u8] = b"corral-queue native-v1";
+/// Cached listings are trusted for at most this long before a consumer looks
+/// at the server again (it also re-reads whenever its cache runs dry), so a
+/// busy consumer still notices released claims ahead of its position.
+const FRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// Upper bound on one idle wait even without any watch firing: a safety net
+/// for watches lost across a reconnect, not the delivery mechanism.
+const SAFETY_RESCAN: Duration = Duration::from_secs(5);
+/// How long operations keep retrying through connection loss (e.g. a server
+/// restart) before giving up.
+const RETRY_WINDOW: Duration = Duration::from_secs(30);
+const MAX_KEY_LEN: usize = 512;
+const MAX_OPS_PER_MULTI: usize = 600;
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn persistent() -> CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(Acls::anyone_all())
+}
+
+fn ephemeral() -> CreateOptions<'static> {
+    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+}
+
+fn ephemeral_seq() -> CreateOptions<'static> {
+    CreateMode::EphemeralSequential.with_acls(Acls::anyone_all())
+}
+
+/// Retries an idempotent operation through connection loss.
+pub(crate) async fn retry_read<T, F, Fut>(mut f: F) -> Result<T, ZkError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ZkError>>,
+{
+    let until = Instant::now() + RETRY_WINDOW;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match f().await {
+            Err(ZkError::ConnectionLoss) if Instant::now() < until => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            },
+            r => return r,
+        }
+    }
+}
+
+pub(crate) async fn backoff_sleep(attempt: &mut u32) {
+    let ms = (10u64 << (*attempt).min(6)).min(500);
+    *attempt += 1;
+    tokio::time::sleep(Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2))).await;
+}
+
+/// Options for creating a native queue. Existing queues keep the options
+/// they were created with.
+pub type NativeOptions = Meta;
+
+/// A message to enqueue.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    pub payload: Vec<u8>,
+    /// 0..=999, lower is delivered first.
+    pub priority: u16,
+    /// Not deliverable before now + delay.
+    pub delay: Duration,
+    /// Idempotency key: a put whose key already exists is a no-op.
+    pub key: Option<String>,
+}
+
+impl Message {
+    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
+        Message { payload: payload.into(), priority: codec::DEFAULT_PRIORITY, delay: Duration::ZERO, key: None }
+    }
+
+    pub fn priority(mut self, p: u16) -> Self {
+        self.priority = p;
+        self
+    }
+
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+
+    pub fn key(mut self, k: impl Into<String>) -> Self {
+        self.key = Some(k.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Enqueued(MsgId),
+    /// A message with this key was put before; nothing was added. `original`
+    /// is its id when known.
+    Duplicate { key: String, original: Option<MsgId> },
+}
+
+/// A claimed message. Ack, nack or extend it before the lease runs out.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: MsgId,
+    pub payload: Vec<u8>,
+    /// 1 on first delivery.
+    pub attempt: u32,
+    pub enqueued_ms: u64,
+    pub lease_until_ms: u64,
+    pub key: Option<String>,
+    token: i32,
+    header: ItemHeader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackOutcome {
+    Requeued,
+    DeadLettered,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages in the queue, in flight included, dead letters excluded.
+    pub depth: u64,
+    pub bytes: u64,
+    pub in_flight: u64,
+    pub dlq: u64,
+    /// Age of the oldest pending message (by the producer's clock).
+    pub oldest_age: Option<Duration>,
+    /// Extra deliveries of messages that have since been acked or dead-lettered.
+    pub redeliveries: u64,
+    pub enqueued_total: u64,
+    pub removed_total: u64,
+    pub dead_lettered_total: u64,
+    pub waiting_consumers: u64,
+    pub max_items: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub payload: Vec<u8>,
+    pub attempts: u32,
+    pub enqueued_ms: u64,
+    pub key: Option<String>,
+}
+
+#[derive(Default)]
+struct ProducerState {
+    enq: Option<(Counter, i32)>,
+    deq_sum: Counter,
+    known_buckets: HashSet<(u16, u64)>,
+}
+
+#[derive(Default)]
+struct ConsumerState {
+    lanes: Vec<u16>,
+    buckets: HashMap<u16, Vec<u64>>,
+    listings: HashMap<(u16, u64), VecDeque<u64>>,
+    claimed: HashSet<MsgId>,
+    claim_names: Vec<String>,
+    not_before: HashMap<MsgId, u64>,
+    enq_items: u64,
+    enq_version: i32,
+    last_fresh: Option<Instant>,
+}
+
+enum ClaimResult {
+    Got(Delivery),
+    Gone,
+    Taken,
+    Delayed(u64),
+}
+
+pub struct NativeQueue {
+    client: Client,
+    path: String,
+    meta: Meta,
+    consumer_id: String,
+    prod: Mutex<ProducerState>,
+    cons: Mutex<ConsumerState>,
+    deq: std::sync::Mutex<Vec<Option<(Counter, i32)>>>,
+}
+
+impl std::fmt::Debug for NativeQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeQueue").field("path", &self.path).field("meta", &self.meta).finish()
+    }
+}
+
+impl NativeQueue {
+    /// Opens the queue at `path`, creating it with `meta` if it does not exist.
+    pub async fn create(client: &Client, path: &str, meta: Meta) -> Result<Self> {
+        codec::validate_path(path).map_err(|reason| QueueError::BadPath { path: path.into(), reason })?;
+        if meta.bucket_size == 0 || meta.deq_shards == 0 || meta.deq_shards > 256 {
+            return Err(QueueError::Invalid("bucket_size must be > 0 and deq_shards in 1..=256".into()));
+        }
+        loop {
+            match Self::open(client, path).await {
+                Err(QueueError::NotFound(_)) => {},
+                r => return r,
+            }
+            let mut w = client.new_multi_writer();
+            let p = |rel: &str| format!("{path}/{rel}");
+            let opts = persistent();
+            w.add_create(path, ROOT_MARK, &opts)?;
+            w.add_create(&p("meta"), &meta.encode(), &opts)?;
+            w.add_create(&p("enq"), &Counter::default().encode(), &opts)?;
+            w.add_create(&p("deq"), b"", &opts)?;
+            for i in 0..meta.deq_shards {
+                w.add_create(&p(&format!("deq/{i:02}")), &Counter::default().encode(), &opts)?;
+            }
+            for d in ["ready", "claims", "waiters", "dlq", "keys"] {
+                w.add_create(&p(d), b"", &opts)?;
+            }
+            for s in 0..codec::KEY_SHARDS {
+                w.add_create(&p(&format!("keys/{}", codec::key_shard_name(s))), b"", &opts)?;
+            }
+            match w.commit().await {
+                Ok(_) => continue,
+                Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NodeExists }) => continue,
+                Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode }) => {
+                    let parent = &path[..path.rfind('/').unwrap()];
+                    if !parent.is_empty() {
+                        client.mkdir(parent, &persistent()).await?;
+                    }
+                },
+                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Opens an existing native queue.
+    pub async fn open(client: &Client, path: &str) -> Result<Self> {
+        codec::validate_path(path).map_err(|reason| QueueError::BadPath { path: path.into(), reason })?;
+        let root = match retry_read(|| client.get_data(path)).await {
+            Ok((data, _)) => data,
+            Err(ZkError::NoNode) => return Err(QueueError::NotFound(path.into())),
+            Err(e) => return Err(e.into()),
+        };
+        if root != ROOT_MARK {
+            let found = crate::detect_layout(client, path).await.unwrap_or_else(|_| "unknown".into());
+            return Err(QueueError::WrongLayout { path: path.into(), expected: "native", found });
+        }
+        let meta_path = format!("{path}/meta");
+        let (data, _) = match retry_read(|| client.get_data(&meta_path)).await {
+            Ok(x) => x,
+            Err(ZkError::NoNode) => return Err(QueueError::NotFound(path.into())),
+            Err(e) => return Err(e.into()),
+        };
+        let meta = Meta::decode(&data).map_err(|e| QueueError::Corrupt { what: "meta", path: meta_path, reason: e.0 })?;
+        let consumer_id = format!("{:x}-{:08x}", client.session_id().0, fastrand::u32(..));
+        Ok(NativeQueue {
+            client: client.clone(),
+            path: path.to_string(),
+            deq: std::sync::Mutex::new(vec![None; meta.deq_shards as usize]),
+            meta,
+            consumer_id,
+            prod: Mutex::default(),
+            cons: Mutex::default(),
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn p(&self, rel: &str) -> String {
+        format!("{}/{}", self.path, rel)
+    }
+
+    fn lane_path(&self, prio: u16) -> String {
+        format!("{}/ready/{}", self.path, codec::lane_name(prio))
+    }
+
+    fn bucket_path(&self, prio: u16, bucket: u64) -> String {
+        format!("{}/ready/{}/{}", self.path, codec::lane_name(prio), codec::bucket_name(bucket))
+    }
+
+    fn item_path(&self, id: MsgId) -> String {
+        let b = codec::bucket_of(id.seq, self.meta.bucket_size);
+        format!("{}/{}", self.bucket_path(id.priority, b), codec::item_name(id.seq))
+    }
+
+    fn claim_path(&self, id: MsgId) -> String {
+        format!("{}/claims/{}", self.path, id.name())
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        format!("{}/keys/{}/{}", self.path, codec::key_shard_name(codec::key_shard(key)), codec::key_node_name(key))
+    }
+
+    fn deq_path(&self, shard: usize) -> String {
+        format!("{}/deq/{shard:02}", self.path)
+    }
+
+    // -----------------------------------------------------------------------
+    // Producing
+    // -----------------------------------------------------------------------
+
+    pub async fn put(&self, msg: Message) -> Result<PutOutcome> {
+        Ok(self.put_batch_wait(vec![msg], None).await?.remove(0))
+    }
+
+    /// Like `put`, but waits up to `timeout` for room instead of failing with
+    /// `Full` straight away.
+    pub async fn put_wait(&self, msg: Message, timeout: Duration) -> Result<PutOutcome> {
+        Ok(self.put_batch_wait(vec![msg], Some(timeout)).await?.remove(0))
+    }
+
+    pub async fn put_batch(&self, msgs: Vec<Message>) -> Result<Vec<PutOutcome>> {
+        self.put_batch_wait(msgs, None).await
+    }
+
+    /// Puts many messages with as few multi requests as fit under the request
+    /// size limit. Each chunk is atomic (all or nothing, and within bounds);
+    /// chunks are applied in order and an error stops at the failing chunk.
+    pub async fn put_batch_wait(&self, msgs: Vec<Message>, timeout: Option<Duration>) -> Result<Vec<PutOutcome>> {
+        let until = deadline(timeout);
+        let mut sizes = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            if m.priority > codec::MAX_PRIORITY {
+                return Err(QueueError::Invalid(format!("priority {} above {}", m.priority, codec::MAX_PRIORITY)));
+            }
+            if let Some(k) = &m.key {
+                if k.is_empty() || k.len() > MAX_KEY_LEN {
+                    return Err(QueueError::Invalid(format!("key must be 1..={MAX_KEY_LEN} bytes")));
+                }
+            }
+            let key_ops = m.key.as_ref().map_or(0, |k| self.key_path(k).len() + 3 * k.len() + codec::OP_OVERHEAD + 24);
+            let size = m.payload.len() + codec::item_overhead(m.key.as_deref()) + self.path.len() + 60 + codec::OP_OVERHEAD + key_ops;
+            if size > codec::REQUEST_BUDGET {
+                return Err(QueueError::TooLarge { size: m.payload.len(), limit: codec::REQUEST_BUDGET - (size - m.payload.len()) });
+            }
+            sizes.push(size);
+        }
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut st = self.prod.lock().await;
+        for range in codec::chunk_by_budget(&sizes, codec::REQUEST_BUDGET, MAX_OPS_PER_MULTI / 2) {
+            out.extend(self.put_chunk(&mut st, &msgs[range], until).await?);
+        }
+        Ok(out)
+    }
+
+    async fn read_enq(&self) -> Result<(Counter, i32)> {
+        let path = self.p("enq");
+        let (data, stat) = retry_read(|| self.client.get_data(&path)).await?;
+        let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq counter", path, reason: e.0 })?;
+        Ok((c, stat.version))
+    }
+
+    /// Sum of all deq shards, read in one request so it is a consistent
+    /// snapshot; also refreshes the shard cache used by acks.
+    async fn read_deq(&self) -> Result<Counter> {
+        let paths: Vec<String> = (0..self.meta.deq_shards as usize).map(|i| self.deq_path(i)).collect();
+        let results = retry_read(|| {
+            let mut r = self.client.new_multi_reader();
+            for p in &paths {
+                r.add_get_data(p).unwrap();
+            }
+            r.commit()
+        })
+        .await?;
+        let mut sum = Counter::default();
+        let mut cache = self.deq.lock().unwrap();
+        for (i, res) in results.into_iter().enumerate() {
+            match res {
+                MultiReadResult::Data { data, stat } => {
+                    let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "deq counter", path: paths[i].clone(), reason: e.0 })?;
+                    sum.add(&c);
+                    cache[i] = Some((c, stat.version));
+                },
+                MultiReadResult::Error { err } => return Err(err.into()),
+                _ => {},
+            }
+        }
+        Ok(sum)
+    }
+
+    async fn ensure_bucket(&self, st: &mut ProducerState, prio: u16, bucket: u64) -> Result<()> {
+        if st.known_buckets.contains(&(prio, bucket)) {
+            return Ok(());
+        }
+        if st.known_buckets.len() > 4096 {
+            st.known_buckets.clear();
+        }
+        for path in [self.lane_path(prio), self.bucket_path(prio, bucket)] {
+            match retry_read(|| self.client.create(&path, b"", &persistent())).await {
+                Ok(_) | Err(ZkError::NodeExists) => {},
+                Err(e) => return Err(e.into()),
+            }
+        }
+        st.known_buckets.insert((prio, bucket));
+        Ok(())
+    }
+
+    async fn put_chunk(&self, st: &mut ProducerState, msgs: &[Message], until: Option<Instant>) -> Result<Vec<PutOutcome>> {
+        let mut outcomes: Vec<Option<PutOutcome>> = vec![None; msgs.len()];
+        let mut pending: Vec<usize> = (0..msgs.len()).collect();
+        let mut lost_connection = false;
+        let mut attempt = 0u32;
+        let retry_until = Instant::now() + RETRY_WINDOW;
+        while !pending.is_empty() {
+            let (enq, version) = match st.enq {
+                Some(x) => x,
+                None => {
+                    let x = self.read_enq().await?;
+                    st.enq = Some(x);
+                    x
+                },
+            };
+            let add_items = pending.len() as u64;
+            let add_bytes: u64 = pending.iter().map(|&i| msgs[i].payload.len() as u64).sum();
+            if !codec::admits(&enq, &st.deq_sum, add_items, add_bytes, self.meta.max_items, self.meta.max_bytes) {
+                // The cached deq total only ever lags; refresh it (and enq)
+                // before concluding the queue is really full.
+                let _ = self.client.sync(&self.p("deq")).await;
+                st.deq_sum = self.read_deq().await?;
+                let fresh = self.read_enq().await?;
+                st.enq = Some(fresh);
+                if !codec::admits(&fresh.0, &st.deq_sum, add_items, add_bytes, self.meta.max_items, self.meta.max_bytes) {
+                    if until.is_some_and(|u| Instant::now() < u) {
+                        backoff_sleep(&mut attempt).await;
+                        continue;
+                    }
+                    let depth = fresh.0.items.saturating_sub(st.deq_sum.items);
+                    let bytes = fresh.0.bytes.saturating_sub(st.deq_sum.bytes);
+                    let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+                    return Err(QueueError::Full {
+                        path: self.path.clone(),
+                        items: depth,
+                        bytes,
+                        max_items: show(self.meta.max_items),
+                        max_bytes: show(self.meta.max_bytes),
+                    });
+                }
+                continue;
+            }
+            let now = now_ms();
+            let seq0 = enq.items;
+            for (j, &i) in pending.iter().enumerate() {
+                let b = codec::bucket_of(seq0 + j as u64, self.meta.bucket_size);
+                self.ensure_bucket(st, msgs[i].priority, b).await?;
+            }
+            let new_enq = Counter { items: enq.items + add_items, bytes: enq.bytes + add_bytes, ..enq };
+            let mut w = self.client.new_multi_writer();
+            // op index -> (pending position, is key op)
+            let mut ops: Vec<(usize, bool)> = vec![(usize::MAX, false)];
+            w.add_set_data(&self.p("enq"), &new_enq.encode(), Some(version))?;
+            for (j, &i) in pending.iter().enumerate() {
+                let m = &msgs[i];
+                let id = MsgId { priority: m.priority, seq: seq0 + j as u64 };
+                if let Some(k) = &m.key {
+                    w.add_create(&self.key_path(k), id.name().as_bytes(), &persistent())?;
+                    ops.push((j, true));
+                }
+                let not_before_ms = if m.delay.is_zero() { 0 } else { now + m.delay.as_millis() as u64 };
+                let h = ItemHeader { enqueued_ms: now, not_before_ms, attempts: 0, priority: m.priority, key: m.key.clone() };
+                w.add_create(&self.item_path(id), &codec::encode_item(&h, &m.payload), &persistent())?;
+                ops.push((j, false));
+            }
+            match w.commit().await {
+                Ok(_) => {
+                    st.enq = Some((new_enq, version + 1));
+                    for (j, &i) in pending.iter().enumerate() {
+                        outcomes[i] = Some(PutOutcome::Enqueued(MsgId { priority: msgs[i].priority, seq: seq0 + j as u64 }));
+                    }
+                    pending.clear();
+                },
+                Err(MultiWriteError::OperationFailed { index, source }) => {
+                    let (j, is_key) = ops.get(index).copied().unwrap_or((usize::MAX, false));
+                    match source {
+                        ZkError::BadVersion | ZkError::NoNode if index == 0 => st.enq = None,
+                        ZkError::NodeExists if is_key => {
+                            let i = pending.remove(j);
+                            let key = msgs[i].key.clone().unwrap();
+                            let original = self.client.get_data(&self.key_path(&key)).await.ok().and_then(|(d, _)| MsgId::parse(std::str::from_utf8(&d).ok()?));
+                            outcomes[i] = Some(PutOutcome::Duplicate { key, original });
+                        },
+                        ZkError::NoNode if !is_key => {
+                            // Our bucket cache was wrong (someone removed an
+                            // empty bucket we created but never used).
+                            st.known_buckets.clear();
+                        },
+                        e => return Err(e.into()),
+                    }
+                },
+                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) => {
+                    st.enq = None;
+                    lost_connection = true;
+                    if Instant::now() > retry_until {
+                        return Err(QueueError::Indeterminate { op: "put" });
+                    }
+                    // Only keyed messages can be retried safely: a retry of a
+                    // put that did commit is then recognised as a duplicate.
+                    if pending.iter().any(|&i| msgs[i].key.is_none()) {
+                        return Err(QueueError::Indeterminate { op: "put" });
+                    }
+                    backoff_sleep(&mut attempt).await;
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let _ = lost_connection;
+        Ok(outcomes.into_iter().map(|o| o.expect("every message resolved")).collect())
+    }
+
+    // -----------------------------------------------------------------------
+    // Consuming
+    // -----------------------------------------------------------------------
+
+    /// Claims the next deliverable message, waiting up to `timeout` (forever
+    /// with `None`). Returns `None` on timeout.
+    pub async fn take(&self, timeout: Option<Duration>) -> Result<Option<Delivery>> {
+        let until = deadline(timeout);
+        let mut cs = self.cons.lock().await;
+        let mut waiter: Option<Waiter> = None;
+        let result = self.take_inner(&mut cs, until, &mut waiter).await;
+        if let Some(w) = waiter {
+            w.release().await;
+        }
+        result
+    }
+
+    async fn take_inner(&self, cs: &mut ConsumerState, until: Option<Instant>, waiter: &mut Option<Waiter>) -> Result<Option<Delivery>> {
+        loop {
+            let stale = cs.last_fresh.is_none_or(|t| t.elapsed() > FRESH_INTERVAL);
+            if !stale {
+                if let Some(d) = self.scan(cs).await? {
+                    return Ok(Some(d));
+                }
+            }
+            self.refresh(cs).await?;
+            if let Some(d) = self.scan(cs).await? {
+                return Ok(Some(d));
+            }
+            let (reaped, next_lease) = self.reap(cs).await?;
+            if reaped {
+                continue;
+            }
+            let now = now_ms();
+            let next_due = cs.not_before.values().copied().filter(|&t| t > now).min();
+            let wake_ms = [next_lease, next_due].into_iter().flatten().min();
+            let mut wake = Instant::now() + SAFETY_RESCAN;
+            if let Some(ms) = wake_ms {
+                wake = wake.min(Instant::now() + Duration::from_millis(ms.saturating_sub(now) + 1));
+            }
+            if let Some(u) = until {
+                if Instant::now() >= u {
+                    return Ok(None);
+                }
+                wake = wake.min(u);
+            }
+            if waiter.is_none() {
+                match Waiter::create(&self.client, &self.p("waiters")).await {
+                    Ok(w) => *waiter = Some(w),
+                    // Not retried: a blind retry could leave an orphan node of
+                    // ours in the line. Look again shortly instead.
+                    Err(QueueError::Zk(ZkError::ConnectionLoss)) => {
+                        tokio::time::sleep_until(wake.min(Instant::now() + Duration::from_millis(200))).await;
+                        continue;
+                    },
+                    Err(e) => return Err(e),
+                }
+            }
+            self.wait(cs, waiter.as_ref().unwrap(), wake).await?;
+        }
+    }
+
+    /// Re-reads the small, hot parts of the queue in one request and drops
+    /// cached listings so the next scan sees the server's current state.
+    async fn refresh(&self, cs: &mut ConsumerState) -> Result<()> {
+        let (enq_p, ready_p, claims_p) = (self.p("enq"), self.p("ready"), self.p("claims"));
+        let res = retry_read(|| {
+            let mut r = self.client.new_multi_reader();
+            r.add_get_data(&enq_p).unwrap();
+            r.add_get_children(&ready_p).unwrap();
+            r.add_get_children(&claims_p).unwrap();
+            r.commit()
+        })
+        .await?;
+        let mut it = res.into_iter();
+        match it.next() {
+            Some(MultiReadResult::Data { data, stat }) => {
+                let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq counter", path: enq_p.clone(), reason: e.0 })?;
+                cs.enq_items = c.items;
+                cs.enq_version = stat.version;
+            },
+            Some(MultiReadResult::Error { err: ZkError::NoNode }) => return Err(QueueError::NotFound(self.path.clone())),
+            Some(MultiReadResult::Error { err }) => return Err(err.into()),
+            _ => return Err(QueueError::Corrupt { what: "multi read", path: enq_p, reason: "short reply".into() }),
+        }
+        match it.next() {
+            Some(MultiReadResult::Children { children }) => {
+                let mut lanes: Vec<u16> = children.iter().filter_map(|c| codec::parse_lane(c)).collect();
+                lanes.sort_unstable();
+                cs.lanes = lanes;
+            },
+            Some(MultiReadResult::Error { err }) => return Err(err.into()),
+            _ => {},
+        }
+        match it.next() {
+            Some(MultiReadResult::Children { children }) => {
+                cs.claimed = children.iter().filter_map(|c| MsgId::parse(c)).collect();
+                cs.claim_names = children;
+            },
+            Some(MultiReadResult::Error { err }) => return Err(err.into()),
+            _ => {},
+        }
+        cs.buckets.clear();
+        cs.listings.clear();
+        let now = now_ms();
+        cs.not_before.retain(|_, t| *t > now);
+        cs.last_fresh = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn list(&self, path: &str) -> Result<Option<Vec<String>>> {
+        match retry_read(|| self.client.list_children(path)).await {
+            Ok(c) => Ok(Some(c)),
+            Err(ZkError::NoNode) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Walks lanes (priority order), buckets and items (sequence order) from
+    /// the cache, listing from the server only what is not cached, and claims
+    /// the first deliverable item.
+    async fn scan(&self, cs: &mut ConsumerState) -> Result<Option<Delivery>> {
+        let lanes = cs.lanes.clone();
+        for lane in lanes {
+            if !cs.buckets.contains_key(&lane) {
+                let Some(children) = self.list(&self.lane_path(lane)).await? else { continue };
+                let mut b: Vec<u64> = children.iter().filter_map(|c| codec::parse_bucket(c)).collect();
+                b.sort_unstable();
+                cs.buckets.insert(lane, b);
+            }
+            let buckets = cs.buckets[&lane].clone();
+            for bucket in buckets {
+                if !cs.listings.contains_key(&(lane, bucket)) {
+                    match self.list(&self.bucket_path(lane, bucket)).await? {
+                        None => {
+                            cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
+                            continue;
+                        },
+                        Some(children) => {
+                            let mut s: Vec<u64> = children.iter().filter_map(|c| codec::parse_item(c)).collect();
+                            s.sort_unstable();
+                            cs.listings.insert((lane, bucket), s.into());
+                        },
+                    }
+                }
+                let seqs: Vec<u64> = cs.listings[&(lane, bucket)].iter().copied().collect();
+                let now = now_ms();
+                for seq in seqs {
+                    let id = MsgId { priority: lane, seq };
+                    if cs.claimed.contains(&id) || cs.not_before.get(&id).is_some_and(|&t| t > now) {
+                        continue;
+                    }
+                    match self.try_claim(id).await? {
+                        ClaimResult::Got(d) => {
+                            cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != seq);
+                            cs.claimed.insert(id);
+                            return Ok(Some(d));
+                        },
+                        ClaimResult::Gone => cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != seq),
+                        ClaimResult::Taken => {
+                            cs.claimed.insert(id);
+                        },
+                        ClaimResult::Delayed(t) => {
+                            cs.not_before.insert(id, t);
+                        },
+                    }
+                }
+                if cs.listings[&(lane, bucket)].is_empty() && codec::bucket_end(bucket, self.meta.bucket_size) <= cs.enq_items {
+                    // Every sequence number of this bucket has been allocated,
+                    // so no put can target it again: remove it to keep lane
+                    // listings short. NotEmpty just means items are in flight.
+                    match self.client.delete(&self.bucket_path(lane, bucket), None).await {
+                        Ok(()) | Err(ZkError::NoNode) => {
+                            cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
+                            cs.listings.remove(&(lane, bucket));
+                        },
+                        Err(_) => {},
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn try_claim(&self, id: MsgId) -> Result<ClaimResult> {
+        let item = self.item_path(id);
+        let (data, stat) = match retry_read(|| self.client.get_data(&item)).await {
+            Ok(x) => x,
+            Err(ZkError::NoNode) => return Ok(ClaimResult::Gone),
+            Err(e) => return Err(e.into()),
+        };
+        let (mut h, payload) = match codec::decode_item(&data) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(path = %item, error = %e, "skipping malformed item");
+                return Ok(ClaimResult::Taken);
+            },
+        };
+        let now = now_ms();
+        if h.not_before_ms > now {
+            return Ok(ClaimResult::Delayed(h.not_before_ms));
+        }
+        if self.meta.max_attempts > 0 && h.attempts >= self.meta.max_attempts {
+            // Delivered max_attempts times already (each claim counts, so a
+            // consumer that crashes on a poison message every time ends here).
+            let claim = self.claim_path(id);
+            if self.client.check_stat(&claim).await?.is_some() {
+                return Ok(ClaimResult::Taken);
+            }
+            self.dead_letter(id, &h, payload, stat.version, false).await?;
+            return Ok(ClaimResult::Gone);
+        }
+        h.attempts += 1;
+        let lease_until_ms = now + self.meta.lease_ms;
+        let token = stat.version + 1;
+        let claim_data = codec::encode_claim(&ClaimData { lease_until_ms, token, consumer: self.consumer_id.clone() });
+        let claim = self.claim_path(id);
+        let mut w = self.client.new_multi_writer();
+        w.add_create(&claim, &claim_data, &ephemeral())?;
+        w.add_set_data(&item, &codec::encode_item(&h, payload), Some(stat.version))?;
+        let delivery = Delivery {
+            id,
+            payload: payload.to_vec(),
+            attempt: h.attempts,
+            enqueued_ms: h.enqueued_ms,
+            lease_until_ms,
+            key: h.key.clone(),
+            token,
+            header: h,
+        };
+        match w.commit().await {
+            Ok(_) => Ok(ClaimResult::Got(delivery)),
+            Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NodeExists }) => Ok(ClaimResult::Taken),
+            Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::NoNode }) => Ok(ClaimResult::Gone),
+            Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::BadVersion }) => Ok(ClaimResult::Taken),
+            Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) => {
+                // The claim may have committed. Our session outlives the
+                // connection, so an ephemeral claim owned by it is ours.
+                let sid = self.client.session_id().0;
+                let owned = retry_read(|| self.client.check_stat(&claim)).await?.is_some_and(|s: Stat| s.ephemeral_owner == sid);
+                let item_v = match retry_read(|| self.client.check_stat(&item)).await? {
+                    Some(s) => s.version,
+                    None => return Ok(ClaimResult::Gone),
+                };
+                if owned && item_v == token {
+                    Ok(ClaimResult::Got(delivery))
+                } else {
+                    Ok(ClaimResult::Taken)
+                }
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Picks a deq shard at random (spreading ack contention) and returns its
+    /// cached or freshly read value and version.
+    async fn deq_shard(&self) -> Result<(usize, Counter, i32)> {
+        let i = fastrand::usize(..self.meta.deq_shards as usize);
+        if let Some((c, v)) = self.deq.lock().unwrap()[i] {
+            return Ok((i, c, v));
+        }
+        let path = self.deq_path(i);
+        let (data, stat) = retry_read(|| self.client.get_data(&path)).await?;
+        let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "deq counter", path, reason: e.0 })?;
+        self.deq.lock().unwrap()[i] = Some((c, stat.version));
+        Ok((i, c, stat.version))
+    }
+
+    fn set_deq_cache(&self, i: usize, v: Option<(Counter, i32)>) {
+        self.deq.lock().unwrap()[i] = v;
+    }
+
+    /// Moves an item to the DLQ, conditioned on its version. Returns false if
+    /// the item changed underneath (someone else claimed or removed it).
+    async fn dead_letter(&self, id: MsgId, h: &ItemHeader, payload: &[u8], version: i32, with_claim: bool) -> Result<bool> {
+        let item = self.item_path(id);
+        let claim = self.claim_path(id);
+        let dlq = self.p(&format!("dlq/{}", id.name()));
+        let data = codec::encode_item(h, payload);
+        let mut with_claim = with_claim;
+        let mut attempt = 0;
+        loop {
+            let (shard, c, sv) = self.deq_shard().await?;
+            let delta = Counter { items: 1, bytes: payload.len() as u64, redeliveries: h.attempts.saturating_sub(1) as u64, dead: 1 };
+            let mut new = c;
+            new.add(&delta);
+            let mut w = self.client.new_multi_writer();
+            w.add_delete(&item, Some(version))?;
+            if with_claim {
+                w.add_delete(&claim, None)?;
+            }
+            w.add_create(&dlq, &data, &persistent())?;
+            w.add_set_data(&self.deq_path(shard), &new.encode(), Some(sv))?;
+            let shard_index = if with_claim { 3 } else { 2 };
+            match w.commit().await {
+                Ok(_) => {
+                    self.set_deq_cache(shard, Some((new, sv + 1)));
+                    debug!(id = %id, "dead-lettered");
+                    return Ok(true);
+                },
+                Err(MultiWriteError::OperationFailed { index: 0, .. }) => return Ok(false),
+                Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::NoNode }) if with_claim => with_claim = false,
+                Err(MultiWriteError::OperationFailed { index, source: ZkError::BadVersion | ZkError::NoNode }) if index == shard_index => {
+                    self.set_deq_cache(shard, None)
+                },
+                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) if attempt < 50 => backoff_sleep(&mut attempt).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Acknowledges (removes) a delivered message. Fails with `ClaimLost` if
+    /// the message was delivered to someone else since.
+    pub async fn ack(&self, d: &Delivery) -> Result<()> {
+        let item = self.item_path(d.id);
+        let claim = self.claim_path(d.id);
+        let mut with_claim = true;
+        let mut after_loss = false;
+        let mut attempt = 0;
+        loop {
+            let (shard, c, sv) = self.deq_shard().await?;
+            let mut new = c;
+            new.add(&Counter { items: 1, bytes: d.payload.len() as u64, redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0 });
+            let mut w = self.client.new_multi_writer();
+            w.add_delete(&item, Some(d.token))?;
+            if with_claim {
+                w.add_delete(&claim, None)?;
+            }
+            w.add_set_data(&self.deq_path(shard), &new.encode(), Some(sv))?;
+            let shard_index = if with_claim { 2 } else { 1 };
+            match w.commit().await {
+                Ok(_) => {
+                    self.set_deq_cache(shard, Some((new, sv + 1)));
+                    return Ok(());
+                },
+                // Gone after a retry most likely means our first attempt
+                // committed before the connection dropped.
+                Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode }) if after_loss => return Ok(()),
+                Err(MultiWriteError::OperationFailed { index: 0, .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
+                // Our claim node vanished (lease reaped, or session blip) but
+                // the item version proves nobody else claimed it since.
+                Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::NoNode }) if with_claim => with_claim = false,
+                Err(MultiWriteError::OperationFailed { index, source: ZkError::BadVersion | ZkError::NoNode }) if index == shard_index => {
+                    self.set_deq_cache(shard, None)
+                },
+                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) if attempt < 60 => {
+                    after_loss = true;
+                    backoff_sleep(&mut attempt).await;
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Acknowledges many deliveries with few requests. Each chunk is one multi;
+    /// if a chunk fails (some claim lost), its deliveries are acked one by one
+    /// so the result says exactly which ones were lost.
+    pub async fn ack_batch(&self, ds: &[Delivery]) -> Result<Vec<Result<()>>> {
+        let mut out = Vec::with_capacity(ds.len());
+        for chunk in ds.chunks(MAX_OPS_PER_MULTI / 2 - 1) {
+            let (shard, c, sv) = self.deq_shard().await?;
+            let mut new = c;
+            let mut w = self.client.new_multi_writer();
+            for d in chunk {
+                new.add(&Counter { items: 1, bytes: d.payload.len() as u64, redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0 });
+                w.add_delete(&self.item_path(d.id), Some(d.token))?;
+                w.add_delete(&self.claim_path(d.id), None)?;
+            }
+            w.add_set_data(&self.deq_path(shard), &new.encode(), Some(sv))?;
+            match w.commit().await {
+                Ok(_) => {
+                    self.set_deq_cache(shard, Some((new, sv + 1)));
+                    out.extend(chunk.iter().map(|_| Ok(())));
+                },
+                Err(MultiWriteError::OperationFailed { index, .. }) => {
+                    if index == chunk.len() * 2 {
+                        self.set_deq_cache(shard, None);
+                    }
+                    for d in chunk {
+                        out.push(self.ack(d).await);
+                    }
+                },
+                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) => {
+                    for d in chunk {
+                        out.push(self.ack(d).await);
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Returns a message to the queue, deliverable again after `delay`. A
+    /// message that has used up its attempts goes to the DLQ instead.
+    pub async fn nack(&self, d: &Delivery, delay: Duration) -> Result<NackOutcome> {
+        if self.meta.max_attempts > 0 && d.attempt >= self.meta.max_attempts {
+            return if self.dead_letter(d.id, &d.header, &d.payload, d.token, true).await? {
+                Ok(NackOutcome::DeadLettered)
+            } else {
+                Err(QueueError::ClaimLost { id: d.id.name() })
+            };
+        }
+        let mut h = d.header.clone();
+        h.not_before_ms = if delay.is_zero() { 0 } else { now_ms() + delay.as_millis() as u64 };
+        let data = codec::encode_item(&h, &d.payload);
+        let mut with_claim = true;
+        let mut attempt = 0;
+        loop {
+            let mut w = self.client.new_multi_writer();
+            w.add_set_data(&self.item_path(d.id), &data, Some(d.token))?;
+            if with_claim {
+                w.add_delete(&self.claim_path(d.id), None)?;
+            }
+            match w.commit().await {
+                Ok(_) => return Ok(NackOutcome::Requeued),
+                Err(MultiWriteError::OperationFailed { index: 0, .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
+                Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::NoNode }) => with_claim = false,
+                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) if attempt < 60 => {
+                    // A committed nack bumped the version, so a retry of it
+                    // fails the version check; report that as lost rather
+                    // than guess.
+                    backoff_sleep(&mut attempt).await;
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Extends the lease of a delivery to now + `lease`.
+    pub async fn extend(&self, d: &mut Delivery, lease: Duration) -> Result<()> {
+        let lease_until_ms = now_ms() + lease.as_millis() as u64;
+        let data = codec::encode_claim(&ClaimData { lease_until_ms, token: d.token, consumer: self.consumer_id.clone() });
+        let item = self.item_path(d.id);
+        let claim = self.claim_path(d.id);
+        let mut attempt = 0;
+        let mut recreate = false;
+        loop {
+            let mut w = self.client.new_multi_writer();
+            w.add_check_version(&item, d.token)?;
+            if recreate {
+                w.add_create(&claim, &data, &ephemeral())?;
+            } else {
+                w.add_set_data(&claim, &data, None)?;
+            }
+            match w.commit().await {
+                Ok(_) => {
+                    d.lease_until_ms = lease_until_ms;
+                    return Ok(());
+                },
+                Err(MultiWriteError::OperationFailed { index: 0, .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
+                // The lease was reaped but nobody has claimed the item since:
+                // take the claim back.
+                Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::NoNode }) if !recreate => recreate = true,
+                Err(MultiWriteError::OperationFailed { index: 1, .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
+                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) if attempt < 60 => backoff_sleep(&mut attempt).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Releases claims whose lease has run out, so their items can be claimed
+    /// again. Returns whether anything was released and the earliest lease
+    /// deadline still running.
+    async fn reap(&self, cs: &mut ConsumerState) -> Result<(bool, Option<u64>)> {
+        let now = now_ms();
+        let mut reaped = false;
+        let mut next: Option<u64> = None;
+        for chunk in cs.claim_names.clone().chunks(200) {
+            let paths: Vec<String> = chunk.iter().map(|n| self.p(&format!("claims/{n}"))).collect();
+            let res = retry_read(|| {
+                let mut r = self.client.new_multi_reader();
+                for p in &paths {
+                    r.add_get_data(p).unwrap();
+                }
+                r.commit()
+            })
+            .await?;
+            for (path, r) in paths.iter().zip(res) {
+                let MultiReadResult::Data { data, stat } = r else { continue };
+                let Ok(c) = codec::decode_claim(&data) else { continue };
+                if c.lease_until_ms <= now {
+                    let mut w = self.client.new_multi_writer();
+                    w.add_check_version(path, stat.version)?;
+                    w.add_delete(path, Some(stat.version))?;
+                    if w.commit().await.is_ok() {
+                        debug!(claim = %path, consumer = %c.consumer, "lease expired; released");
+                        reaped = true;
+                        if let Some(id) = path.rsplit('/').next().and_then(MsgId::parse) {
+                            cs.claimed.remove(&id);
+                        }
+                    }
+                } else {
+                    next = Some(next.map_or(c.lease_until_ms, |n| n.min(c.lease_until_ms)));
+                }
+            }
+        }
+        Ok((reaped, next))
+    }
+
+    /// Sleeps until something that could make a message deliverable happens.
+    /// Idle consumers form a line of ephemeral sequential nodes; only the
+    /// first watches the queue (puts via `enq`, released claims via `claims`),
+    /// the others watch their predecessor. A put therefore wakes one consumer,
+    /// which passes the baton on when it leaves, instead of waking them all.
+    async fn wait(&self, cs: &ConsumerState, waiter: &Waiter, wake: Instant) -> Result<()> {
+        let dir = self.p("waiters");
+        let mut line = match self.list(&dir).await? {
+            Some(l) => l,
+            None => return Err(QueueError::NotFound(self.path.clone())),
+        };
+        line.sort_by(|a, b| {
+            let sa = a.rsplit('-').next().and_then(codec::parse_zk_seq).unwrap_or(i32::MAX);
+            let sb = b.rsplit('-').next().and_then(codec::parse_zk_seq).unwrap_or(i32::MAX);
+            codec::zk_seq_order(sa, sb)
+        });
+        let Some(pos) = line.iter().position(|n| *n == waiter.name) else {
+            // Our node is gone (session trouble); rescan rather than wait.
+            return Ok(());
+        };
+        if pos == 0 {
+            let (stat, enq_w) = self.client.check_and_watch_stat(&self.p("enq")).await?;
+            if stat.is_none_or(|s| s.version != cs.enq_version) {
+                return Ok(());
+            }
+            let (claims, claims_w) = self.client.list_and_watch_children(&self.p("claims")).await?;
+            let now: HashSet<&String> = claims.iter().collect();
+            if cs.claim_names.iter().any(|c| !now.contains(c)) {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = enq_w.changed() => {},
+                _ = claims_w.changed() => {},
+                _ = tokio::time::sleep_until(wake) => {},
+            }
+        } else {
+            let pred = format!("{dir}/{}", line[pos - 1]);
+            let (stat, w) = self.client.check_and_watch_stat(&pred).await?;
+            if stat.is_none() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = w.changed() => {},
+                _ = tokio::time::sleep_until(wake) => {},
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // Observability and maintenance
+    // -----------------------------------------------------------------------
+
+    pub async fn stats(&self) -> Result<Stats> {
+        let enq = self.read_enq().await?.0;
+        let deq = self.read_deq().await?;
+        let count = |rel: &'static str| async move {
+            let p = self.p(rel);
+            Ok::<u64, QueueError>(retry_read(|| self.client.check_stat(&p)).await?.map_or(0, |s| s.num_children as u64))
+        };
+        let mut oldest: Option<u64> = None;
+        let mut lanes: Vec<u16> = self.list(&self.p("ready")).await?.unwrap_or_default().iter().filter_map(|l| codec::parse_lane(l)).collect();
+        lanes.sort_unstable();
+        'lanes: for lane in lanes {
+            let mut buckets: Vec<u64> = self.list(&self.lane_path(lane)).await?.unwrap_or_default().iter().filter_map(|b| codec::parse_bucket(b)).collect();
+            buckets.sort_unstable();
+            for b in buckets {
+                let mut items: Vec<u64> = self.list(&self.bucket_path(lane, b)).await?.unwrap_or_default().iter().filter_map(|i| codec::parse_item(i)).collect();
+                items.sort_unstable();
+                if let Some(&seq) = items.first() {
+                    if let Ok((data, _)) = self.client.get_data(&self.item_path(MsgId { priority: lane, seq })).await {
+                        if let Ok((h, _)) = codec::decode_item(&data) {
+                            oldest = Some(oldest.map_or(h.enqueued_ms, |o| o.min(h.enqueued_ms)));
+                        }
+                    }
+                    continue 'lanes;
+                }
+            }
+        }
+        let now = now_ms();
+        Ok(Stats {
+            depth: enq.items.saturating_sub(deq.items),
+            bytes: enq.bytes.saturating_sub(deq.bytes),
+            in_flight: count("claims").await?,
+            dlq: count("dlq").await?,
+            oldest_age: oldest.map(|o| Duration::from_millis(now.saturating_sub(o))),
+            redeliveries: deq.redeliveries,
+            enqueued_total: enq.items,
+            removed_total: deq.items,
+            dead_lettered_total: deq.dead,
+            waiting_consumers: count("waiters").await?,
+            max_items: self.meta.max_items,
+            max_bytes: self.meta.max_bytes,
+        })
+    }
+
+    /// Up to `limit` dead letters, oldest first.
+    pub async fn dlq(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let mut names = self.list(&self.p("dlq")).await?.unwrap_or_default();
+        names.sort();
+        let mut out = Vec::new();
+        for n in names.into_iter().take(limit) {
+            let path = self.p(&format!("dlq/{n}"));
+            let Ok((data, _)) = self.client.get_data(&path).await else { continue };
+            let (h, payload) = codec::decode_item(&data).map_err(|e| QueueError::Corrupt { what: "dead letter", path, reason: e.0 })?;
+            out.push(DeadLetter { id: n, payload: payload.to_vec(), attempts: h.attempts, enqueued_ms: h.enqueued_ms, key: h.key });
+        }
+        Ok(out)
+    }
+
+    /// Forgets idempotency keys older than `age`, so they can be reused and do
+    /// not accumulate forever. Returns how many were removed.
+    pub async fn purge_keys(&self, age: Duration) -> Result<usize> {
+        let cutoff = now_ms().saturating_sub(age.as_millis() as u64) as i64;
+        let mut removed = 0;
+        for s in 0..codec::KEY_SHARDS {
+            let dir = self.p(&format!("keys/{}", codec::key_shard_name(s)));
+            for n in self.list(&dir).await?.unwrap_or_default() {
+                let path = format!("{dir}/{n}");
+                if let Ok(Some(stat)) = self.client.check_stat(&path).await {
+                    if stat.ctime <= cutoff && self.client.delete(&path, Some(stat.version)).await.is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// An idle consumer's place in line. Released explicitly when `take` returns;
+/// if the future is dropped instead, Drop removes it in the background (and
+/// it is ephemeral, so a crash removes it too).
+struct Waiter {
+    client: Client,
+    path: String,
+    name: String,
+    released: bool,
+}
+
+impl Waiter {
+    async fn create(client: &Client, dir: &str) -> Result<Waiter> {
+        let prefix = format!("{dir}/w-");
+        let (_, seq) = client.create(&prefix, b"", &ephemeral_seq()).await?;
+        let name = format!("w-{seq}");
+        Ok(Waiter { client: client.clone(), path: format!("{dir}/{name}"), name, released: false })
+    }
+
+    async fn release(mut self) {
+        self.released = true;
+        let _ = self.client.delete(&self.path, None).await;
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if !self.released {
+            let client = self.client.clone();
+            let path = std::mem::take(&mut self.path);
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move {
+                    let _ = client.delete(&path, None).await;
+                });
+            }
+        }
+    }
+}

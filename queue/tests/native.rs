@@ -1,0 +1,291 @@
+//! Native layout semantics against a real server (Apache ZooKeeper unless
+//! CORRAL_QUEUE_TEST_HOSTS / CORRAL_BIN say otherwise; see tests/common).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{connect, unique_path, Server};
+use corral_queue::{Message, Meta, NackOutcome, NativeQueue, PutOutcome, QueueError};
+
+const SESSION: Duration = Duration::from_secs(10);
+
+async fn queue(meta: Meta) -> NativeQueue {
+    let c = connect(&Server::shared().hosts, SESSION).await;
+    NativeQueue::create(&c, &unique_path("q"), meta).await.unwrap()
+}
+
+async fn take_payload(q: &NativeQueue) -> String {
+    let d = q.take(Some(Duration::from_secs(10))).await.unwrap().expect("a message");
+    q.ack(&d).await.unwrap();
+    String::from_utf8(d.payload).unwrap()
+}
+
+#[tokio::test]
+async fn fifo_within_priority_and_priorities_first() {
+    let q = queue(Meta::default()).await;
+    for (p, m) in [(100, "a1"), (5, "hi1"), (100, "a2"), (900, "low"), (5, "hi2"), (100, "a3")] {
+        q.put(Message::new(m).priority(p)).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(take_payload(&q).await);
+    }
+    assert_eq!(got, ["hi1", "hi2", "a1", "a2", "a3", "low"]);
+    assert!(q.take(Some(Duration::from_millis(100))).await.unwrap().is_none());
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight, s.enqueued_total, s.removed_total), (0, 0, 6, 6));
+}
+
+#[tokio::test]
+async fn small_buckets_roll_over_and_are_cleaned_up() {
+    let q = queue(Meta { bucket_size: 3, ..Meta::default() }).await;
+    let msgs: Vec<Message> = (0..20).map(|i| Message::new(format!("m{i:02}"))).collect();
+    q.put_batch(msgs).await.unwrap();
+    for i in 0..20 {
+        assert_eq!(take_payload(&q).await, format!("m{i:02}"));
+    }
+    // Fully allocated, drained buckets are deleted by consumers; only the
+    // bucket that can still receive items (seq 20 lives in bucket 6) may stay.
+    let lane = format!("{}/ready/p100", q.path());
+    let buckets = q.client().list_children(&lane).await.unwrap();
+    assert!(buckets.len() <= 1, "stale buckets left: {buckets:?}");
+}
+
+#[tokio::test]
+async fn delayed_message_waits_and_does_not_block_others() {
+    let q = queue(Meta::default()).await;
+    let t0 = Instant::now();
+    q.put(Message::new("later").delay(Duration::from_millis(1500))).await.unwrap();
+    q.put(Message::new("now")).await.unwrap();
+    assert_eq!(take_payload(&q).await, "now");
+    assert_eq!(take_payload(&q).await, "later");
+    assert!(t0.elapsed() >= Duration::from_millis(1500), "delivered early: {:?}", t0.elapsed());
+}
+
+#[tokio::test]
+async fn idempotent_put_is_a_noop() {
+    let q = queue(Meta::default()).await;
+    let first = q.put(Message::new("x").key("order-17")).await.unwrap();
+    let PutOutcome::Enqueued(id) = first else { panic!("{first:?}") };
+    let again = q.put(Message::new("x").key("order-17")).await.unwrap();
+    assert_eq!(again, PutOutcome::Duplicate { key: "order-17".into(), original: Some(id) });
+    // Keys with characters that are not valid in znode names.
+    q.put(Message::new("y").key("a/b/../c %")).await.unwrap();
+    assert!(matches!(q.put(Message::new("y").key("a/b/../c %")).await.unwrap(), PutOutcome::Duplicate { .. }));
+    assert_eq!(q.stats().await.unwrap().depth, 2);
+    // Still a no-op after the first copy was processed.
+    let d = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    q.ack(&d).await.unwrap();
+    assert!(matches!(q.put(Message::new("x").key("order-17")).await.unwrap(), PutOutcome::Duplicate { .. }));
+    assert_eq!(q.purge_keys(Duration::ZERO).await.unwrap(), 2);
+    assert!(matches!(q.put(Message::new("x").key("order-17")).await.unwrap(), PutOutcome::Enqueued(_)));
+}
+
+#[tokio::test]
+async fn nack_with_delay_and_dead_letter_after_max_attempts() {
+    let q = queue(Meta { max_attempts: 3, ..Meta::default() }).await;
+    q.put(Message::new("poison")).await.unwrap();
+    q.put(Message::new("fine")).await.unwrap();
+    let d1 = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!((d1.payload.as_slice(), d1.attempt), (&b"poison"[..], 1));
+    assert_eq!(q.nack(&d1, Duration::from_millis(700)).await.unwrap(), NackOutcome::Requeued);
+    // The nacked message is delayed, so the next one is delivered meanwhile.
+    let d = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!(d.payload, b"fine");
+    q.ack(&d).await.unwrap();
+    let d2 = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!((d2.payload.as_slice(), d2.attempt), (&b"poison"[..], 2));
+    // A stale delivery cannot be acked once the message was redelivered.
+    assert!(matches!(q.ack(&d1).await, Err(QueueError::ClaimLost { .. })));
+    assert_eq!(q.nack(&d2, Duration::ZERO).await.unwrap(), NackOutcome::Requeued);
+    let d3 = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!(d3.attempt, 3);
+    assert_eq!(q.nack(&d3, Duration::ZERO).await.unwrap(), NackOutcome::DeadLettered);
+    assert!(q.take(Some(Duration::from_millis(200))).await.unwrap().is_none());
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.dlq, s.dead_lettered_total, s.redeliveries), (0, 1, 1, 2));
+    let dl = q.dlq(10).await.unwrap();
+    assert_eq!(dl.len(), 1);
+    assert_eq!((dl[0].payload.as_slice(), dl[0].attempts), (&b"poison"[..], 3));
+}
+
+#[tokio::test]
+async fn lease_expiry_redelivers_and_fences_the_old_consumer() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("lease");
+    let ca = connect(hosts, SESSION).await;
+    let cb = connect(hosts, SESSION).await;
+    let a = NativeQueue::create(&ca, &path, Meta { lease_ms: 800, ..Meta::default() }).await.unwrap();
+    let b = NativeQueue::open(&cb, &path).await.unwrap();
+    a.put(Message::new("job")).await.unwrap();
+    let mut da = a.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    a.extend(&mut da, Duration::from_millis(800)).await.unwrap();
+    // b waits; it must get the message once a's lease runs out, not before.
+    let t0 = Instant::now();
+    let db = b.take(Some(Duration::from_secs(10))).await.unwrap().expect("redelivered after lease expiry");
+    assert!(t0.elapsed() >= Duration::from_millis(500), "lease not honoured: {:?}", t0.elapsed());
+    assert_eq!((db.payload.as_slice(), db.attempt), (&b"job"[..], 2));
+    assert!(matches!(a.extend(&mut da, Duration::from_secs(5)).await, Err(QueueError::ClaimLost { .. })));
+    assert!(matches!(a.nack(&da, Duration::ZERO).await, Err(QueueError::ClaimLost { .. })));
+    assert!(matches!(a.ack(&da).await, Err(QueueError::ClaimLost { .. })));
+    b.ack(&db).await.unwrap();
+    let s = b.stats().await.unwrap();
+    assert_eq!((s.depth, s.removed_total, s.redeliveries), (0, 1, 1));
+}
+
+#[tokio::test]
+async fn crashed_consumer_claim_is_released_promptly() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("crash");
+    let proxy = common::Proxy::start(hosts).await;
+    // Long lease: only the end of a's session can release the claim in time.
+    let ca = connect(&proxy.hosts, Duration::from_secs(2)).await;
+    let a = NativeQueue::create(&ca, &path, Meta { lease_ms: 120_000, ..Meta::default() }).await.unwrap();
+    let cb = connect(hosts, SESSION).await;
+    let b = NativeQueue::open(&cb, &path).await.unwrap();
+    a.put(Message::new("job")).await.unwrap();
+    let da = a.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn(async move {
+        let _ = tx.send(());
+        let t0 = Instant::now();
+        let d = b.take(Some(Duration::from_secs(20))).await.unwrap();
+        (d, t0.elapsed(), b)
+    });
+    rx.await.unwrap();
+    // a is cut off: still running, but its session expires on the server.
+    proxy.partition();
+    let (d, waited, b) = waiter.await.unwrap();
+    let d = d.expect("redelivered after the session ended");
+    assert_eq!(d.attempt, 2);
+    assert!(waited < Duration::from_secs(8), "redelivery took {waited:?}");
+    proxy.heal();
+    let err = a.ack(&da).await.unwrap_err();
+    assert!(matches!(err, QueueError::SessionExpired | QueueError::ClaimLost { .. }), "zombie ack: {err}");
+    b.ack(&d).await.unwrap();
+}
+
+#[tokio::test]
+async fn killed_consumer_claim_is_released_after_session_timeout() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("kill");
+    let ca = common::connect_detached(hosts, Duration::from_secs(1)).await;
+    let a = NativeQueue::create(&ca, &path, Meta { lease_ms: 120_000, ..Meta::default() }).await.unwrap();
+    a.put(Message::new("job")).await.unwrap();
+    let da = a.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    // Process death: the connection goes away without closing the session.
+    drop(a);
+    drop(ca);
+    let cb = connect(hosts, SESSION).await;
+    let b = NativeQueue::open(&cb, &path).await.unwrap();
+    let t0 = Instant::now();
+    let d = b.take(Some(Duration::from_secs(20))).await.unwrap().expect("redelivered");
+    assert_eq!((d.id, d.attempt), (da.id, 2));
+    assert!(t0.elapsed() < Duration::from_secs(8), "took {:?}", t0.elapsed());
+    b.ack(&d).await.unwrap();
+}
+
+#[tokio::test]
+async fn exact_item_bound_under_concurrent_producers() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("bound");
+    let c0 = connect(hosts, SESSION).await;
+    let q0 = NativeQueue::create(&c0, &path, Meta { max_items: Some(25), ..Meta::default() }).await.unwrap();
+    let mut tasks = Vec::new();
+    for p in 0..6 {
+        let hosts = hosts.clone();
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = connect(&hosts, SESSION).await;
+            let q = NativeQueue::open(&c, &path).await.unwrap();
+            let (mut ok, mut full) = (0, 0);
+            for i in 0..10 {
+                match q.put(Message::new(format!("{p}-{i}"))).await {
+                    Ok(_) => ok += 1,
+                    Err(QueueError::Full { .. }) => full += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (ok, full)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (o, f) = t.await.unwrap();
+        assert_eq!(o + f, 10);
+        ok += o;
+    }
+    assert_eq!(ok, 25, "exactly the bound must be admitted");
+    assert_eq!(q0.stats().await.unwrap().depth, 25);
+    let children: usize = {
+        let lanes = format!("{path}/ready/p100");
+        let mut n = 0;
+        for b in c0.list_children(&lanes).await.unwrap() {
+            n += c0.list_children(&format!("{lanes}/{b}")).await.unwrap().len();
+        }
+        n
+    };
+    assert_eq!(children, 25);
+    // Room frees up as soon as something is acked, including for a blocked put.
+    let blocked = {
+        let hosts = hosts.clone();
+        let path = path.clone();
+        tokio::spawn(async move {
+            let c = connect(&hosts, SESSION).await;
+            let q = NativeQueue::open(&c, &path).await.unwrap();
+            q.put_wait(Message::new("late"), Duration::from_secs(20)).await
+        })
+    };
+    let d = q0.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    q0.ack(&d).await.unwrap();
+    assert!(matches!(blocked.await.unwrap().unwrap(), PutOutcome::Enqueued(_)));
+    assert_eq!(q0.stats().await.unwrap().depth, 25);
+    let err = q0.put(Message::new("over")).await.unwrap_err();
+    assert!(err.to_string().contains("is full"), "{err}");
+}
+
+#[tokio::test]
+async fn byte_bound_is_exact() {
+    let q = queue(Meta { max_bytes: Some(1000), ..Meta::default() }).await;
+    q.put(Message::new(vec![0u8; 600])).await.unwrap();
+    assert!(matches!(q.put(Message::new(vec![0u8; 401])).await, Err(QueueError::Full { .. })));
+    q.put(Message::new(vec![0u8; 400])).await.unwrap();
+    assert!(matches!(q.put(Message::new(vec![0u8; 1])).await, Err(QueueError::Full { .. })));
+    assert_eq!(q.stats().await.unwrap().bytes, 1000);
+}
+
+#[tokio::test]
+async fn batches_larger_than_one_request_are_chunked() {
+    let q = queue(Meta::default()).await;
+    // ~3 MB in total: three times the server's default request limit.
+    let msgs: Vec<Message> = (0..1500).map(|i| Message::new(vec![(i % 251) as u8; 2000])).collect();
+    let out = q.put_batch(msgs).await.unwrap();
+    assert_eq!(out.len(), 1500);
+    let mut ds = Vec::new();
+    while ds.len() < 1500 {
+        ds.push(q.take(Some(Duration::from_secs(10))).await.unwrap().expect("message"));
+    }
+    for (i, d) in ds.iter().enumerate() {
+        assert_eq!(d.payload[0], (i % 251) as u8, "FIFO order across chunks");
+    }
+    let res = q.ack_batch(&ds).await.unwrap();
+    assert!(res.iter().all(|r| r.is_ok()));
+    assert_eq!(q.stats().await.unwrap().depth, 0);
+    assert!(matches!(q.put(Message::new(vec![0u8; 2_000_000])).await, Err(QueueError::TooLarge { .. })));
+}
+
+#[tokio::test]
+async fn clear_errors_for_bad_and_missing_paths() {
+    let c = connect(&Server::shared().hosts, SESSION).await;
+    for bad in ["relative", "/trailing/", "/a//b", "/", "/zookeeper/x", "/a/../b"] {
+        assert!(matches!(NativeQueue::open(&c, bad).await, Err(QueueError::BadPath { .. })), "{bad}");
+    }
+    let missing = unique_path("missing");
+    let err = NativeQueue::open(&c, &missing).await.unwrap_err();
+    assert!(matches!(err, QueueError::NotFound(_)), "{err}");
+    // A plain node that is not a queue.
+    let plain = unique_path("plain");
+    c.mkdir(&plain, &zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
+    assert!(matches!(NativeQueue::open(&c, &plain).await, Err(QueueError::WrongLayout { .. })));
+}
