@@ -1,0 +1,71 @@
+//! `corral`: with no arguments, the embedded default (standalone,
+//! 127.0.0.1:2181, data in ./corral-data); `corral server zoo.cfg` runs from
+//! a ZooKeeper configuration file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use corral::config::Config;
+use corral::net::Server;
+
+const USAGE: &str = "usage: corral                  run standalone on 127.0.0.1:2181 with data in ./corral-data
+       corral server ZOO_CFG    run with a ZooKeeper zoo.cfg (and dataDir/myid)";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => Ok(Config::embedded_default()),
+        ["server", path] => Config::load(&PathBuf::from(path)),
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(64);
+        }
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("corral: configuration error: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("corral: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let server = match Server::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("corral: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Tests and scripts read the bound address from this line.
+        println!("corral listening on {}", server.local_addr);
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

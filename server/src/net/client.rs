@@ -1,0 +1,146 @@
+//! One client connection: four-letter word or session. Frames in, decoded
+//! and forwarded to the processor in order; replies and events out, in the
+//! order the processor emitted them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ConnectRequest, DecodeError, ErrorCode, FrameCodec, Jute, Request, RequestHeader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{Framed, FramedParts};
+use tokio_util::sync::CancellationToken;
+
+use super::processor::{Input, Output, OUTPUT_QUEUE_MAX};
+use crate::config::{Config, FOUR_LETTER_WORDS};
+
+/// How long a new connection may take to send its first bytes.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn serve(
+    mut socket: TcpStream,
+    addr: SocketAddr,
+    conn_id: u64,
+    input: mpsc::Sender<Input>,
+    cfg: Arc<Config>,
+    shutdown: CancellationToken,
+) {
+    let _ = socket.set_nodelay(true);
+    let mut first = [0u8; 4];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.read_exact(&mut first)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
+    // A four-letter word is recognised before any length check: as a length
+    // its bytes would be far over any frame limit.
+    if first.iter().all(u8::is_ascii_lowercase) {
+        let word = std::str::from_utf8(&first).expect("ascii").to_owned();
+        let text = if !FOUR_LETTER_WORDS.contains(&word.as_str()) {
+            tracing::debug!(%addr, word, "unknown four-letter word");
+            return;
+        } else if !cfg.four_letter_words.contains(&word) {
+            format!("{word} is not executed because it is not in the whitelist.\n")
+        } else {
+            let (tx, rx) = oneshot::channel();
+            if input.send(Input::FourLetter { word, reply: tx }).await.is_err() {
+                return;
+            }
+            rx.await.unwrap_or_default()
+        };
+        let _ = socket.write_all(text.as_bytes()).await;
+        let _ = socket.shutdown().await;
+        return;
+    }
+
+    let mut parts = FramedParts::new::<bytes::Bytes>(socket, FrameCodec::new(cfg.max_frame_bytes));
+    parts.read_buf = BytesMut::from(&first[..]);
+    let mut framed = Framed::from_parts(parts);
+
+    let connect = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
+        Ok(Some(Ok(f))) => f,
+        Ok(Some(Err(e))) => {
+            tracing::info!(%addr, "closing connection: {e}");
+            return;
+        }
+        _ => return,
+    };
+    let req = match ConnectRequest::from_bytes(&connect) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(%addr, "closing connection: malformed ConnectRequest: {e}");
+            return;
+        }
+    };
+    let (out_tx, mut out_rx) = mpsc::channel(OUTPUT_QUEUE_MAX);
+    if input.send(Input::Connect { conn_id, addr, req, out: out_tx }).await.is_err() {
+        return;
+    }
+
+    loop {
+        tokio::select! {
+            frame = framed.next() => {
+                let msg = match frame {
+                    Some(Ok(f)) => match decode(conn_id, &f) {
+                        Some(m) => m,
+                        None => {
+                            tracing::info!(%addr, "closing connection: request shorter than its header");
+                            break;
+                        }
+                    },
+                    Some(Err(e)) => {
+                        tracing::info!(%addr, "closing connection: {e}");
+                        break;
+                    }
+                    None => break,
+                };
+                if input.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            out = out_rx.recv() => {
+                let mut closing = false;
+                let mut out = out;
+                // Write everything queued, then flush once.
+                loop {
+                    match out {
+                        Some(Output::Frame(b)) => {
+                            if framed.feed(b).await.is_err() {
+                                closing = true;
+                                break;
+                            }
+                        }
+                        Some(Output::Close) | None => {
+                            closing = true;
+                            break;
+                        }
+                    }
+                    match out_rx.try_recv() {
+                        Ok(o) => out = Some(o),
+                        Err(_) => break,
+                    }
+                }
+                if framed.flush().await.is_err() || closing {
+                    break;
+                }
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    let _ = framed.get_mut().shutdown().await;
+    let _ = input.send(Input::Closed { conn_id }).await;
+}
+
+/// Turns a frame into processor input; `None` if it cannot even carry a header.
+fn decode(conn_id: u64, frame: &[u8]) -> Option<Input> {
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf).ok()?;
+    Some(match Request::decode(header.r#type, buf) {
+        Ok(req) => Input::Request { conn_id, xid: header.xid, req },
+        Err(DecodeError::UnknownOpCode(_)) => Input::BadRequest { conn_id, xid: header.xid, err: ErrorCode::Unimplemented },
+        Err(_) => Input::BadRequest { conn_id, xid: header.xid, err: ErrorCode::MarshallingError },
+    })
+}

@@ -1,0 +1,151 @@
+//! Four-letter words: answered by the processor from its own state, in
+//! ZooKeeper's text formats (tools parse them: keep the key names).
+
+use std::fmt::Write;
+
+use super::processor::Processor;
+
+/// The version Corral reports where ZooKeeper reports its own: clients and
+/// tools gate features on it, and Corral implements 3.8's protocol.
+pub const ZK_VERSION: &str = concat!("3.8.4-corral-", env!("CARGO_PKG_VERSION"), ", built on 1970-01-01 00:00 UTC");
+
+pub(super) fn run(p: &mut Processor, word: &str) -> String {
+    let mut s = String::new();
+    let core = &p.core;
+    let st = &p.stats;
+    let avg = if st.latency_count == 0 { 0.0 } else { st.latency_total_ms as f64 / st.latency_count as f64 };
+    match word {
+        "ruok" => s.push_str("imok"),
+        "isro" => s.push_str("rw"),
+        "srvr" | "stat" => {
+            let _ = writeln!(s, "Zookeeper version: {ZK_VERSION}");
+            if word == "stat" {
+                s.push_str("Clients:\n");
+                for c in p.conns_by_addr() {
+                    let _ = writeln!(s, " /{}[1](queued=0,recved={},sent={})", c.addr, c.received, c.sent);
+                }
+                s.push('\n');
+            }
+            let _ = writeln!(s, "Latency min/avg/max: {}/{:.4}/{}", st.latency_min_ms, avg, st.latency_max_ms);
+            let _ = writeln!(s, "Received: {}", st.received);
+            let _ = writeln!(s, "Sent: {}", st.sent);
+            let _ = writeln!(s, "Connections: {}", p.conns.len());
+            let _ = writeln!(s, "Outstanding: 0");
+            let _ = writeln!(s, "Zxid: {:#x}", core.last_zxid());
+            let _ = writeln!(s, "Mode: standalone");
+            let _ = writeln!(s, "Node count: {}", core.tree.len());
+        }
+        "mntr" => {
+            let rows: Vec<(&str, String)> = vec![
+                ("zk_version", ZK_VERSION.to_string()),
+                ("zk_server_state", "standalone".into()),
+                ("zk_avg_latency", format!("{avg:.4}")),
+                ("zk_max_latency", st.latency_max_ms.to_string()),
+                ("zk_min_latency", st.latency_min_ms.to_string()),
+                ("zk_packets_received", st.received.to_string()),
+                ("zk_packets_sent", st.sent.to_string()),
+                ("zk_num_alive_connections", p.conns.len().to_string()),
+                ("zk_outstanding_requests", "0".into()),
+                ("zk_znode_count", core.tree.len().to_string()),
+                ("zk_watch_count", core.watches.count().to_string()),
+                ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
+                ("zk_approximate_data_size", core.tree.data_bytes().to_string()),
+                ("zk_global_sessions", core.sessions.len().to_string()),
+                ("zk_last_zxid", format!("{:#x}", core.last_zxid())),
+                ("zk_log_entries", p.store().log_len().to_string()),
+                ("zk_data_dir_size", p.store().size_on_disk().to_string()),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(s, "{k}\t{v}");
+            }
+        }
+        "conf" => {
+            let c = &p.cfg;
+            let _ = writeln!(s, "clientPort={}", c.client_addr.port());
+            let _ = writeln!(s, "clientPortAddress={}", c.client_addr.ip());
+            let _ = writeln!(s, "dataDir={}", c.data_dir.display());
+            let _ = writeln!(s, "dataLogDir={}", c.data_log_dir.display());
+            let _ = writeln!(s, "tickTime={}", c.tick_ms);
+            let _ = writeln!(s, "maxClientCnxns={}", c.max_client_cnxns);
+            let _ = writeln!(s, "minSessionTimeout={}", c.min_session_timeout_ms);
+            let _ = writeln!(s, "maxSessionTimeout={}", c.max_session_timeout_ms);
+            let _ = writeln!(s, "serverId={}", c.my_id);
+            let _ = writeln!(s, "jute.maxbuffer={}", c.max_frame_bytes);
+            let _ = writeln!(s, "extendedTypesEnabled={}", c.extended_types);
+        }
+        "cons" => {
+            for c in p.conns_by_addr() {
+                let _ = writeln!(
+                    s,
+                    " /{}[1](queued=0,recved={},sent={},sid={:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x})",
+                    c.addr, c.received, c.sent, c.session_id, c.last_op, c.established_ms, c.timeout_ms, c.last_cxid, c.last_zxid
+                );
+            }
+            s.push('\n');
+        }
+        "envi" => {
+            s.push_str("Environment:\n");
+            let _ = writeln!(s, "zookeeper.version={ZK_VERSION}");
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            let _ = writeln!(s, "host.name={}", host.trim());
+            let _ = writeln!(s, "corral.version={}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(s, "os.name={}", std::env::consts::OS);
+            let _ = writeln!(s, "os.arch={}", std::env::consts::ARCH);
+            let _ = writeln!(s, "user.dir={}", std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default());
+        }
+        "wchs" => {
+            let w = &core.watches;
+            let _ = writeln!(s, "{} connections watching {} paths", w.session_count(), w.path_count());
+            let _ = writeln!(s, "Total watches:{}", w.count());
+        }
+        "wchc" => {
+            for (session, paths) in core.watches.by_session() {
+                let _ = writeln!(s, "{session:#x}");
+                for p in paths {
+                    let _ = writeln!(s, "\t{p}");
+                }
+            }
+        }
+        "wchp" => {
+            for (path, sessions) in core.watches.by_path() {
+                let _ = writeln!(s, "{path}");
+                for id in sessions {
+                    let _ = writeln!(s, "\t{id:#x}");
+                }
+            }
+        }
+        "dump" => {
+            s.push_str("SessionTracker dump:\n");
+            let _ = writeln!(s, "Global Sessions({}):", core.sessions.len());
+            let now = p.mono_ms();
+            for (id, sess) in core.sessions.iter() {
+                let left = if sess.deadline_ms == i64::MAX { sess.timeout_ms as i64 } else { sess.deadline_ms - now };
+                let _ = writeln!(s, "{id:#x}\t{}ms", left.max(0));
+            }
+            s.push_str("ephemeral nodes dump:\n");
+            let with: Vec<_> = core.sessions.iter().filter(|(id, _)| core.tree.ephemerals(**id).next().is_some()).collect();
+            let _ = writeln!(s, "Sessions with Ephemerals ({}):", with.len());
+            for (id, _) in with {
+                let _ = writeln!(s, "{id:#x}:");
+                for path in core.tree.ephemerals(*id) {
+                    let _ = writeln!(s, "\t{path}");
+                }
+            }
+        }
+        "crst" => {
+            for c in p.conns.values_mut() {
+                c.received = 0;
+                c.sent = 0;
+            }
+            s.push_str("Connection stats reset.\n");
+        }
+        "srst" => {
+            p.reset_stats();
+            s.push_str("Server stats reset.\n");
+        }
+        other => {
+            let _ = writeln!(s, "{other} is not a known command");
+        }
+    }
+    s
+}
