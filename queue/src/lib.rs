@@ -3,15 +3,16 @@
 //! Three layouts share one API surface ([`Queue`]):
 //! * [`native`]: priorities, delays, leases, fenced acks, DLQ, idempotent
 //!   producers, exact bounds, flat cost at millions of pending items;
-//! * [`kazoo`]: kazoo's `LockingQueue` node layout, for Python interop;
-//! * [`curator`]: Curator's `DistributedQueue` layout, for Java interop.
+//! * [`interop`] `Flavor::Kazoo`: kazoo's `LockingQueue` node layout, for
+//!   Python interop;
+//! * [`interop`] `Flavor::Curator`: Curator's `DistributedQueue` layout (with
+//!   a lock path), for Java interop.
 //!
 //! See docs/queue.md for guarantees and failure behaviour.
 
 pub mod codec;
-pub mod curator;
 pub mod error;
-pub mod kazoo;
+pub mod interop;
 pub mod native;
 
 use std::time::Duration;
@@ -50,4 +51,182 @@ pub async fn detect_layout(client: &Client, path: &str) -> Result<String> {
         return Ok("curator".into());
     }
     Ok(if children.is_empty() { "empty node".into() } else { "unrecognised".into() })
+}
+
+/// Which node layout a queue uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Native,
+    Kazoo,
+    Curator,
+}
+
+impl std::str::FromStr for Layout {
+    type Err = QueueError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "native" => Ok(Layout::Native),
+            "kazoo" => Ok(Layout::Kazoo),
+            "curator" => Ok(Layout::Curator),
+            other => Err(QueueError::Invalid(format!("unknown layout {other:?} (native, kazoo or curator)"))),
+        }
+    }
+}
+
+/// A queue of any layout behind one interface (what the CLI uses).
+#[derive(Debug)]
+pub enum Queue {
+    Native(NativeQueue),
+    Lock(interop::LockQueue),
+}
+
+/// A claimed message of any layout.
+#[derive(Debug, Clone)]
+pub enum AnyDelivery {
+    Native(Delivery),
+    Lock(interop::LockDelivery),
+}
+
+impl AnyDelivery {
+    pub fn id(&self) -> String {
+        match self {
+            AnyDelivery::Native(d) => d.id.name(),
+            AnyDelivery::Lock(d) => d.name.clone(),
+        }
+    }
+
+    /// The message body; a Curator envelope can hold several.
+    pub fn payloads(&self) -> Vec<&[u8]> {
+        match self {
+            AnyDelivery::Native(d) => vec![&d.payload],
+            AnyDelivery::Lock(d) => d.payloads.iter().map(Vec::as_slice).collect(),
+        }
+    }
+
+    pub fn attempt(&self) -> Option<u32> {
+        match self {
+            AnyDelivery::Native(d) => Some(d.attempt),
+            AnyDelivery::Lock(_) => None,
+        }
+    }
+}
+
+/// Layout-independent statistics; `None` where a layout cannot tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnyStats {
+    pub layout: String,
+    pub depth: u64,
+    pub in_flight: u64,
+    pub oldest_age: Option<Duration>,
+    pub bytes: Option<u64>,
+    pub redeliveries: Option<u64>,
+    pub dlq: Option<u64>,
+    pub waiting_consumers: Option<u64>,
+    pub max_items: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+impl Queue {
+    /// Opens the queue at `path`. With `create`, a missing queue is created
+    /// (native queues with `meta`); otherwise it is an error.
+    pub async fn open(client: &Client, path: &str, layout: Layout, create: bool, meta: Meta) -> Result<Queue> {
+        Ok(match layout {
+            Layout::Native if create => Queue::Native(NativeQueue::create(client, path, meta).await?),
+            Layout::Native => Queue::Native(NativeQueue::open(client, path).await?),
+            Layout::Kazoo => Queue::Lock(interop::LockQueue::kazoo(client, path, create).await?),
+            Layout::Curator => Queue::Lock(interop::LockQueue::curator(client, path, None, create).await?),
+        })
+    }
+
+    /// Opens an existing queue of whatever layout is found at `path`.
+    pub async fn open_existing(client: &Client, path: &str) -> Result<Queue> {
+        codec::validate_path(path).map_err(|reason| QueueError::BadPath { path: path.into(), reason })?;
+        let layout = match detect_layout(client, path).await?.as_str() {
+            "native" => Layout::Native,
+            "kazoo" => Layout::Kazoo,
+            "curator" => Layout::Curator,
+            other => return Err(QueueError::WrongLayout { path: path.into(), expected: "native, kazoo or curator", found: other.into() }),
+        };
+        Queue::open(client, path, layout, false, Meta::default()).await
+    }
+
+    pub fn layout_name(&self) -> &'static str {
+        match self {
+            Queue::Native(_) => "native",
+            Queue::Lock(q) => q.flavor().name(),
+        }
+    }
+
+    pub async fn put(&self, msg: Message) -> Result<PutOutcome> {
+        match self {
+            Queue::Native(q) => q.put(msg).await,
+            Queue::Lock(q) => {
+                let layout = q.flavor().name();
+                if !msg.delay.is_zero() {
+                    return Err(QueueError::Unsupported { layout, what: "delayed delivery" });
+                }
+                if msg.key.is_some() {
+                    return Err(QueueError::Unsupported { layout, what: "idempotency keys" });
+                }
+                let name = q.put(&msg.payload, msg.priority).await?;
+                Ok(PutOutcome::Enqueued(MsgId { priority: msg.priority, seq: name.rsplit('-').next().and_then(codec::parse_zk_seq).unwrap_or(0) as u32 as u64 }))
+            },
+        }
+    }
+
+    pub async fn take(&self, timeout: Option<Duration>) -> Result<Option<AnyDelivery>> {
+        Ok(match self {
+            Queue::Native(q) => q.take(timeout).await?.map(AnyDelivery::Native),
+            Queue::Lock(q) => q.take(timeout).await?.map(AnyDelivery::Lock),
+        })
+    }
+
+    pub async fn ack(&self, d: &AnyDelivery) -> Result<()> {
+        match (self, d) {
+            (Queue::Native(q), AnyDelivery::Native(d)) => q.ack(d).await,
+            (Queue::Lock(q), AnyDelivery::Lock(d)) => q.ack(d).await,
+            _ => Err(QueueError::Invalid("delivery belongs to another layout".into())),
+        }
+    }
+
+    /// Returns the message to the queue (after `delay`, native only).
+    pub async fn nack(&self, d: &AnyDelivery, delay: Duration) -> Result<()> {
+        match (self, d) {
+            (Queue::Native(q), AnyDelivery::Native(d)) => q.nack(d, delay).await.map(|_| ()),
+            (Queue::Lock(q), AnyDelivery::Lock(d)) if delay.is_zero() => q.release(d).await,
+            (Queue::Lock(q), _) => Err(QueueError::Unsupported { layout: q.flavor().name(), what: "delayed nack" }),
+            _ => Err(QueueError::Invalid("delivery belongs to another layout".into())),
+        }
+    }
+
+    pub async fn stats(&self) -> Result<AnyStats> {
+        match self {
+            Queue::Native(q) => {
+                let s = q.stats().await?;
+                Ok(AnyStats {
+                    layout: "native".into(),
+                    depth: s.depth,
+                    in_flight: s.in_flight,
+                    oldest_age: s.oldest_age,
+                    bytes: Some(s.bytes),
+                    redeliveries: Some(s.redeliveries),
+                    dlq: Some(s.dlq),
+                    waiting_consumers: Some(s.waiting_consumers),
+                    max_items: s.max_items,
+                    max_bytes: s.max_bytes,
+                })
+            },
+            Queue::Lock(q) => {
+                let (depth, in_flight) = q.counts().await?;
+                Ok(AnyStats {
+                    layout: q.flavor().name().into(),
+                    depth,
+                    in_flight,
+                    oldest_age: q.oldest_age().await?,
+                    ..AnyStats::default()
+                })
+            },
+        }
+    }
 }

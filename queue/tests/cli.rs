@@ -1,0 +1,120 @@
+//! The `corral-queue` binary end to end.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{unique_path, Server};
+
+fn cli(hosts: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_corral-queue")).arg("--hosts").arg(hosts).args(args).output().expect("run corral-queue")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stat_line(stats: &str, key: &str) -> String {
+    stats.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("no {key} in {stats}")).to_string()
+}
+
+#[test]
+fn put_take_stats_roundtrip() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cli");
+    ok(&cli(hosts, &["put", &path, "first", "second"]));
+    ok(&cli(hosts, &["put", "--priority", "1", &path, "urgent"]));
+    let out = ok(&cli(hosts, &["put", "--key", "k1", &path, "keyed"]));
+    assert!(out.starts_with("enqueued "), "{out}");
+    let dup = ok(&cli(hosts, &["put", "--key", "k1", &path, "keyed"]));
+    assert!(dup.starts_with("duplicate key \"k1\""), "{dup}");
+    let stats = ok(&cli(hosts, &["stats", &path]));
+    assert_eq!(stat_line(&stats, "depth"), "4");
+    assert_eq!(stat_line(&stats, "layout"), "native");
+    assert_eq!(ok(&cli(hosts, &["take", &path])), "urgent\n");
+    // --no-ack hands the message back: it is the next one again.
+    assert_eq!(ok(&cli(hosts, &["take", "--no-ack", &path])), "first\n");
+    assert_eq!(ok(&cli(hosts, &["take", "--ack", &path])), "first\n");
+    assert_eq!(ok(&cli(hosts, &["take", &path])), "second\n");
+    assert_eq!(ok(&cli(hosts, &["take", &path])), "keyed\n");
+    let empty = cli(hosts, &["take", "--timeout", "200ms", &path]);
+    assert_eq!(empty.status.code(), Some(3));
+    let stats = ok(&cli(hosts, &["stats", &path]));
+    assert_eq!(stat_line(&stats, "depth"), "0");
+    assert_eq!(stat_line(&stats, "redeliveries"), "1");
+}
+
+#[test]
+fn bounded_put_refuses_with_clear_error() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cli-bound");
+    ok(&cli(hosts, &["put", "--max-items", "2", &path, "a", "b"]));
+    let out = cli(hosts, &["put", &path, "c"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is full") && err.contains("limits 2 items"), "{err}");
+    assert_eq!(stat_line(&ok(&cli(hosts, &["stats", &path])), "max_items"), "2");
+}
+
+#[test]
+fn consume_acks_on_success_and_dead_letters_failures() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cli-consume");
+    ok(&cli(hosts, &["put", "--max-attempts", "2", &path, "good-1", "bad", "good-2"]));
+    let dir = std::env::temp_dir().join(format!("corral-queue-consume-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = format!(
+        "read -r m; if [ \"$m\" = bad ]; then exit 1; fi; printf '%s %s\\n' \"$m\" \"$CORRAL_QUEUE_ATTEMPT\" >> {}/done",
+        dir.display()
+    );
+    let out = cli(hosts, &["consume", "--idle", "1s", &path, "--", "sh", "-c", &script]);
+    ok(&out);
+    let done = std::fs::read_to_string(dir.join("done")).unwrap();
+    assert_eq!(done, "good-1 1\ngood-2 1\n");
+    let dlq = ok(&cli(hosts, &["dlq", &path]));
+    assert!(dlq.contains("attempts=2\tbad"), "{dlq}");
+    assert_eq!(stat_line(&ok(&cli(hosts, &["stats", &path])), "depth"), "0");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn clear_errors() {
+    let hosts = &Server::shared().hosts;
+    let bad = cli(hosts, &["take", "no-slash"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid queue path"), "{}", String::from_utf8_lossy(&bad.stderr));
+
+    let missing = cli(hosts, &["stats", &unique_path("nope")]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no queue at"), "{}", String::from_utf8_lossy(&missing.stderr));
+
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let t0 = std::time::Instant::now();
+    let unreachable = cli(&format!("127.0.0.1:{port}"), &["stats", "/q"]);
+    assert!(!unreachable.status.success());
+    let err = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(err.contains("cannot reach ZooKeeper"), "{err}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+
+    let usage = cli(hosts, &["frobnicate", "/q"]);
+    assert!(!usage.status.success());
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("unknown command"));
+}
+
+#[test]
+fn kazoo_and_curator_layouts_from_the_cli() {
+    let hosts = &Server::shared().hosts;
+    for layout in ["kazoo", "curator"] {
+        let path = unique_path(layout);
+        ok(&cli(hosts, &["put", "--layout", layout, &path, "one", "two"]));
+        let stats = ok(&cli(hosts, &["stats", &path]));
+        assert_eq!(stat_line(&stats, "layout"), layout);
+        assert_eq!(stat_line(&stats, "depth"), "2");
+        assert_eq!(ok(&cli(hosts, &["take", &path])), "one\n");
+        assert_eq!(ok(&cli(hosts, &["take", "--layout", layout, &path])), "two\n");
+        let out = cli(hosts, &["put", "--layout", layout, "--delay", "1s", &path, "x"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("does not support delayed delivery"));
+    }
+}
