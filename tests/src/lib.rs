@@ -1,0 +1,237 @@
+//! Test support: start a real `corral` process on loopback with its own data
+//! directory, kill it (SIGKILL) or stop it (SIGTERM), restart it on the same
+//! port and data, and talk raw protocol when a stock client would hide what
+//! is under test.
+//!
+//! The binary is `$CORRAL_BIN`, else `target/{debug,release}/corral` of this
+//! workspace (the test command builds it first).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn corral_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CORRAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for profile in ["debug", "release"] {
+        let p = root.join("target").join(profile).join("corral");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("no corral binary: run `cargo build -p corral` first or set CORRAL_BIN");
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A corral server process owned by a test. Killed when dropped.
+pub struct Corral {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    extra_cfg: String,
+}
+
+impl Corral {
+    pub fn start() -> Corral {
+        Corral::start_with("")
+    }
+
+    /// Starts with `extra_cfg` appended to a minimal zoo.cfg (tickTime=200 so
+    /// session timeouts are short, every four-letter word enabled).
+    pub fn start_with(extra_cfg: &str) -> Corral {
+        let dir = std::env::temp_dir().join(format!(
+            "corral-test-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        let mut c = Corral { child: None, dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned() };
+        c.spawn();
+        c
+    }
+
+    fn write_cfg(&self) -> PathBuf {
+        let cfg = self.dir.join("zoo.cfg");
+        let text = format!(
+            "tickTime=200\ndataDir={}\nclientPortAddress=127.0.0.1\nclientPort={}\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n{}\n",
+            self.dir.join("data").display(),
+            self.addr.port(),
+            self.extra_cfg
+        );
+        std::fs::write(&cfg, text).expect("write zoo.cfg");
+        cfg
+    }
+
+    fn spawn(&mut self) {
+        let cfg = self.write_cfg();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("corral.log")).expect("log file");
+        let mut child = Command::new(corral_bin())
+            .arg("server")
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .expect("spawn corral");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("corral listening on ") {
+                    let _ = tx.send(a.trim().to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(self.dir.join("corral.log")).unwrap_or_default();
+                panic!("corral did not start listening within {START_TIMEOUT:?}; log:\n{log}");
+            }
+        };
+        self.addr = addr.parse().expect("listening address");
+        self.child = Some(child);
+    }
+
+    /// `host:port` for clients.
+    pub fn hosts(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        matches!(c.wait(), Ok(s) if s.success())
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("corral.log")).unwrap_or_default()
+    }
+
+    /// Sends a four-letter word and returns the whole answer.
+    pub fn four_letter(&self, word: &str) -> String {
+        let mut s = TcpStream::connect(self.addr).expect("connect for 4lw");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(word.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+}
+
+impl Drop for Corral {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Connects the stock client with a session timeout.
+pub async fn connect(hosts: &str, timeout: Duration) -> zookeeper_client::Client {
+    zookeeper_client::Client::connector()
+        .with_session_timeout(timeout)
+        .with_connection_timeout(Duration::from_secs(10))
+        .connect(hosts)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {hosts}: {e}"))
+}
+
+/// Options for a persistent node open to all.
+pub fn persistent() -> zookeeper_client::CreateOptions<'static> {
+    zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all())
+}
+
+pub fn ephemeral() -> zookeeper_client::CreateOptions<'static> {
+    zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all())
+}
+
+/// A raw protocol connection, for what stock clients will not send.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("raw connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw { stream }
+    }
+
+    pub fn send_frame(&mut self, body: &[u8]) -> std::io::Result<()> {
+        let mut v = (body.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        self.stream.write_all(&v)
+    }
+
+    /// Reads one frame; `None` when the server closed the connection.
+    pub fn read_frame(&mut self) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(body)
+    }
+
+    /// Performs the session handshake and returns the response.
+    pub fn handshake(&mut self) -> protocol::ConnectResponse {
+        use protocol::Jute;
+        let req = protocol::ConnectRequest { time_out: 10_000, passwd: vec![0; 16], read_only: Some(false), ..Default::default() };
+        self.send_frame(&req.to_bytes()).unwrap();
+        protocol::ConnectResponse::from_bytes(&self.read_frame().expect("connect response")).unwrap()
+    }
+
+    /// Sends a request and returns the reply header and body.
+    pub fn call(&mut self, xid: i32, req: &protocol::Request) -> (protocol::ReplyHeader, Vec<u8>) {
+        use protocol::Jute;
+        let mut v = Vec::new();
+        protocol::RequestHeader { xid, r#type: req.op_code().as_i32() }.encode(&mut v);
+        req.encode_body(&mut v);
+        self.send_frame(&v).unwrap();
+        loop {
+            let f = self.read_frame().expect("reply");
+            let mut b = &f[..];
+            let h = protocol::ReplyHeader::decode(&mut b).unwrap();
+            if h.xid == -1 {
+                continue; // a watch event
+            }
+            return (h, b.to_vec());
+        }
+    }
+}

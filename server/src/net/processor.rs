@@ -364,12 +364,9 @@ impl Processor {
                 }
             }
         };
-        let xid = match req {
-            Request::Ping => xid::PING,
-            Request::Auth(_) => xid::AUTH,
-            Request::SetWatches(_) | Request::SetWatches2(_) => xid::SET_WATCHES,
-            _ => xid,
-        };
+        // Pings are answered on the ping xid whatever the client sent; auth
+        // and setWatches echo the client's xid (-4 and -8 from the Java client).
+        let xid = if matches!(req, Request::Ping) { xid::PING } else { xid };
         let zxid = self.core.last_zxid();
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.last_zxid = zxid;
