@@ -1,0 +1,130 @@
+//! Interop: real kazoo LockingQueue (Python) against our kazoo layout, and
+//! Curator's documented DistributedQueue format against our curator layout.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{connect, kazoo_python, unique_path, Server};
+use corral_queue::codec;
+use corral_queue::interop::LockQueue;
+use zookeeper_client::{Acls, CreateMode};
+
+const SESSION: Duration = Duration::from_secs(10);
+
+/// Runs a kazoo snippet with `hosts` and `path` as argv[1], argv[2].
+fn kazoo(py: &std::path::Path, hosts: &str, path: &str, body: &str) -> String {
+    let script = format!(
+        "import sys\nfrom kazoo.client import KazooClient\nzk = KazooClient(hosts=sys.argv[1])\nzk.start(timeout=15)\n\
+         from kazoo.recipe.queue import LockingQueue\nq = LockingQueue(zk, sys.argv[2])\n{body}\nzk.stop()\n"
+    );
+    let out = Command::new(py).arg("-c").arg(&script).arg(hosts).arg(path).output().expect("run python");
+    assert!(out.status.success(), "kazoo script failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn python_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let py = kazoo_python();
+    if py.is_none() {
+        eprintln!("SKIP {test}: no python with kazoo (run queue/tests/install-deps.sh or set CORRAL_QUEUE_PYTHON)");
+    }
+    py
+}
+
+#[tokio::test]
+async fn kazoo_producer_our_consumer() {
+    let Some(py) = python_or_skip("kazoo_producer_our_consumer") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("kz1");
+    kazoo(&py, hosts, &path, "q.put(b'low', priority=200)\nq.put(b'a')\nq.put(b'b')\nq.put_all([b'c', b'd'])\nq.put(b'urgent', priority=1)");
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::kazoo(&c, &path, false).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(d) = q.take(Some(Duration::from_millis(300))).await.unwrap() {
+        got.push(String::from_utf8(d.payloads[0].clone()).unwrap());
+        q.ack(&d).await.unwrap();
+    }
+    assert_eq!(got, ["urgent", "a", "b", "c", "d", "low"]);
+    // kazoo sees the queue empty: our acks removed entries and locks.
+    assert_eq!(kazoo(&py, hosts, &path, "print(len(q))").trim(), "0");
+}
+
+#[tokio::test]
+async fn our_producer_kazoo_consumer() {
+    let Some(py) = python_or_skip("our_producer_kazoo_consumer") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("kz2");
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::kazoo(&c, &path, true).await.unwrap();
+    q.put(b"one", 100).await.unwrap();
+    q.put(b"zero", 50).await.unwrap();
+    q.put_batch(&[b"two".to_vec(), b"three".to_vec()], 100).await.unwrap();
+    let out = kazoo(
+        &py,
+        hosts,
+        &path,
+        "while True:\n    v = q.get(timeout=0.5)\n    if v is None: break\n    print(v.decode())\n    assert q.consume()",
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["zero", "one", "two", "three"]);
+    assert_eq!(q.counts().await.unwrap(), (0, 0));
+}
+
+#[tokio::test]
+async fn kazoo_lock_is_respected_both_ways() {
+    let Some(py) = python_or_skip("kazoo_lock_is_respected_both_ways") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("kz3");
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::kazoo(&c, &path, true).await.unwrap();
+    q.put(b"first", 100).await.unwrap();
+    q.put(b"second", 100).await.unwrap();
+    // We hold "first"; kazoo must hand out "second" and then find nothing.
+    let mine = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!(mine.payloads[0], b"first");
+    let out = kazoo(&py, hosts, &path, "v = q.get(timeout=1)\nprint(v.decode())\nassert q.consume()\nprint(q.get(timeout=0.3))");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["second", "None"]);
+    // Released (nack) items go back to kazoo consumers at their old place.
+    q.release(&mine).await.unwrap();
+    let out = kazoo(&py, hosts, &path, "print(q.get(timeout=2).decode())\nassert q.consume()");
+    assert_eq!(out.trim(), "first");
+    assert_eq!(q.counts().await.unwrap(), (0, 0));
+}
+
+#[tokio::test]
+async fn curator_envelopes_are_byte_exact() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cur");
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::curator(&c, &path, None, true).await.unwrap();
+    let name = q.put(b"hello", codec::DEFAULT_PRIORITY).await.unwrap();
+    assert_eq!(name, "queue-0000000000");
+    let (raw, _) = c.get_data(&format!("{path}/{name}")).await.unwrap();
+    // ItemSerializer: int 0x00010001, 0x01, int length, bytes, 0x02.
+    assert_eq!(raw, [0, 1, 0, 1, 1, 0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o', 2]);
+
+    // What Curator's putMulti writes: one node, several items.
+    let multi = [0, 1, 0, 1, 1, 0, 0, 0, 1, b'x', 1, 0, 0, 0, 0, 1, 0, 0, 0, 2, b'y', b'z', 2];
+    c.create(&format!("{path}/queue-"), &multi, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.unwrap();
+    let d = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!(d.payloads, [b"hello".to_vec()]);
+    q.ack(&d).await.unwrap();
+    let d = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!(d.payloads, [b"x".to_vec(), Vec::new(), b"yz".to_vec()]);
+    // Curator's REQUEUE: the item moves to the tail under a new sequence.
+    q.release(&d).await.unwrap();
+    let again = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!(again.name, "queue-0000000002");
+    assert_eq!(again.payloads, d.payloads);
+    q.ack(&again).await.unwrap();
+    // The lock directory is a sibling (Curator treats every child of the
+    // queue path as an item) and is empty again.
+    assert!(c.list_children(&format!("{path}-locks")).await.unwrap().is_empty());
+    assert!(c.list_children(&path).await.unwrap().is_empty());
+
+    // A corrupt envelope is reported, not delivered, and its lock released.
+    c.create(&format!("{path}/queue-"), b"junk", &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.unwrap();
+    let err = q.take(Some(Duration::from_secs(5))).await.unwrap_err();
+    assert!(err.to_string().contains("curator envelope"), "{err}");
+    assert!(c.list_children(&format!("{path}-locks")).await.unwrap().is_empty());
+}
