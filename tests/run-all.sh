@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. Installs what the tests need on a fresh
+# Debian machine (Apache ZooKeeper 3.8 and its C client from Debian's
+# packages, a Python venv with kazoo), builds, then runs:
+#   1. cargo tests: protocol, core and server units; end-to-end tests against
+#      real corral processes with the stock Rust client; the queue tests
+#      against Apache ZooKeeper and Corral;
+#   2. the stock-client suites (kazoo, zkCli, the C client, kazoo's own test
+#      suite) against Corral.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TERM_COLOR=never
+
+echo "== installing test dependencies"
+bash tests/clients/install-deps.sh
+bash queue/tests/install-deps.sh
+
+echo "== building"
+cargo build --workspace --all-targets
+export CORRAL_BIN="$ROOT/target/debug/corral"
+
+echo "== cargo tests"
+cargo test --workspace
+
+if [ -f tests/clients/run.sh ]; then
+  echo "== stock clients against Corral"
+  TARGET=corral bash tests/clients/run.sh
+fi

@@ -1,0 +1,77 @@
+//! Durability: every write acknowledged before a SIGKILL is present after
+//! the restart. Concurrent writers keep the server busy so the kill lands in
+//! the middle of group commits.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use corral_tests::{connect, persistent, Corral};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let mut server = Corral::start();
+    let hosts = server.hosts();
+    {
+        let zk = connect(&hosts, Duration::from_secs(10)).await;
+        zk.create("/d", b"", &persistent()).await.unwrap();
+    }
+    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    // Writers report their acknowledgements; the test waits on that, not on time.
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let progress_tx = Arc::new(progress_tx);
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (hosts, acked, progress_tx) = (hosts.clone(), acked.clone(), progress_tx.clone());
+        writers.push(tokio::spawn(async move {
+            let zk = connect(&hosts, Duration::from_secs(10)).await;
+            // Bounded: stops at the first error (the kill) or after 20k writes.
+            for i in 0..20_000 {
+                let path = format!("/d/w{w}-{i}");
+                match zk.create(&path, path.as_bytes(), &persistent()).await {
+                    Ok(_) => {
+                        let n = {
+                            let mut a = acked.lock().unwrap();
+                            a.insert(path);
+                            a.len()
+                        };
+                        progress_tx.send_replace(n);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    // Kill once a good number of writes has been acknowledged, writers still going.
+    tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|n| *n >= 500))
+        .await
+        .expect("500 writes acknowledged within 60 s")
+        .unwrap();
+    server.kill();
+    for w in writers {
+        let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 500, "too few writes before the kill: {}", acked.len());
+
+    server.restart();
+    let zk = connect(&server.hosts(), Duration::from_secs(10)).await;
+    let present: BTreeSet<String> = zk.list_children("/d").await.unwrap().into_iter().map(|c| format!("/d/{c}")).collect();
+    let lost: Vec<_> = acked.difference(&present).collect();
+    assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), lost.iter().take(5).collect::<Vec<_>>());
+    for p in acked.iter().take(50) {
+        assert_eq!(zk.get_data(p).await.unwrap().0, p.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn clean_shutdown_on_sigterm() {
+    let mut server = Corral::start();
+    let zk = connect(&server.hosts(), Duration::from_secs(10)).await;
+    zk.create("/t", b"1", &persistent()).await.unwrap();
+    drop(zk);
+    assert!(server.terminate(), "SIGTERM must exit 0");
+    server.restart();
+    let zk = connect(&server.hosts(), Duration::from_secs(10)).await;
+    assert_eq!(zk.get_data("/t").await.unwrap().0, b"1");
+}
