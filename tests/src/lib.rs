@@ -6,6 +6,8 @@
 //! The binary is `$CORRAL_BIN`, else `target/{debug,release}/corral` of this
 //! workspace (the test command builds it first).
 
+pub mod zookeeper;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
