@@ -84,7 +84,7 @@ impl Server {
         let cfg = format!(
             "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={data}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
              minSessionTimeout=400\nmaxSessionTimeout=60000\nadmin.enableServer=false\n4lw.commands.whitelist=*\n\
-             maxClientCnxns=0\n",
+             maxClientCnxns=0\nsnapCount=1000000\n",
             data = dir.join("data").display()
         );
         std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
@@ -113,7 +113,7 @@ impl Server {
             cmd.arg(bin).arg("server").arg(dir.join("zoo.cfg"));
         } else {
             cmd.arg("java")
-                .arg("-Xmx256m")
+                .arg(format!("-Xmx{}", std::env::var("CORRAL_QUEUE_ZK_HEAP").unwrap_or_else(|_| "256m".into())))
                 .arg("-XX:+UseSerialGC")
                 .arg("-XX:TieredStopAtLevel=1")
                 .arg(format!("-Dlog4j.configuration=file:{}", dir.join("log4j.properties").display()))
