@@ -14,6 +14,9 @@ pub mod tree;
 pub mod txn;
 pub mod watch;
 
+#[cfg(test)]
+mod model_test;
+
 use protocol::{
     codes::perms, ClientInfo, ConnectRequest, CreateMode, ErrorCode, EventType, GetAclResponse,
     GetAllChildrenNumberResponse, GetChildren2Response, GetChildrenResponse, GetDataResponse, GetEphemeralsResponse,

@@ -237,6 +237,14 @@ impl DataTree {
     }
 }
 
+impl DataTree {
+    /// Test hook: sets a node's create counter (to reach the int32 wrap).
+    #[cfg(test)]
+    pub fn force_cversion_for_test(&mut self, path: &str, creates: i32) {
+        self.nodes.get_mut(path).expect("node").cversion = creates;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
