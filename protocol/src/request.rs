@@ -369,6 +369,9 @@ pub enum Response {
     Multi(MultiResponse),
     WhoAmI(WhoAmIResponse),
     Sasl(SetSaslResponse),
+    /// addWatch answers with an `ErrorResponse` body holding 0, and the Java
+    /// client reads it: an empty body makes it drop the connection.
+    AddWatch(ErrorResponse),
 }
 
 impl Response {
@@ -388,6 +391,7 @@ impl Response {
             Response::Multi(r) => r.encode(buf),
             Response::WhoAmI(r) => r.encode(buf),
             Response::Sasl(r) => r.encode(buf),
+            Response::AddWatch(r) => r.encode(buf),
         }
     }
 

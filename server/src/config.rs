@@ -184,7 +184,12 @@ impl Config {
             }
             cfg.max_frame_bytes = n;
         }
-        cfg.super_digest = values.get("zookeeper.DigestAuthenticationProvider.superDigest").map(|(_, v)| v.clone());
+        // ZooKeeper turns unknown zoo.cfg keys into "zookeeper."-prefixed system
+        // properties, so both spellings set the super digest.
+        cfg.super_digest = values
+            .get("zookeeper.DigestAuthenticationProvider.superDigest")
+            .or(values.get("DigestAuthenticationProvider.superDigest"))
+            .map(|(_, v)| v.clone());
         cfg.container_check_interval_ms =
             num(&values, "znode.container.checkIntervalMs", &bad)?.unwrap_or(cfg.container_check_interval_ms);
         for (key, (line, v)) in &values {
@@ -230,6 +235,7 @@ const KNOWN_KEYS: &[&str] = &[
     "extendedTypesEnabled",
     "jute.maxbuffer",
     "zookeeper.DigestAuthenticationProvider.superDigest",
+    "DigestAuthenticationProvider.superDigest",
     "znode.container.checkIntervalMs",
     "initLimit",
     "syncLimit",

@@ -286,7 +286,7 @@ impl Core {
                     None => return Err(ErrorCode::BadArguments),
                 };
                 self.watches.add(caller.session_id, kind, &r.path);
-                Response::Empty
+                Response::AddWatch(protocol::ErrorResponse { err: 0 })
             }
             Request::CheckWatches(r) => {
                 let t = WatcherType::from_i32(r.r#type).ok_or(ErrorCode::BadArguments)?;
@@ -470,8 +470,9 @@ pub fn reply(req: &Request, outcomes: &[Outcome]) -> (ErrorCode, Response) {
             .iter()
             .zip(outcomes)
             .map(|(op, outcome)| match (outcome, op) {
-                (Outcome::Created { path, .. }, MultiOp::Create(_)) => OpResult::Create(path.clone()),
-                (Outcome::Created { path, stat }, _) => OpResult::Create2(path.clone(), stat.clone()),
+                // Every create variant answers as a plain create inside a multi:
+                // ZooKeeper 3.8 drops the Stat there (ZOOKEEPER-4026) and clients expect that.
+                (Outcome::Created { path, .. }, _) => OpResult::Create(path.clone()),
                 (Outcome::Deleted, _) => OpResult::Delete,
                 (Outcome::DataSet(stat), _) => OpResult::SetData(stat.clone()),
                 (Outcome::Checked, _) => OpResult::Check,

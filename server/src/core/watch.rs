@@ -163,31 +163,50 @@ impl Watches {
         sessions.into_iter().map(|session_id| WatchEvent { session_id, event_type, path: path.to_owned() }).collect()
     }
 
-    /// Total registrations (wchs).
+    // The four-letter-word views (wchs, wchc, wchp) show ZooKeeper 3.8's
+    // data-watch table only: getData/exists and persistent watches, not
+    // child watches.
+
+    fn data_table(&self) -> impl Iterator<Item = (&(Kind, String), &BTreeSet<i64>)> {
+        self.by_path.iter().filter(|((k, _), _)| *k != Kind::Child)
+    }
+
+    /// Registrations in the data-watch table (wchs).
     pub fn count(&self) -> usize {
-        self.by_path.values().map(BTreeSet::len).sum()
+        self.data_table().map(|(_, s)| s.len()).sum()
     }
 
     pub fn path_count(&self) -> usize {
-        self.by_path.keys().map(|(_, p)| p).collect::<BTreeSet<_>>().len()
+        self.data_table().map(|((_, p), _)| p).collect::<BTreeSet<_>>().len()
     }
 
     pub fn session_count(&self) -> usize {
-        self.by_session.len()
+        self.data_table().flat_map(|(_, s)| s.iter()).collect::<BTreeSet<_>>().len()
     }
 
     /// Session → watched paths (wchc).
-    pub fn by_session(&self) -> impl Iterator<Item = (i64, BTreeSet<&str>)> {
-        self.by_session.iter().map(|(s, keys)| (*s, keys.iter().map(|(_, p)| p.as_str()).collect()))
+    pub fn by_session(&self) -> BTreeMap<i64, BTreeSet<&str>> {
+        let mut m: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+        for ((_, p), sessions) in self.data_table() {
+            for s in sessions {
+                m.entry(*s).or_default().insert(p.as_str());
+            }
+        }
+        m
     }
 
     /// Path → watching sessions (wchp).
     pub fn by_path(&self) -> BTreeMap<&str, BTreeSet<i64>> {
         let mut m: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
-        for ((_, p), s) in &self.by_path {
+        for ((_, p), s) in self.data_table() {
             m.entry(p.as_str()).or_default().extend(s.iter().copied());
         }
         m
+    }
+
+    /// Every registration, child watches included (for tests and mntr).
+    pub fn total(&self) -> usize {
+        self.by_path.values().map(BTreeSet::len).sum()
     }
 }
 
@@ -206,7 +225,7 @@ mod tests {
         assert_eq!(ev[0].session_id, 1);
         assert!(w.trigger("/a", EventType::NodeDeleted).is_empty());
         assert_eq!(w.trigger("/", EventType::NodeChildrenChanged).len(), 1);
-        assert_eq!(w.count(), 0);
+        assert_eq!(w.total(), 0);
     }
 
     #[test]
@@ -225,6 +244,6 @@ mod tests {
         assert!(!w.remove(1, WatcherType::Any, "/a"));
         assert!(w.trigger("/a/b", EventType::NodeCreated).is_empty());
         w.remove_session(2);
-        assert_eq!(w.count(), 0);
+        assert_eq!(w.total(), 0);
     }
 }

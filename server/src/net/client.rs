@@ -46,7 +46,7 @@ pub async fn serve(
             format!("{word} is not executed because it is not in the whitelist.\n")
         } else {
             let (tx, rx) = oneshot::channel();
-            if input.send(Input::FourLetter { word, reply: tx }).await.is_err() {
+            if input.send(Input::FourLetter { word, addr, reply: tx }).await.is_err() {
                 return;
             }
             rx.await.unwrap_or_default()

@@ -9,7 +9,7 @@ use super::processor::Processor;
 /// tools gate features on it, and Corral implements 3.8's protocol.
 pub const ZK_VERSION: &str = concat!("3.8.4-corral-", env!("CARGO_PKG_VERSION"), ", built on 1970-01-01 00:00 UTC");
 
-pub(super) fn run(p: &mut Processor, word: &str) -> String {
+pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) -> String {
     let mut s = String::new();
     let core = &p.core;
     let st = &p.stats;
@@ -47,7 +47,7 @@ pub(super) fn run(p: &mut Processor, word: &str) -> String {
                 ("zk_num_alive_connections", p.conns.len().to_string()),
                 ("zk_outstanding_requests", "0".into()),
                 ("zk_znode_count", core.tree.len().to_string()),
-                ("zk_watch_count", core.watches.count().to_string()),
+                ("zk_watch_count", core.watches.total().to_string()),
                 ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
                 ("zk_approximate_data_size", core.tree.data_bytes().to_string()),
                 ("zk_global_sessions", core.sessions.len().to_string()),
@@ -75,12 +75,16 @@ pub(super) fn run(p: &mut Processor, word: &str) -> String {
         }
         "cons" => {
             for c in p.conns_by_addr() {
+                let avg = if c.latency_count == 0 { 0 } else { c.latency_total_ms / c.latency_count };
                 let _ = writeln!(
                     s,
-                    " /{}[1](queued=0,recved={},sent={},sid={:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x})",
-                    c.addr, c.received, c.sent, c.session_id, c.last_op, c.established_ms, c.timeout_ms, c.last_cxid, c.last_zxid
+                    " /{}[1](queued=0,recved={},sent={},sid={:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x},lresp={},llat={},minlat={},avglat={},maxlat={})",
+                    c.addr, c.received, c.sent, c.session_id, c.last_op, c.established_ms, c.timeout_ms, c.last_cxid,
+                    c.last_zxid, c.last_response_ms, c.last_latency_ms, c.latency_min_ms, avg, c.latency_max_ms
                 );
             }
+            // The asking connection itself, which has no session.
+            let _ = writeln!(s, " /{asker}[0](queued=0,recved=1,sent=0)");
             s.push('\n');
         }
         "envi" => {
@@ -88,10 +92,21 @@ pub(super) fn run(p: &mut Processor, word: &str) -> String {
             let _ = writeln!(s, "zookeeper.version={ZK_VERSION}");
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
             let _ = writeln!(s, "host.name={}", host.trim());
-            let _ = writeln!(s, "corral.version={}", env!("CARGO_PKG_VERSION"));
+            // ZooKeeper's keys, so tools that read them find them; Corral has no JVM.
+            let _ = writeln!(s, "java.version=n/a (corral {})", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(s, "java.vendor=n/a");
+            let _ = writeln!(s, "java.home=n/a");
+            let _ = writeln!(s, "java.class.path=n/a");
+            let _ = writeln!(s, "java.library.path=n/a");
+            let _ = writeln!(s, "java.io.tmpdir={}", std::env::temp_dir().display());
+            let _ = writeln!(s, "java.compiler=<NA>");
             let _ = writeln!(s, "os.name={}", std::env::consts::OS);
             let _ = writeln!(s, "os.arch={}", std::env::consts::ARCH);
+            let _ = writeln!(s, "os.version={}", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
+            let _ = writeln!(s, "user.name={}", std::env::var("USER").unwrap_or_default());
+            let _ = writeln!(s, "user.home={}", std::env::var("HOME").unwrap_or_default());
             let _ = writeln!(s, "user.dir={}", std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default());
+            let _ = writeln!(s, "corral.version={}", env!("CARGO_PKG_VERSION"));
         }
         "wchs" => {
             let w = &core.watches;
@@ -133,10 +148,7 @@ pub(super) fn run(p: &mut Processor, word: &str) -> String {
             }
         }
         "crst" => {
-            for c in p.conns.values_mut() {
-                c.received = 0;
-                c.sent = 0;
-            }
+            p.reset_conn_stats();
             s.push_str("Connection stats reset.\n");
         }
         "srst" => {

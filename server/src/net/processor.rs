@@ -35,7 +35,8 @@ pub enum Input {
     /// A request whose body could not be decoded: answered with `err` in order.
     BadRequest { conn_id: u64, xid: i32, err: ErrorCode },
     Closed { conn_id: u64 },
-    FourLetter { word: String, reply: oneshot::Sender<String> },
+    /// `addr` is the asking connection's, listed by `cons` as ZooKeeper does.
+    FourLetter { word: String, addr: SocketAddr, reply: oneshot::Sender<String> },
     Tick,
     Shutdown,
 }
@@ -60,6 +61,12 @@ pub(super) struct Conn {
     pub last_op: &'static str,
     pub last_zxid: i64,
     pub last_cxid: i32,
+    pub last_response_ms: i64,
+    pub last_latency_ms: u64,
+    pub latency_min_ms: u64,
+    pub latency_max_ms: u64,
+    pub latency_total_ms: u64,
+    pub latency_count: u64,
 }
 
 #[derive(Default)]
@@ -255,8 +262,8 @@ impl Processor {
                 }
             }
             Input::Closed { conn_id } => self.drop_conn(conn_id),
-            Input::FourLetter { word, reply } => {
-                let _ = reply.send(fourlw::run(self, &word));
+            Input::FourLetter { word, addr, reply } => {
+                let _ = reply.send(fourlw::run(self, &word, addr));
             }
             Input::Tick => self.tick(pending),
             Input::Shutdown => {}
@@ -311,8 +318,14 @@ impl Processor {
                 sent: 0,
                 established_ms: wall_ms(),
                 last_op: "NA",
-                last_zxid: 0,
+                last_zxid: -1,
                 last_cxid: 0,
+                last_response_ms: 0,
+                last_latency_ms: 0,
+                latency_min_ms: 0,
+                latency_max_ms: 0,
+                latency_total_ms: 0,
+                latency_count: 0,
             },
         );
         self.session_conn.insert(session_id, conn_id);
@@ -367,15 +380,22 @@ impl Processor {
         // Pings are answered on the ping xid whatever the client sent; auth
         // and setWatches echo the client's xid (-4 and -8 from the Java client).
         let xid = if matches!(req, Request::Ping) { xid::PING } else { xid };
-        let zxid = self.core.last_zxid();
+        // Auth replies carry zxid 0 in ZooKeeper (they bypass the request pipeline).
+        let zxid = if matches!(req, Request::Auth(_)) { 0 } else { self.core.last_zxid() };
+        let ms = started.elapsed().as_millis() as u64;
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.last_zxid = zxid;
+            conn.last_response_ms = wall_ms();
+            conn.last_latency_ms = ms;
+            conn.latency_min_ms = if conn.latency_count == 0 { ms } else { conn.latency_min_ms.min(ms) };
+            conn.latency_max_ms = conn.latency_max_ms.max(ms);
+            conn.latency_total_ms += ms;
+            conn.latency_count += 1;
         }
         pending.outputs.push((conn_id, Output::Frame(frame(ReplyHeader { xid, zxid, err: err.as_i32() }, &body))));
         if close {
             pending.outputs.push((conn_id, Output::Close));
         }
-        let ms = started.elapsed().as_millis() as u64;
         let s = &mut self.stats;
         s.latency_min_ms = if s.latency_count == 0 { ms } else { s.latency_min_ms.min(ms) };
         s.latency_max_ms = s.latency_max_ms.max(ms);
@@ -402,9 +422,17 @@ impl Processor {
 
     pub(super) fn reset_stats(&mut self) {
         self.stats = Stats::default();
+        self.reset_conn_stats();
+    }
+
+    pub(super) fn reset_conn_stats(&mut self) {
         for c in self.conns.values_mut() {
             c.received = 0;
             c.sent = 0;
+            c.latency_min_ms = 0;
+            c.latency_max_ms = 0;
+            c.latency_total_ms = 0;
+            c.latency_count = 0;
         }
     }
 
