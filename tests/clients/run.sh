@@ -11,6 +11,10 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 export TARGET="${TARGET:-zookeeper}"
+if [ -n "${CORRAL_BIN:-}" ]; then   # absolute, since the runners change directory
+  CORRAL_BIN="$(cd "$(dirname "$CORRAL_BIN")" && pwd)/$(basename "$CORRAL_BIN")"
+  export CORRAL_BIN
+fi
 t0=$(date +%s)
 
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then

@@ -274,3 +274,10 @@ def test_ttl_invalid(raw, root):
     assert c.create(root + "/b", mode=R.PERSISTENT_WITH_TTL, op=R.CREATE_TTL, ttl=0).err == R.BAD_ARGUMENTS
     assert c.create(root + "/c", mode=R.PERSISTENT_WITH_TTL, op=R.CREATE).err == R.BAD_ARGUMENTS
     assert c.exists(root + "/a").err == R.NO_NODE
+
+
+def test_oversized_request_closes_connection(raw, root):
+    c = raw()
+    with pytest.raises(R.ConnectionClosed):
+        r = c.create(root + "/huge", b"x" * (1024 * 1024 + 10))
+        pytest.fail("server answered an over-jute.maxbuffer request: err %d" % r.err)

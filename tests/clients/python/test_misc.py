@@ -101,6 +101,8 @@ def test_data_survives_restart(tmp_path):
             d, st2 = c.get("/persist/a")
             assert d == b"keep" and st2 == st
             assert sorted(c.get_children("/persist")) == ["a", "s-0000000001"]
+            # the sequence counter (child creations of /persist: a, s-) survives
+            assert c.create("/persist/s-", sequence=True) == "/persist/s-0000000002"
             # zxids continue after the restart
             c.create("/persist/b")
             assert c.exists("/persist/b").czxid > st.czxid
