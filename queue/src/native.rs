@@ -211,6 +211,7 @@ pub struct NativeQueue {
     prod: Mutex<ProducerState>,
     cons: Mutex<ConsumerState>,
     deq: std::sync::Mutex<Vec<Option<(Counter, i32)>>>,
+    wakeups: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for NativeQueue {
@@ -292,6 +293,7 @@ impl NativeQueue {
             consumer_id,
             prod: Mutex::default(),
             cons: Mutex::default(),
+            wakeups: Default::default(),
         })
     }
 
@@ -583,15 +585,16 @@ impl NativeQueue {
             let now = now_ms();
             let next_due = cs.not_before.values().copied().filter(|&t| t > now).min();
             let wake_ms = [next_lease, next_due].into_iter().flatten().min();
-            let mut wake = Instant::now() + SAFETY_RESCAN;
-            if let Some(ms) = wake_ms {
-                wake = wake.min(Instant::now() + Duration::from_millis(ms.saturating_sub(now) + 1));
-            }
+            let mut safety = Instant::now() + SAFETY_RESCAN;
             if let Some(u) = until {
                 if Instant::now() >= u {
                     return Ok(None);
                 }
-                wake = wake.min(u);
+                safety = safety.min(u);
+            }
+            let mut wake = safety;
+            if let Some(ms) = wake_ms {
+                wake = wake.min(Instant::now() + Duration::from_millis(ms.saturating_sub(now) + 1));
             }
             if waiter.is_none() {
                 match Waiter::create(&self.client, &self.p("waiters")).await {
@@ -605,7 +608,7 @@ impl NativeQueue {
                     Err(e) => return Err(e),
                 }
             }
-            self.wait(cs, waiter.as_ref().unwrap(), wake).await?;
+            self.wait(cs, waiter.as_ref().unwrap(), wake, safety).await?;
         }
     }
 
@@ -1052,7 +1055,11 @@ impl NativeQueue {
     /// first watches the queue (puts via `enq`, released claims via `claims`),
     /// the others watch their predecessor. A put therefore wakes one consumer,
     /// which passes the baton on when it leaves, instead of waking them all.
-    async fn wait(&self, cs: &ConsumerState, waiter: &Waiter, wake: Instant) -> Result<()> {
+    ///
+    /// Timers (next delayed message due, next lease expiry) are only armed by
+    /// the first in line (`wake`); the rest use `safety` (deadline or safety
+    /// rescan), so a message falling due wakes one consumer, not all.
+    async fn wait(&self, cs: &ConsumerState, waiter: &Waiter, wake: Instant, safety: Instant) -> Result<()> {
         let dir = self.p("waiters");
         let mut line = match self.list(&dir).await? {
             Some(l) => l,
@@ -1078,8 +1085,8 @@ impl NativeQueue {
                 return Ok(());
             }
             tokio::select! {
-                _ = enq_w.changed() => {},
-                _ = claims_w.changed() => {},
+                _ = enq_w.changed() => self.count_wakeup(),
+                _ = claims_w.changed() => self.count_wakeup(),
                 _ = tokio::time::sleep_until(wake) => {},
             }
         } else {
@@ -1089,16 +1096,27 @@ impl NativeQueue {
                 return Ok(());
             }
             tokio::select! {
-                _ = w.changed() => {},
-                _ = tokio::time::sleep_until(wake) => {},
+                _ = w.changed() => self.count_wakeup(),
+                _ = tokio::time::sleep_until(safety) => {},
             }
         }
         Ok(())
     }
 
+    fn count_wakeup(&self) {
+        self.wakeups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     // -----------------------------------------------------------------------
     // Observability and maintenance
     // -----------------------------------------------------------------------
+
+    /// How often this handle's idle consumer was woken by a watch (as opposed
+    /// to a timer). Lets callers and tests check that puts do not wake every
+    /// idle consumer.
+    pub fn watch_wakeups(&self) -> u64 {
+        self.wakeups.load(std::sync::atomic::Ordering::Relaxed)
+    }
 
     pub async fn stats(&self) -> Result<Stats> {
         let enq = self.read_enq().await?.0;

@@ -289,3 +289,52 @@ async fn clear_errors_for_bad_and_missing_paths() {
     c.mkdir(&plain, &zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
     assert!(matches!(NativeQueue::open(&c, &plain).await, Err(QueueError::WrongLayout { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_wakes_one_idle_consumer_not_all() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("herd");
+    let c0 = connect(hosts, SESSION).await;
+    let producer = NativeQueue::create(&c0, &path, Meta::default()).await.unwrap();
+    const IDLE: usize = 8;
+    let mut consumers = Vec::new();
+    for _ in 0..IDLE {
+        let c = connect(hosts, SESSION).await;
+        consumers.push(std::sync::Arc::new(NativeQueue::open(&c, &path).await.unwrap()));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(IDLE);
+    for q in &consumers {
+        let (q, tx) = (q.clone(), tx.clone());
+        tokio::spawn(async move {
+            if let Some(d) = q.take(Some(Duration::from_secs(30))).await.unwrap() {
+                q.ack(&d).await.unwrap();
+                let _ = tx.send(()).await;
+            }
+        });
+    }
+    // All of them must be waiting in line before we put.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while producer.stats().await.unwrap().waiting_consumers < IDLE as u64 {
+        assert!(Instant::now() < deadline, "consumers never went idle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before: u64 = consumers.iter().map(|q| q.watch_wakeups()).sum();
+    producer.put(Message::new("one")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    // The taker's departure passes the baton to one successor; give any herd
+    // time to show up, then count.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while producer.stats().await.unwrap().waiting_consumers != IDLE as u64 - 1 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let woken: u64 = consumers.iter().map(|q| q.watch_wakeups()).sum::<u64>() - before;
+    assert!(woken <= 3, "{woken} wakeups for one put among {IDLE} idle consumers");
+    // Two more puts are delivered too (the baton keeps moving).
+    producer.put(Message::new("two")).await.unwrap();
+    producer.put(Message::new("three")).await.unwrap();
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    }
+}
