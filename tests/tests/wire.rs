@@ -1,0 +1,116 @@
+//! Bad input on the wire: oversized frames, malformed bodies, unknown
+//! opcodes, garbage. Each gets a clear answer or a closed connection; the
+//! server stays up and keeps serving others.
+
+use std::io::Write;
+use std::time::Duration;
+
+use corral_tests::{connect, persistent, Corral, Raw};
+use protocol::{ErrorCode, Jute, Request, RequestHeader};
+
+#[tokio::test]
+async fn oversized_frame_closes_only_that_connection() {
+    let server = Corral::start_with("jute.maxbuffer=4096");
+    let mut raw = Raw::connect(server.addr);
+    raw.handshake();
+    // Claim a frame just over the limit; the server must not wait for the body.
+    raw.stream.write_all(&4097u32.to_be_bytes()).unwrap();
+    assert!(raw.read_frame().is_none(), "connection closed on an oversized frame");
+    let zk = connect(&server.hosts(), Duration::from_secs(10)).await;
+    zk.create("/still", b"", &persistent()).await.unwrap();
+    assert!(server.log().contains("exceeds jute.maxbuffer"), "log names the limit");
+}
+
+#[tokio::test]
+async fn malformed_body_and_unknown_opcode_get_error_codes() {
+    let server = Corral::start();
+    let mut raw = Raw::connect(server.addr);
+    raw.handshake();
+    // getData with a string length pointing past the end of the frame.
+    let mut frame = Vec::new();
+    RequestHeader { xid: 7, r#type: 4 }.encode(&mut frame);
+    frame.extend_from_slice(&1000i32.to_be_bytes());
+    frame.extend_from_slice(b"/x");
+    raw.send_frame(&frame).unwrap();
+    let reply = raw.read_frame().unwrap();
+    let h = protocol::ReplyHeader::from_bytes(&reply).unwrap();
+    assert_eq!((h.xid, h.err), (7, ErrorCode::MarshallingError.as_i32()));
+
+    let mut frame = Vec::new();
+    RequestHeader { xid: 8, r#type: 999 }.encode(&mut frame);
+    raw.send_frame(&frame).unwrap();
+    let h = protocol::ReplyHeader::from_bytes(&raw.read_frame().unwrap()).unwrap();
+    assert_eq!((h.xid, h.err), (8, ErrorCode::Unimplemented.as_i32()));
+
+    // The connection still works.
+    let (h, _) = raw.call(9, &Request::Exists(protocol::ExistsRequest { path: "/".into(), watch: false }));
+    assert_eq!((h.xid, h.err), (9, 0));
+    // Invalid paths are BADARGUMENTS, as in ZooKeeper.
+    for bad in ["", "noslash", "/a/", "/a//b", "/a/./b"] {
+        let (h, _) = raw.call(10, &Request::Exists(protocol::ExistsRequest { path: bad.into(), watch: false }));
+        assert_eq!(h.err, ErrorCode::BadArguments.as_i32(), "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_handshakes_do_not_hurt_the_server() {
+    let server = Corral::start();
+    for garbage in [&b"\x00\x00\x00\x03abc"[..], b"\xff\xff\xff\xff", b"\x00\x00", b"GET / HTTP/1.1\r\n\r\n"] {
+        let mut raw = Raw::connect(server.addr);
+        let _ = raw.stream.write_all(garbage);
+        let _ = raw.stream.shutdown(std::net::Shutdown::Write);
+        assert!(raw.read_frame().is_none(), "{garbage:?} must not get a session");
+    }
+    let zk = connect(&server.hosts(), Duration::from_secs(10)).await;
+    zk.create("/ok", b"", &persistent()).await.unwrap();
+}
+
+#[test]
+fn four_letter_words() {
+    let server = Corral::start();
+    assert_eq!(server.four_letter("ruok"), "imok");
+    assert_eq!(server.four_letter("isro"), "rw");
+    let srvr = server.four_letter("srvr");
+    assert!(srvr.starts_with("Zookeeper version: 3.8"), "{srvr}");
+    assert!(srvr.contains("Mode: standalone"), "{srvr}");
+    let mntr = server.four_letter("mntr");
+    let znodes: usize = mntr
+        .lines()
+        .find_map(|l| l.strip_prefix("zk_znode_count\t"))
+        .expect("zk_znode_count")
+        .parse()
+        .unwrap();
+    assert_eq!(znodes, 4, "/, /zookeeper, /zookeeper/quota, /zookeeper/config");
+    for (word, needle) in [
+        ("stat", "Clients:"),
+        ("conf", "tickTime=200"),
+        ("envi", "Environment:"),
+        ("wchs", "Total watches:0"),
+        ("dump", "SessionTracker dump:"),
+        ("srst", "Server stats reset."),
+        ("crst", "Connection stats reset."),
+    ] {
+        let out = server.four_letter(word);
+        assert!(out.contains(needle), "{word}: {out}");
+    }
+}
+
+#[test]
+fn four_letter_words_outside_the_whitelist_are_refused() {
+    let server = Corral::start_with("4lw.commands.whitelist=ruok");
+    assert_eq!(server.four_letter("ruok"), "imok");
+    assert_eq!(server.four_letter("mntr"), "mntr is not executed because it is not in the whitelist.\n");
+}
+
+#[test]
+fn bad_config_names_file_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("corral-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("zoo.cfg");
+    std::fs::write(&cfg, format!("dataDir={}\nclientPort=99999\n", dir.display())).unwrap();
+    let out = std::process::Command::new(corral_tests::corral_bin()).arg("server").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2: clientPort", cfg.display())), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
