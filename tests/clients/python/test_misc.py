@@ -111,3 +111,28 @@ def test_data_survives_restart(tmp_path):
             c.close()
     finally:
         srv.stop()
+
+
+def test_unknown_opcode(raw):
+    c = raw()
+    r = c.call(999, b"")
+    # Unimplemented, echoing the xid (ZooKeeper sends zxid -1; not asserted);
+    # then the server drops the connection
+    assert (r.xid, r.err) == (c.xid, R.UNIMPLEMENTED)
+    with pytest.raises(R.ConnectionClosed):
+        c.exists("/")
+
+
+def test_reconfig_disabled(raw):
+    c = raw()
+    body = R.Buf().string("server.9=127.0.0.1:1:2;3").string(None).string(None).long(-1).bytes()
+    assert c.call(R.RECONFIG, body).err == -123  # ReconfigDisabled (reconfigEnabled=false)
+
+
+def test_zookeeper_system_subtree(raw):
+    c = raw()
+    r = c.get_children("/zookeeper")
+    assert r.err == 0 and sorted(r.body.strings()) == ["config", "quota"]
+    r = c.get_data("/zookeeper/config")
+    assert r.err == 0 and r.body.buffer() == b""   # standalone: empty dynamic config
+    assert c.delete("/zookeeper/quota").err == R.BAD_ARGUMENTS

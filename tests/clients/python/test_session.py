@@ -207,3 +207,21 @@ def test_kazoo_reconnect_with_client_id(kz, raw, root):
     b = kz(client_id=(sid, pw))
     assert b.client_id[0] == sid
     assert b.exists(root + "/eph").ephemeralOwner == sid
+
+
+def test_configured_min_max_session_timeout():
+    import servers
+    srv = servers.Server(tick_time=1000,
+                         extra_cfg=["minSessionTimeout=3000", "maxSessionTimeout=9000"])
+    try:
+        srv.start()
+        got = []
+        for t in (1000, 5000, 60000):
+            c = R.RawZK(srv.port, timeout_ms=t)
+            got.append(c.timeout)
+            c.drop()
+        assert got == [3000, 5000, 9000]
+        conf = servers.four_letter(srv.port, "conf")
+        assert "minSessionTimeout=3000" in conf and "maxSessionTimeout=9000" in conf
+    finally:
+        srv.cleanup()
