@@ -54,6 +54,8 @@ pub struct Config {
     /// How often empty containers and expired TTL nodes are looked for
     /// (`znode.container.checkIntervalMs`, ZooKeeper's default 60 s).
     pub container_check_interval_ms: u64,
+    /// Txns between snapshots (`snapCount`, ZooKeeper's default 100000).
+    pub snap_count: u64,
     pub peers: Vec<Peer>,
     /// From `dataDir/myid`, 0 when absent (standalone).
     pub my_id: u64,
@@ -78,6 +80,7 @@ impl Config {
             max_frame_bytes: protocol::DEFAULT_MAX_FRAME_BYTES,
             super_digest: None,
             container_check_interval_ms: 60_000,
+            snap_count: 100_000,
             peers: Vec::new(),
             my_id: 0,
         }
@@ -192,6 +195,12 @@ impl Config {
             .map(|(_, v)| v.clone());
         cfg.container_check_interval_ms =
             num(&values, "znode.container.checkIntervalMs", &bad)?.unwrap_or(cfg.container_check_interval_ms);
+        if let Some(n) = num::<u64>(&values, "snapCount", &bad)? {
+            if n < 2 {
+                return Err(bad("snapCount", values["snapCount"].0, "must be at least 2".into()));
+            }
+            cfg.snap_count = n;
+        }
         for (key, (line, v)) in &values {
             if let Some(id) = key.strip_prefix("server.") {
                 let id: u64 = id.parse().map_err(|_| bad(key, *line, "server id must be a number".into()))?;

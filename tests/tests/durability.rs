@@ -75,3 +75,35 @@ async fn clean_shutdown_on_sigterm() {
     let zk = connect(&server.hosts(), Duration::from_secs(10)).await;
     assert_eq!(zk.get_data("/t").await.unwrap().0, b"1");
 }
+
+#[tokio::test]
+async fn snapshots_bound_the_log_and_restore_everything() {
+    let mut server = Corral::start_with("snapCount=100");
+    let zk = connect(&server.hosts(), Duration::from_secs(10)).await;
+    zk.create("/s", b"", &persistent()).await.unwrap();
+    for i in 0..1000 {
+        zk.create(&format!("/s/n{i}"), format!("{i}").as_bytes(), &persistent()).await.unwrap();
+    }
+    for i in (0..1000).step_by(3) {
+        zk.set_data(&format!("/s/n{i}"), b"changed", None).await.unwrap();
+    }
+    let ephemeral_owner = zk.session_id();
+    zk.create("/s/eph", b"", &corral_tests::ephemeral()).await.unwrap();
+    let before = zk.get_children("/s").await.unwrap().1;
+    let entries = |mntr: String| -> usize {
+        mntr.lines().find_map(|l| l.strip_prefix("zk_log_entries\t")).unwrap().parse().unwrap()
+    };
+    server.kill();
+    server.restart();
+    // The log holds only what came after the newest snapshot.
+    assert!(entries(server.four_letter("mntr")) < 400, "log not truncated: {}", server.four_letter("mntr"));
+    assert!(server.log().contains("snapshot_zxid"), "recovery reports its snapshot");
+    let zk2 = connect(&server.hosts(), Duration::from_secs(10)).await;
+    let (children, after) = zk2.get_children("/s").await.unwrap();
+    assert_eq!(children.len(), 1001);
+    assert_eq!((after.cversion, after.num_children, after.pzxid), (before.cversion, before.num_children, before.pzxid));
+    assert_eq!(zk2.get_data("/s/n3").await.unwrap().0, b"changed");
+    assert_eq!(zk2.get_data("/s/n4").await.unwrap().0, b"4");
+    let eph = zk2.check_stat("/s/eph").await.unwrap().expect("ephemeral survives with its session");
+    assert_eq!(eph.ephemeral_owner, ephemeral_owner.0);
+}

@@ -10,6 +10,7 @@ pub mod acl;
 pub mod path;
 pub mod prep;
 pub mod session;
+pub mod snapshot;
 pub mod tree;
 pub mod txn;
 pub mod watch;

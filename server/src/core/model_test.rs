@@ -199,6 +199,14 @@ proptest! {
         }
         prop_assert_eq!(snapshot(&fresh), snapshot(&d.core));
         prop_assert_eq!(fresh.last_zxid(), d.core.last_zxid());
+
+        // A snapshot restores the same tree, indexes and sessions.
+        let snap = d.core.snapshot();
+        let restored = Core::restore(CoreConfig::default(), 1, 1000, &snap);
+        prop_assert_eq!(snapshot(&restored), snapshot(&d.core));
+        prop_assert_eq!(&restored.tree, &d.core.tree);
+        prop_assert_eq!(restored.sessions.len(), d.core.sessions.len());
+        prop_assert_eq!(restored.snapshot(), snap);
     }
 }
 

@@ -138,6 +138,29 @@ impl DataTree {
         DataTree { nodes, ephemerals: BTreeMap::new(), expirable: BTreeSet::new() }
     }
 
+    /// Rebuilds a tree (children sets and indexes) from its nodes, as loaded
+    /// from a snapshot. Panics on a node whose parent is missing.
+    pub fn from_nodes(mut nodes: BTreeMap<String, Node>) -> DataTree {
+        assert!(nodes.contains_key("/"), "snapshot without a root");
+        let paths: Vec<String> = nodes.keys().filter(|p| p.as_str() != "/").cloned().collect();
+        let mut ephemerals: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        let mut expirable = BTreeSet::new();
+        for n in nodes.values_mut() {
+            n.children.clear();
+        }
+        for p in paths {
+            let owner = nodes[&p].ephemeral_owner;
+            let parent = nodes.get_mut(path::parent(&p)).unwrap_or_else(|| panic!("snapshot: {p} without its parent"));
+            parent.children.insert(path::name(&p).to_owned());
+            if owner::is_session(owner) {
+                ephemerals.entry(owner).or_default().insert(p);
+            } else if owner != 0 {
+                expirable.insert(p);
+            }
+        }
+        DataTree { nodes, ephemerals, expirable }
+    }
+
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(path)
     }

@@ -88,6 +88,10 @@ pub struct Processor {
     pub(super) stats: Stats,
     epoch: Instant,
     last_container_check_ms: i64,
+    /// Txns logged since the last snapshot began; at `snapCount` another starts.
+    txns_since_snapshot: u64,
+    /// The snapshot being written in the background, if any.
+    snapshotting: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What a batch releases after its fsync.
@@ -150,16 +154,20 @@ impl Processor {
             super_digest: cfg.super_digest.clone(),
         };
         let first_session_id = core::session::Sessions::initial_session_id(wall_ms(), cfg.my_id as u8);
-        let mut core = Core::new(core_cfg, secret, first_session_id);
+        let mut core = match store.load_snapshot()? {
+            Some(snap) => Core::restore(core_cfg, secret, first_session_id, &snap),
+            None => Core::new(core_cfg, secret, first_session_id),
+        };
+        let snapshot_zxid = core.last_zxid();
         let mut n = 0usize;
-        for txn in store.replay() {
+        for txn in store.replay(snapshot_zxid) {
             core.apply(&txn?);
             n += 1;
         }
         let epoch = Instant::now();
         // Restarted sessions get a full timeout to reconnect, as in ZooKeeper.
         core.sessions.reset_deadlines(0);
-        tracing::info!(txns = n, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
+        tracing::info!(snapshot_zxid = format!("{snapshot_zxid:#x}"), txns = n, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
         Ok(Processor {
             core,
             store,
@@ -169,6 +177,8 @@ impl Processor {
             stats: Stats { latency_min_ms: 0, ..Default::default() },
             epoch,
             last_container_check_ms: 0,
+            txns_since_snapshot: n as u64,
+            snapshotting: None,
         })
     }
 
@@ -202,9 +212,14 @@ impl Processor {
                 tracing::error!("cannot make txns durable, stopping: {e}");
                 std::process::exit(2);
             }
+            self.txns_since_snapshot += pending.txns.len() as u64;
             for (conn_id, out) in pending.outputs {
                 self.send(conn_id, out);
             }
+            self.maybe_snapshot();
+        }
+        if let Some(h) = self.snapshotting.take() {
+            let _ = h.join();
         }
         tracing::info!("processor stopped");
     }
@@ -417,6 +432,36 @@ impl Processor {
             for op in self.core.expirable(wall_ms(), EXPIRABLE_PER_CHECK_MAX) {
                 self.commit(0, 0, vec![op], pending);
             }
+        }
+    }
+
+    /// Starts a background snapshot once `snapCount` txns have been logged
+    /// since the last one. The copy is taken here, between batches, so it is
+    /// exactly the state at its zxid; writing it does not block requests.
+    fn maybe_snapshot(&mut self) {
+        if self.txns_since_snapshot < self.cfg.snap_count {
+            return;
+        }
+        if self.snapshotting.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(h) = self.snapshotting.take() {
+            let _ = h.join();
+        }
+        self.txns_since_snapshot = 0;
+        let snap = self.core.snapshot();
+        let store = self.store.clone();
+        let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            let started = Instant::now();
+            match store.write_snapshot(&snap) {
+                Ok(()) => tracing::info!(zxid = format!("{:#x}", snap.zxid), nodes = snap.nodes.len(), ms = started.elapsed().as_millis() as u64, "snapshot written"),
+                // The log still holds everything: a failed snapshot costs restart time only.
+                Err(e) => tracing::error!("snapshot failed: {e}"),
+            }
+        });
+        match spawned {
+            Ok(h) => self.snapshotting = Some(h),
+            Err(e) => tracing::error!("cannot start snapshot thread: {e}"),
         }
     }
 
