@@ -28,7 +28,10 @@ KT="$("$PY" -c 'import os, kazoo.tests; print(os.path.dirname(kazoo.tests.__file
 WORK="$(mktemp -d /tmp/kazoo-suite.XXXXXX)"
 mkdir -p "$WORK/tmp"
 
-export ZOOKEEPER_VERSION=3.8.0            # harness requires it (it gates 3.5+ features)
+# CI=true as on CI, so local runs and CI select the same tests: kazoo then
+# takes the server version from ZOOKEEPER_VERSION, and test_build checks that
+# the server's `envi` reports exactly that version.
+export CI=true
 export ZOOKEEPER_CLUSTER_SIZE=1
 export ZOOKEEPER_PORT_OFFSET="${KAZOO_PORT_OFFSET:-23000}"   # ports OFFSET..OFFSET+4
 export ZOOKEEPER_CLASSPATH="$("$PY" "$HERE/servers.py" classpath)"
@@ -45,6 +48,13 @@ case "$TARGET" in
   *) echo "TARGET must be zookeeper or corral" >&2; exit 2 ;;
 esac
 
+# The harness requires ZOOKEEPER_VERSION (it gates 3.5+ features on it). Default:
+# what the target itself reports in `envi` (3.8.0 for Debian's ZooKeeper).
+if [ -z "${ZOOKEEPER_VERSION:-}" ]; then
+  ZOOKEEPER_VERSION="$("$PY" "$HERE/servers.py" version)" || { echo "cannot get the target's version" >&2; exit 2; }
+fi
+export ZOOKEEPER_VERSION
+
 DESELECT="TestReconfig or TestReadOnlyMode or test_update_host_list"
 [ -n "${KAZOO_EXTRA_DESELECT:-}" ] && DESELECT="$DESELECT or ${KAZOO_EXTRA_DESELECT}"
 
@@ -58,7 +68,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "kazoo suite: target=$TARGET kazoo_tests=$KT deselect='$DESELECT'"
+echo "kazoo suite: target=$TARGET version=$ZOOKEEPER_VERSION kazoo_tests=$KT deselect='$DESELECT'"
 start=$(date +%s)
 cd "$WORK"
 timeout -k 10 "${KAZOO_SUITE_TIMEOUT:-900}" "$PY" -m pytest "$KT" \

@@ -16,6 +16,7 @@ Also usable as a CLI (see zk.sh):
   servers.py stop  --dir D              stops the PID recorded in D/server.pid
   servers.py 4lw   --port P CMD         prints a four-letter-word reply
   servers.py classpath                  prints the ZooKeeper classpath
+  servers.py version                    starts the target briefly, prints its envi version X.Y.Z
   servers.py exec-zk CFG                execs Apache ZooKeeper on CFG
 """
 import argparse
@@ -287,10 +288,24 @@ def _cli():
     e = sub.add_parser("exec-zk", help="exec Apache ZooKeeper on CFG (used by fake-corral-zookeeper.sh)")
     e.add_argument("cfg")
     sub.add_parser("classpath", help="print the ZooKeeper classpath")
+    sub.add_parser("version", help="start the target briefly, print X.Y.Z from its `envi`")
     a = ap.parse_args()
 
     if a.cmd == "classpath":
         print(zk_classpath())
+        return 0
+    if a.cmd == "version":
+        import re
+        srv = Server(tick_time=1000)
+        try:
+            srv.start()
+            m = re.search(r"^zookeeper\.version=(\d+\.\d+\.\d+)", four_letter(srv.port, "envi"), re.M)
+        finally:
+            srv.cleanup()
+        if not m:
+            print("no zookeeper.version=X.Y.Z in envi", file=sys.stderr)
+            return 1
+        print(m.group(1))
         return 0
     if a.cmd == "exec-zk":
         cfg = os.path.abspath(a.cfg)
