@@ -77,8 +77,9 @@ impl std::str::FromStr for Layout {
 /// A queue of any layout behind one interface (what the CLI uses).
 #[derive(Debug)]
 pub enum Queue {
-    Native(NativeQueue),
-    Lock(interop::LockQueue),
+    Native(Box<NativeQueue>),
+    // Boxed as well: a Client handle is several hundred bytes.
+    Lock(Box<interop::LockQueue>),
 }
 
 /// A claimed message of any layout.
@@ -132,10 +133,10 @@ impl Queue {
     /// (native queues with `meta`); otherwise it is an error.
     pub async fn open(client: &Client, path: &str, layout: Layout, create: bool, meta: Meta) -> Result<Queue> {
         Ok(match layout {
-            Layout::Native if create => Queue::Native(NativeQueue::create(client, path, meta).await?),
-            Layout::Native => Queue::Native(NativeQueue::open(client, path).await?),
-            Layout::Kazoo => Queue::Lock(interop::LockQueue::kazoo(client, path, create).await?),
-            Layout::Curator => Queue::Lock(interop::LockQueue::curator(client, path, None, create).await?),
+            Layout::Native if create => Queue::Native(Box::new(NativeQueue::create(client, path, meta).await?)),
+            Layout::Native => Queue::Native(Box::new(NativeQueue::open(client, path).await?)),
+            Layout::Kazoo => Queue::Lock(Box::new(interop::LockQueue::kazoo(client, path, create).await?)),
+            Layout::Curator => Queue::Lock(Box::new(interop::LockQueue::curator(client, path, None, create).await?)),
         })
     }
 

@@ -671,6 +671,8 @@ impl NativeQueue {
     /// Walks lanes (priority order), buckets and items (sequence order) from
     /// the cache, listing from the server only what is not cached, and claims
     /// the first deliverable item.
+    // The entry API cannot span the awaits between lookup and insert.
+    #[allow(clippy::map_entry)]
     async fn scan(&self, cs: &mut ConsumerState) -> Result<Option<Delivery>> {
         let lanes = cs.lanes.clone();
         for lane in lanes {

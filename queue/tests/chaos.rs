@@ -158,6 +158,27 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
                         Err(_) => q = None,
                     }
                 }
+                // Ground truth, independent of the counters: the item znodes
+                // themselves, counted in one multi-read (a consistent snapshot).
+                if let Some(qq) = &q {
+                    let lane = format!("{path}/ready/p100");
+                    if let Ok(buckets) = qq.client().list_children(&lane).await {
+                        let mut r = qq.client().new_multi_reader();
+                        for b in &buckets {
+                            r.add_get_children(&format!("{lane}/{b}")).unwrap();
+                        }
+                        if let Ok(res) = r.commit().await {
+                            let n: usize = res
+                                .iter()
+                                .map(|x| match x {
+                                    zookeeper_client::MultiReadResult::Children { children } => children.len(),
+                                    _ => 0,
+                                })
+                                .sum();
+                            max_depth_seen.fetch_max(n as u64, Ordering::SeqCst);
+                        }
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }));
@@ -204,6 +225,7 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
         t.await.unwrap();
     }
 
+    let dups = {
     let l = ledger.lock().unwrap();
     assert_eq!(l.effects.len(), total, "messages lost");
     for p in 0..PRODUCERS {
@@ -217,6 +239,8 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
         assert!(n <= 1 + lost, "{k} applied {n} times but only {lost} claim losses recorded");
         dups += n - 1;
     }
+    dups
+    };
     let s = q.stats().await.unwrap();
     assert_eq!(s.enqueued_total, total as u64, "idempotent producers must not enqueue twice");
     assert_eq!(s.removed_total, total as u64);

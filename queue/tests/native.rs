@@ -338,3 +338,68 @@ async fn a_put_wakes_one_idle_consumer_not_all() {
         tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
     }
 }
+
+/// Poison messages reach the DLQ after exactly max_attempts deliveries even
+/// when consumers crash on them (no nack ever sent) or nack them; good
+/// messages are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_despite_crashing_consumers() {
+    let hosts = Server::shared().hosts.clone();
+    let path = unique_path("poison");
+    let c0 = connect(&hosts, SESSION).await;
+    let q0 = NativeQueue::create(&c0, &path, Meta { max_attempts: 3, lease_ms: 5_000, ..Meta::default() }).await.unwrap();
+    let mut msgs = Vec::new();
+    for i in 0..40 {
+        let k = if i % 5 == 0 { format!("poison-{i}") } else { format!("good-{i}") };
+        msgs.push(Message::new(k.clone()).key(k));
+    }
+    q0.put_batch(msgs).await.unwrap();
+    let good = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..4u64 {
+        let (hosts, path, good, stop) = (hosts.clone(), path.clone(), good.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(w + 11);
+            'incarnation: while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let c = common::connect_detached(&hosts, Duration::from_millis(800)).await;
+                let q = NativeQueue::open(&c, &path).await.unwrap();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let Some(d) = q.take(Some(Duration::from_millis(300))).await.unwrap() else { continue };
+                    let body = String::from_utf8(d.payload.clone()).unwrap();
+                    if body.starts_with("poison") {
+                        if rng.bool() {
+                            // Crash while processing: the claim only ends with the session.
+                            continue 'incarnation;
+                        }
+                        q.nack(&d, Duration::ZERO).await.unwrap();
+                    } else {
+                        q.ack(&d).await.unwrap();
+                        good.lock().unwrap().insert(body);
+                    }
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = q0.stats().await.unwrap();
+        if s.dlq == 8 && s.depth == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not drained: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(good.lock().unwrap().len(), 32);
+    let dl = q0.dlq(100).await.unwrap();
+    let mut names: Vec<String> = dl.iter().map(|d| String::from_utf8(d.payload.clone()).unwrap()).collect();
+    names.sort();
+    let mut expect: Vec<String> = (0..40).filter(|i| i % 5 == 0).map(|i| format!("poison-{i}")).collect();
+    expect.sort();
+    assert_eq!(names, expect);
+    assert!(dl.iter().all(|d| d.attempts == 3), "{dl:?}");
+}
