@@ -138,6 +138,61 @@ async fn bench_kazoo(hosts: &str, n: usize, ops: usize) -> Option<Row> {
     Some(Row { impl_name: "kazoo LockingQueue".into(), pending: n, fill_s, put: summarize(puts, &np), take: summarize(takes, &format!("get+consume{}{}", if nt.is_empty() { "" } else { ", " }, nt)) })
 }
 
+/// Competing consumers: `workers` consumers (own sessions) drain `n` messages
+/// put by `workers` producers running at the same time.
+async fn bench_concurrent_native(hosts: &str, n: usize, workers: usize) -> f64 {
+    let c = common::connect(hosts, Duration::from_secs(30)).await;
+    let path = common::unique_path(&format!("native-conc-{n}"));
+    NativeQueue::create(&c, &path, Meta::default()).await.unwrap();
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (h, p) = (hosts.to_string(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = common::connect(&h, Duration::from_secs(30)).await;
+            let q = NativeQueue::open(&c, &p).await.unwrap();
+            for i in 0..n / workers {
+                q.put(Message::new(format!("{w}-{i}"))).await.unwrap();
+            }
+        }));
+        let (h, p) = (hosts.to_string(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = common::connect(&h, Duration::from_secs(30)).await;
+            let q = NativeQueue::open(&c, &p).await.unwrap();
+            for _ in 0..n / workers {
+                let d = q.take(Some(Duration::from_secs(60))).await.unwrap().expect("message");
+                q.ack(&d).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+const KAZOO_CONCURRENT: &str = r#"
+import sys, time, threading
+from kazoo.client import KazooClient
+from kazoo.recipe.queue import LockingQueue
+hosts, path, n, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def client():
+    zk = KazooClient(hosts=hosts, timeout=30); zk.start(timeout=30); return zk
+def produce(w):
+    zk = client(); q = LockingQueue(zk, path)
+    for i in range(n // workers): q.put(("%d-%d" % (w, i)).encode())
+def consume(w):
+    zk = client(); q = LockingQueue(zk, path)
+    for i in range(n // workers):
+        assert q.get(timeout=60) is not None
+        assert q.consume()
+t0 = time.time()
+ts = [threading.Thread(target=f, args=(w,)) for w in range(workers) for f in (produce, consume)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("%.1f" % (n / (time.time() - t0)))
+"#;
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -165,10 +220,45 @@ fn main() {
             }
         }
     });
+    let conc_n: usize = std::env::var("CORRAL_QUEUE_BENCH_CONCURRENT").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let mut conc = Vec::new();
+    if conc_n > 0 {
+        rt.block_on(async {
+            for workers in [1, 4] {
+                let r = bench_concurrent_native(&server.hosts, conc_n, workers).await;
+                eprintln!("native concurrent {workers}x{workers}: {r:.0} msg/s");
+                conc.push(("corral native", workers, format!("{r:.0} msg/s")));
+                if let Some(py) = common::kazoo_python() {
+                    let path = common::unique_path("kazoo-conc");
+                    let out = tokio::process::Command::new(py)
+                        .arg("-c")
+                        .arg(KAZOO_CONCURRENT)
+                        .arg(&server.hosts)
+                        .arg(&path)
+                        .arg(conc_n.to_string())
+                        .arg(workers.to_string())
+                        .output()
+                        .await
+                        .unwrap();
+                    let r = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    eprintln!("kazoo concurrent {workers}x{workers}: {r} msg/s");
+                    conc.push(("kazoo LockingQueue", workers, format!("{r} msg/s")));
+                }
+            }
+        });
+    }
     println!("| implementation | pending | fill | put (sequential) | take (sequential) |");
     println!("|---|---:|---:|---|---|");
     for r in &rows {
         println!("| {} | {} | {:.1}s | {} | {} |", r.impl_name, r.pending, r.fill_s, fmt(&r.put), fmt(&r.take));
+    }
+    if !conc.is_empty() {
+        println!();
+        println!("| implementation | producers x consumers | end-to-end throughput ({conc_n} messages, queue starts empty) |");
+        println!("|---|---:|---|");
+        for (name, w, r) in &conc {
+            println!("| {name} | {w} x {w} | {r} |");
+        }
     }
     drop(server);
 }
