@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use crate::net::tls::{ClientAuth, StoreFile, StoreKind, TlsConfig};
+
 /// The four-letter words Corral knows.
 pub const FOUR_LETTER_WORDS: &[&str] =
     &["ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "wchs", "wchc", "wchp", "dump", "isro", "crst", "srst"];
@@ -56,6 +58,10 @@ pub struct Config {
     pub container_check_interval_ms: u64,
     /// Txns between snapshots (`snapCount`, ZooKeeper's default 100000).
     pub snap_count: u64,
+    /// `secureClientPort` (+ `secureClientPortAddress`): the TLS listener.
+    pub secure_client_addr: Option<SocketAddr>,
+    /// The `ssl.*` settings, present exactly when `secure_client_addr` is.
+    pub tls: Option<TlsConfig>,
     pub peers: Vec<Peer>,
     /// From `dataDir/myid`, 0 when absent (standalone).
     pub my_id: u64,
@@ -81,6 +87,8 @@ impl Config {
             super_digest: None,
             container_check_interval_ms: 60_000,
             snap_count: 100_000,
+            secure_client_addr: None,
+            tls: None,
             peers: Vec::new(),
             my_id: 0,
         }
@@ -101,7 +109,7 @@ impl Config {
 
     /// Parses zoo.cfg text; relative paths stay relative to the working directory, as in ZooKeeper.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let mut values: BTreeMap<String, (usize, String)> = BTreeMap::new();
+        let mut values: Values = BTreeMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -115,7 +123,11 @@ impl Config {
                     message: "expected key=value".into(),
                 });
             };
-            values.insert(k.trim().to_owned(), (i + 1, v.trim().to_owned()));
+            // ZooKeeper turns zoo.cfg keys it does not know into "zookeeper."
+            // system properties, so "zookeeper.X" and "X" name the same setting.
+            let k = k.trim();
+            let k = k.strip_prefix("zookeeper.").filter(|rest| KNOWN_KEYS.contains(rest)).unwrap_or(k);
+            values.insert(k.to_owned(), (i + 1, v.trim().to_owned()));
         }
         let bad = |key: &str, line: usize, message: String| ConfigError::BadValue {
             file: file.into(),
@@ -187,12 +199,17 @@ impl Config {
             }
             cfg.max_frame_bytes = n;
         }
-        // ZooKeeper turns unknown zoo.cfg keys into "zookeeper."-prefixed system
-        // properties, so both spellings set the super digest.
-        cfg.super_digest = values
-            .get("zookeeper.DigestAuthenticationProvider.superDigest")
-            .or(values.get("DigestAuthenticationProvider.superDigest"))
-            .map(|(_, v)| v.clone());
+        cfg.super_digest = values.get("DigestAuthenticationProvider.superDigest").map(|(_, v)| v.clone());
+        if let Some(port) = num::<u16>(&values, "secureClientPort", &bad)? {
+            let ip = match values.get("secureClientPortAddress") {
+                None => cfg.client_addr.ip(),
+                Some((line, v)) => {
+                    v.parse().map_err(|_| bad("secureClientPortAddress", *line, format!("not an IP address: {v:?}")))?
+                }
+            };
+            cfg.secure_client_addr = Some(SocketAddr::new(ip, port));
+            cfg.tls = Some(tls_config(&values, &bad, file)?);
+        }
         cfg.container_check_interval_ms =
             num(&values, "znode.container.checkIntervalMs", &bad)?.unwrap_or(cfg.container_check_interval_ms);
         if let Some(n) = num::<u64>(&values, "snapCount", &bad)? {
@@ -222,6 +239,38 @@ impl Config {
     }
 }
 
+type Values = BTreeMap<String, (usize, String)>;
+
+/// The `ssl.*` keys of a secure client port, as ZooKeeper's `X509Util` reads them.
+fn tls_config(values: &Values, bad: &dyn Fn(&str, usize, String) -> ConfigError, file: &Path) -> Result<TlsConfig, ConfigError> {
+    let store = |prefix: &str| -> Result<Option<StoreFile>, ConfigError> {
+        let loc_key = format!("{prefix}.location");
+        let Some((line, loc)) = values.get(&loc_key) else { return Ok(None) };
+        let path = PathBuf::from(loc);
+        let type_key = format!("{prefix}.type");
+        let kind = StoreKind::detect(values.get(&type_key).map(|(_, t)| t.as_str()), &path).ok_or_else(|| {
+            let line = values.get(&type_key).map_or(*line, |(l, _)| *l);
+            bad(&type_key, line, "keystore type must be JKS or PEM (or a .jks/.pem file name)".into())
+        })?;
+        let password = values.get(&format!("{prefix}.password")).map(|(_, p)| p.clone()).unwrap_or_default();
+        Ok(Some(StoreFile { path, password, kind }))
+    };
+    let key_store = store("ssl.keyStore")?.ok_or_else(|| ConfigError::Invalid {
+        file: file.into(),
+        message: "secureClientPort is set but ssl.keyStore.location is not".into(),
+    })?;
+    let client_auth = match values.get("ssl.clientAuth") {
+        None => ClientAuth::Need,
+        Some((line, v)) => match v.to_ascii_lowercase().as_str() {
+            "need" => ClientAuth::Need,
+            "want" => ClientAuth::Want,
+            "none" => ClientAuth::None,
+            _ => return Err(bad("ssl.clientAuth", *line, format!("expected need, want or none, found {v:?}"))),
+        },
+    };
+    Ok(TlsConfig { key_store, trust_store: store("ssl.trustStore")?, client_auth })
+}
+
 fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "yes" => Some(true),
@@ -243,8 +292,23 @@ const KNOWN_KEYS: &[&str] = &[
     "4lw.commands.whitelist",
     "extendedTypesEnabled",
     "jute.maxbuffer",
-    "zookeeper.DigestAuthenticationProvider.superDigest",
     "DigestAuthenticationProvider.superDigest",
+    "secureClientPort",
+    "secureClientPortAddress",
+    "serverCnxnFactory",
+    "ssl.keyStore.location",
+    "ssl.keyStore.password",
+    "ssl.keyStore.type",
+    "ssl.trustStore.location",
+    "ssl.trustStore.password",
+    "ssl.trustStore.type",
+    "ssl.clientAuth",
+    "ssl.protocol",
+    "ssl.enabledProtocols",
+    "ssl.ciphersuites",
+    "ssl.hostnameVerification",
+    "client.secure",
+    "snapCount",
     "znode.container.checkIntervalMs",
     "initLimit",
     "syncLimit",
@@ -276,6 +340,21 @@ mod tests {
         assert_eq!(c.four_letter_words, vec!["ruok", "mntr"]);
         assert!(c.extended_types);
         assert_eq!(c.peers, vec![Peer { id: 1, host: "127.0.0.1".into(), peer_port: 2888, election_port: 3888 }]);
+    }
+
+    #[test]
+    fn secure_port_and_prefixed_keys() {
+        let c = parse("dataDir=/x\nsecureClientPort=2281\nzookeeper.ssl.keyStore.location=/k.jks\nssl.keyStore.password=pw\nssl.trustStore.location=/t.pem\nssl.clientAuth=want\nzookeeper.DigestAuthenticationProvider.superDigest=super:abc\n").unwrap();
+        assert_eq!(c.secure_client_addr, Some("0.0.0.0:2281".parse().unwrap()));
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.key_store, StoreFile { path: "/k.jks".into(), password: "pw".into(), kind: StoreKind::Jks });
+        assert_eq!(tls.trust_store.unwrap().kind, StoreKind::Pem);
+        assert_eq!(tls.client_auth, ClientAuth::Want);
+        assert_eq!(c.super_digest.as_deref(), Some("super:abc"));
+        let e = parse("dataDir=/x\nsecureClientPort=2281\n").unwrap_err().to_string();
+        assert!(e.contains("ssl.keyStore.location"), "{e}");
+        let e = parse("dataDir=/x\nsecureClientPort=1\nssl.keyStore.location=/k.p12\n").unwrap_err().to_string();
+        assert!(e.starts_with("zoo.cfg:3: ssl.keyStore.type"), "{e}");
     }
 
     #[test]

@@ -53,7 +53,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // Tests and scripts read the bound address from this line.
+        // Tests and scripts read the bound addresses from these lines; the
+        // plain one comes last and means "ready".
+        if let Some(a) = server.secure_addr {
+            println!("corral listening (TLS) on {a}");
+        }
         println!("corral listening on {}", server.local_addr);
         wait_for_signal().await;
         tracing::info!("shutting down");

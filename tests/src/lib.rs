@@ -38,6 +38,8 @@ static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 /// A corral server process owned by a test. Killed when dropped.
 pub struct Corral {
     child: Option<Child>,
+    /// Every line the server printed on stdout.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub dir: PathBuf,
     pub addr: SocketAddr,
     extra_cfg: String,
@@ -58,7 +60,7 @@ impl Corral {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
-        let mut c = Corral { child: None, dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned() };
+        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned() };
         c.spawn();
         c
     }
@@ -88,8 +90,12 @@ impl Corral {
             .expect("spawn corral");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
+        let lines = self.stdout.clone();
+        lines.lock().unwrap().clear();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line.clone());
+                // The plain listener is announced last, after any TLS one.
                 if let Some(a) = line.strip_prefix("corral listening on ") {
                     let _ = tx.send(a.trim().to_owned());
                 }
@@ -105,6 +111,11 @@ impl Corral {
         };
         self.addr = addr.parse().expect("listening address");
         self.child = Some(child);
+    }
+
+    /// The rest of the first stdout line starting with `prefix`.
+    pub fn stdout_line(&self, prefix: &str) -> Option<String> {
+        self.stdout.lock().unwrap().iter().find_map(|l| l.strip_prefix(prefix).map(|s| s.trim().to_owned()))
     }
 
     /// `host:port` for clients.

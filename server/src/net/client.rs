@@ -9,8 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ConnectRequest, DecodeError, ErrorCode, FrameCodec, Jute, Request, RequestHeader};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
@@ -21,15 +20,14 @@ use crate::config::{Config, FOUR_LETTER_WORDS};
 /// How long a new connection may take to send its first bytes.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn serve(
-    mut socket: TcpStream,
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    mut socket: S,
     addr: SocketAddr,
     conn_id: u64,
     input: mpsc::Sender<Input>,
     cfg: Arc<Config>,
     shutdown: CancellationToken,
 ) {
-    let _ = socket.set_nodelay(true);
     let mut first = [0u8; 4];
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.read_exact(&mut first)).await {
         Ok(Ok(_)) => {}

@@ -4,16 +4,20 @@
 pub mod client;
 pub mod fourlw;
 pub mod processor;
+pub mod tls;
+pub mod x509;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
@@ -37,29 +41,126 @@ fn random_u64() -> u64 {
 /// A running server.
 pub struct Server {
     pub local_addr: SocketAddr,
+    /// The TLS listener's address, when `secureClientPort` is set.
+    pub secure_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
 
+/// What every accept loop and connection task shares.
+struct Shared {
+    cfg: Arc<Config>,
+    input: mpsc::Sender<Input>,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    next_conn_id: AtomicU64,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// How long a TLS client may take to complete its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Shared {
+    /// Counts a connection against `maxClientCnxns`; false if over the limit.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let mut m = self.per_ip.lock().expect("per-ip map lock");
+        let n = m.entry(ip).or_default();
+        if self.cfg.max_client_cnxns > 0 && *n >= self.cfg.max_client_cnxns {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut m = self.per_ip.lock().expect("per-ip map lock");
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    loop {
+        let (socket, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shared.stop.cancelled() => break,
+        };
+        if !shared.admit(addr.ip()) {
+            tracing::warn!(%addr, limit = shared.cfg.max_client_cnxns, "too many connections from this address (maxClientCnxns)");
+            continue;
+        }
+        let _ = socket.set_nodelay(true);
+        let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let (tls, shared2) = (tls.clone(), shared.clone());
+        shared.tracker.spawn(async move {
+            let (input, cfg, stop) = (shared2.input.clone(), shared2.cfg.clone(), shared2.stop.clone());
+            match tls {
+                None => client::serve(socket, addr, conn_id, input, cfg, stop).await,
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => client::serve(stream, addr, conn_id, input, cfg, stop).await,
+                    Ok(Err(e)) => tracing::info!(%addr, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
+                },
+            }
+            shared2.release(addr.ip());
+        });
+    }
+}
+
 impl Server {
-    /// Recovers state from the data directory, binds the client port and
+    /// Recovers state from the data directory, binds the client port(s) and
     /// starts serving.
     pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         let cfg = Arc::new(cfg);
+        let tls = match &cfg.tls {
+            Some(t) => Some(tls::acceptor(t).map_err(|e| anyhow::anyhow!("{e} (secureClientPort in {})", cfg.source.display()))?),
+            None => None,
+        };
         let processor = Processor::recover(cfg.clone(), random_u64)?;
-        let listener = TcpListener::bind(cfg.client_addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} (clientPort in {}): {e}", cfg.client_addr, cfg.source.display()))?;
+        let bind = |addr: SocketAddr, key: &'static str| {
+            let cfg = cfg.clone();
+            async move {
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({key} in {}): {e}", cfg.source.display()))
+            }
+        };
+        let listener = bind(cfg.client_addr, "clientPort").await?;
         let local_addr = listener.local_addr()?;
+        let secure = match cfg.secure_client_addr {
+            Some(a) => Some(bind(a, "secureClientPort").await?),
+            None => None,
+        };
+        let secure_addr = secure.as_ref().map(|l| l.local_addr()).transpose()?;
+
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
         let processor_thread = std::thread::Builder::new().name("processor".into()).spawn(move || processor.run(rx))?;
         let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            input: tx.clone(),
+            per_ip: Mutex::default(),
+            next_conn_id: AtomicU64::new(1),
+            stop: shutdown.clone(),
+            tracker: TaskTracker::new(),
+        });
 
         let tick_tx = tx.clone();
         let tick_ms = (cfg.tick_ms / 2).clamp(10, 1000) as u64;
         let tick_stop = shutdown.clone();
-        tracker.spawn(async move {
+        shared.tracker.spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(tick_ms));
             loop {
                 tokio::select! {
@@ -68,56 +169,24 @@ impl Server {
                 }
             }
         });
+        shared.tracker.spawn(accept_loop(listener, None, shared.clone()));
+        if let Some(l) = secure {
+            shared.tracker.spawn(accept_loop(l, tls, shared.clone()));
+        }
 
-        let accept_stop = shutdown.clone();
-        let accept_tracker = tracker.clone();
+        let stop = shutdown.clone();
         let done = tokio::spawn(async move {
-            let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
-            let mut next_conn_id = 1u64;
-            loop {
-                let (socket, addr) = tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                    _ = accept_stop.cancelled() => break,
-                };
-                {
-                    let mut m = per_ip.lock().expect("per-ip map lock");
-                    let n = m.entry(addr.ip()).or_default();
-                    if cfg.max_client_cnxns > 0 && *n >= cfg.max_client_cnxns {
-                        tracing::warn!(%addr, limit = cfg.max_client_cnxns, "too many connections from this address (maxClientCnxns)");
-                        continue;
-                    }
-                    *n += 1;
-                }
-                let conn_id = next_conn_id;
-                next_conn_id += 1;
-                let (input, cfg, stop, per_ip) = (tx.clone(), cfg.clone(), accept_stop.clone(), per_ip.clone());
-                accept_tracker.spawn(async move {
-                    client::serve(socket, addr, conn_id, input, cfg, stop).await;
-                    let mut m = per_ip.lock().expect("per-ip map lock");
-                    if let Some(n) = m.get_mut(&addr.ip()) {
-                        *n -= 1;
-                        if *n == 0 {
-                            m.remove(&addr.ip());
-                        }
-                    }
-                });
-            }
-            accept_tracker.close();
-            accept_tracker.wait().await;
+            stop.cancelled().await;
+            shared.tracker.close();
+            shared.tracker.wait().await;
             // Every connection is gone: the processor finishes its last batch (fsync) and stops.
             let _ = tx.send(Input::Shutdown).await;
             drop(tx);
+            drop(shared);
             let _ = tokio::task::spawn_blocking(move || processor_thread.join()).await;
         });
-        tracing::info!(addr = %local_addr, "corral listening");
-        Ok(Server { local_addr, shutdown, done })
+        tracing::info!(addr = %local_addr, secure = ?secure_addr, "corral listening");
+        Ok(Server { local_addr, secure_addr, shutdown, done })
     }
 
     /// Stops accepting, closes connections, lets the processor finish, and waits.
