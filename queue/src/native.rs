@@ -194,6 +194,7 @@ struct ConsumerState {
     enq_items: u64,
     enq_version: i32,
     last_fresh: Option<Instant>,
+    last_reap: Option<Instant>,
 }
 
 enum ClaimResult {
@@ -568,6 +569,14 @@ impl NativeQueue {
 
     async fn take_inner(&self, cs: &mut ConsumerState, until: Option<Instant>, waiter: &mut Option<Waiter>) -> Result<Option<Delivery>> {
         loop {
+            // Busy consumers never run dry, so they also look for expired
+            // leases on a timer; otherwise a hung holder's message would wait
+            // behind the whole backlog.
+            let reap_every = Duration::from_millis((self.meta.lease_ms / 2).clamp(100, 1000));
+            if cs.last_reap.is_none_or(|t| t.elapsed() > reap_every) {
+                self.refresh(cs).await?;
+                self.reap(cs).await?;
+            }
             let stale = cs.last_fresh.is_none_or(|t| t.elapsed() > FRESH_INTERVAL);
             if !stale {
                 if let Some(d) = self.scan(cs).await? {
@@ -1017,6 +1026,7 @@ impl NativeQueue {
     /// again. Returns whether anything was released and the earliest lease
     /// deadline still running.
     async fn reap(&self, cs: &mut ConsumerState) -> Result<(bool, Option<u64>)> {
+        cs.last_reap = Some(Instant::now());
         let now = now_ms();
         let mut reaped = false;
         let mut next: Option<u64> = None;

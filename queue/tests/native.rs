@@ -403,3 +403,32 @@ async fn poison_messages_are_dead_lettered_despite_crashing_consumers() {
     assert_eq!(names, expect);
     assert!(dl.iter().all(|d| d.attempts == 3), "{dl:?}");
 }
+
+/// A hung holder's message comes back after its lease even while other
+/// consumers are busy with a backlog (they never run dry, so they must look
+/// for expired leases on their own).
+#[tokio::test]
+async fn expired_lease_is_redelivered_ahead_of_a_backlog() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("lease-backlog");
+    let ca = connect(hosts, SESSION).await;
+    let a = NativeQueue::create(&ca, &path, Meta { lease_ms: 400, ..Meta::default() }).await.unwrap();
+    a.put(Message::new("stuck")).await.unwrap();
+    let hung = a.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    a.put_batch((0..1000).map(|i| Message::new(format!("b{i}"))).collect()).await.unwrap();
+    let cb = connect(hosts, SESSION).await;
+    let b = NativeQueue::open(&cb, &path).await.unwrap();
+    let mut position = None;
+    for i in 0..1001 {
+        let d = b.take(Some(Duration::from_secs(10))).await.unwrap().unwrap();
+        b.ack(&d).await.unwrap();
+        if d.payload == b"stuck" {
+            assert_eq!(d.attempt, 2);
+            position = Some(i);
+            break;
+        }
+    }
+    let position = position.expect("stuck message never redelivered");
+    assert!(position < 1000, "redelivered only after the whole backlog");
+    assert!(matches!(a.ack(&hung).await, Err(QueueError::ClaimLost { .. })));
+}
