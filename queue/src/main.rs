@@ -237,71 +237,91 @@ async fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         },
-        "consume" => consume(&client, &path, &o).await,
+        "consume" => consume(client, &hosts, session, &path, &o).await,
         _ => unreachable!(),
     }
 }
 
-async fn consume(client: &zookeeper_client::Client, path: &str, o: &Opts) -> Result<ExitCode> {
+async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duration, path: &str, o: &Opts) -> Result<ExitCode> {
     if o.command.is_empty() {
         bail!("consume needs a command after --");
     }
-    let q = open(client, path, o.layout).await?;
-    let lease = match &q {
-        Queue::Native(nq) => Duration::from_millis(nq.meta().lease_ms.max(300)),
-        Queue::Lock(_) => Duration::from_secs(3600),
-    };
+    let mut q = open(&client, path, o.layout).await?;
     let mut done = 0u64;
     let mut failed = 0u64;
     while o.max.is_none_or(|m| done < m) {
-        let Some(d) = q.take(o.idle).await? else { break };
-        let mut child = tokio::process::Command::new(&o.command[0])
-            .args(&o.command[1..])
-            .env("CORRAL_QUEUE_ID", d.id())
-            .env("CORRAL_QUEUE_ATTEMPT", d.attempt().map_or(String::new(), |a| a.to_string()))
-            .stdin(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot run {:?}", o.command[0]))?;
-        let mut stdin = child.stdin.take().unwrap();
-        let input: Vec<u8> = d.payloads().join(&b"\n"[..]);
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let _ = stdin.write_all(&input).await;
-        });
-        let mut delivery = d;
-        // Keep the lease alive while the command runs; a lost claim means
-        // someone else may be processing it too, so stop waiting on ours.
-        let status = loop {
-            tokio::select! {
-                st = child.wait() => break Some(st?),
-                _ = tokio::time::sleep(lease / 3) => {
-                    if let (Queue::Native(nq), AnyDelivery::Native(nd)) = (&q, &mut delivery) {
-                        if let Err(e) = nq.extend(nd, lease).await {
-                            eprintln!("corral-queue: lease on {} lost: {e}", nd.id);
-                            let _ = child.kill().await;
-                            break None;
-                        }
-                    }
-                },
-            }
-        };
-        let _ = writer.await;
-        match status {
-            Some(st) if st.success() => {
-                q.ack(&delivery).await.with_context(|| format!("ack {}", delivery.id()))?;
+        match consume_one(&q, o).await {
+            Ok(None) => break,
+            Ok(Some(ok)) => {
+                done += 1;
+                failed += u64::from(!ok);
             },
-            Some(st) => {
-                failed += 1;
-                eprintln!("corral-queue: {} failed ({st}); returning it to the queue", delivery.id());
-                q.nack(&delivery, o.nack_delay).await.with_context(|| format!("nack {}", delivery.id()))?;
+            // A long-running consumer outlives sessions (partitions, server
+            // restarts): start a new one. Whatever we held is redelivered.
+            Err(e) if matches!(e.downcast_ref::<QueueError>(), Some(QueueError::SessionExpired)) => {
+                eprintln!("corral-queue: session expired; reconnecting");
+                let client = connect(hosts, session).await?;
+                q = open(&client, path, o.layout).await?;
             },
-            None => failed += 1,
+            Err(e) => return Err(e),
         }
-        done += 1;
     }
     eprintln!("corral-queue: processed {done} message(s), {failed} failed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Takes and processes one message. `Ok(None)` when idle for `--idle`;
+/// otherwise whether the command succeeded.
+async fn consume_one(q: &Queue, o: &Opts) -> Result<Option<bool>> {
+    let lease = match q {
+        Queue::Native(nq) => Duration::from_millis(nq.meta().lease_ms.max(300)),
+        Queue::Lock(_) => Duration::from_secs(3600),
+    };
+    let Some(d) = q.take(o.idle).await? else { return Ok(None) };
+    let mut child = tokio::process::Command::new(&o.command[0])
+        .args(&o.command[1..])
+        .env("CORRAL_QUEUE_ID", d.id())
+        .env("CORRAL_QUEUE_ATTEMPT", d.attempt().map_or(String::new(), |a| a.to_string()))
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run {:?}", o.command[0]))?;
+    let mut stdin = child.stdin.take().unwrap();
+    let input: Vec<u8> = d.payloads().join(&b"\n"[..]);
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(&input).await;
+    });
+    let mut delivery = d;
+    // Keep the lease alive while the command runs. A lost claim means the
+    // message may be redelivered elsewhere: stop the command.
+    let status = loop {
+        tokio::select! {
+            st = child.wait() => break Some(st?),
+            _ = tokio::time::sleep(lease / 3) => {
+                if let (Queue::Native(nq), AnyDelivery::Native(nd)) = (q, &mut delivery) {
+                    if let Err(e) = nq.extend(nd, lease).await {
+                        eprintln!("corral-queue: lease on {} lost: {e}", nd.id);
+                        let _ = child.kill().await;
+                        break None;
+                    }
+                }
+            },
+        }
+    };
+    let _ = writer.await;
+    match status {
+        Some(st) if st.success() => {
+            q.ack(&delivery).await.with_context(|| format!("ack {}", delivery.id()))?;
+            Ok(Some(true))
+        },
+        Some(st) => {
+            eprintln!("corral-queue: {} failed ({st}); returning it to the queue", delivery.id());
+            q.nack(&delivery, o.nack_delay).await.with_context(|| format!("nack {}", delivery.id()))?;
+            Ok(Some(false))
+        },
+        None => Ok(Some(false)),
+    }
 }
 
 #[tokio::main]

@@ -29,12 +29,16 @@ pub struct Server {
     dir: Option<PathBuf>,
     port: u16,
     external: bool,
+    /// The shared server is a static whose Drop never runs: its wrapper
+    /// removes the directory instead when the test process goes away.
+    shared: bool,
 }
 
 const WRAPPER: &str = r#""$@" </dev/null >>"$LOG" 2>&1 & pid=$!
 cat >/dev/null
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
+if [ -n "$RMDIR" ]; then rm -rf "$RMDIR"; fi
 exit 0"#;
 
 fn free_port() -> u16 {
@@ -73,8 +77,12 @@ fn java_classpath() -> String {
 impl Server {
     /// A server private to the caller (needed by tests that restart it).
     pub fn start_private() -> Option<Server> {
+        Self::start(false)
+    }
+
+    fn start(shared: bool) -> Option<Server> {
         if let Ok(hosts) = std::env::var("CORRAL_QUEUE_TEST_HOSTS") {
-            return Some(Server { child: None, hosts, dir: None, port: 0, external: true });
+            return Some(Server { child: None, hosts, dir: None, port: 0, external: true, shared });
         }
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("corral-queue-test-{}-{n}", std::process::id()));
@@ -89,7 +97,7 @@ impl Server {
         );
         std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
         std::fs::write(dir.join("log4j.properties"), "log4j.rootLogger=WARN, F\nlog4j.appender.F=org.apache.log4j.ConsoleAppender\nlog4j.appender.F.layout=org.apache.log4j.PatternLayout\nlog4j.appender.F.layout.ConversionPattern=%d %p %c{1}: %m%n\n").unwrap();
-        let mut s = Server { child: None, hosts: format!("127.0.0.1:{port}"), dir: Some(dir), port, external: false };
+        let mut s = Server { child: None, hosts: format!("127.0.0.1:{port}"), dir: Some(dir), port, external: false, shared };
         s.spawn();
         Some(s)
     }
@@ -98,7 +106,7 @@ impl Server {
     /// own queue path.
     pub fn shared() -> &'static Server {
         static SHARED: OnceLock<Server> = OnceLock::new();
-        SHARED.get_or_init(|| Server::start_private().unwrap())
+        SHARED.get_or_init(|| Server::start(true).unwrap())
     }
 
     pub fn is_external(&self) -> bool {
@@ -122,6 +130,9 @@ impl Server {
                 .arg(java_classpath())
                 .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
                 .arg(dir.join("zoo.cfg"));
+        }
+        if self.shared {
+            cmd.env("RMDIR", &dir);
         }
         cmd.env("LOG", dir.join("server.log")).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
         self.child = Some(cmd.spawn().expect("spawn server wrapper"));
