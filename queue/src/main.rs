@@ -260,14 +260,32 @@ async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duratio
             // restarts): start a new one. Whatever we held is redelivered.
             Err(e) if matches!(e.downcast_ref::<QueueError>(), Some(QueueError::SessionExpired)) => {
                 eprintln!("corral-queue: session expired; reconnecting");
-                let client = connect(hosts, session).await?;
-                q = open(&client, path, o.layout).await?;
+                q = reconnect(hosts, session, path, o.layout).await?;
             },
             Err(e) => return Err(e),
         }
     }
     eprintln!("corral-queue: processed {done} message(s), {failed} failed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Retries for a while: the reason the session expired (partition, server
+/// restart) is usually still there for a moment.
+async fn reconnect(hosts: &str, session: Duration, path: &str, layout: Option<Layout>) -> Result<Queue> {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(300);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = async { open(&connect(hosts, session).await?, path, layout).await };
+        match attempt.await {
+            Ok(q) => return Ok(q),
+            Err(e) if tokio::time::Instant::now() < give_up => {
+                eprintln!("corral-queue: reconnect failed ({e:#}); retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            },
+            Err(e) => return Err(e.context("giving up reconnecting after 5 minutes")),
+        }
+    }
 }
 
 /// Takes and processes one message. `Ok(None)` when idle for `--idle`;

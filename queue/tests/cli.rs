@@ -118,3 +118,37 @@ fn kazoo_and_curator_layouts_from_the_cli() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("does not support delayed delivery"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_survives_session_expiry() {
+    let hosts = Server::shared().hosts.clone();
+    let path = unique_path("cli-reconnect");
+    let proxy = common::Proxy::start(&hosts).await;
+    ok(&cli(&hosts, &["put", &path, "before"]));
+    let dir = std::env::temp_dir().join(format!("corral-queue-reconnect-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let done = dir.join("done");
+    let script = format!("cat >> {}; echo >> {}", done.display(), done.display());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_corral-queue"))
+        .args(["--hosts", &proxy.hosts, "--session-timeout", "1s", "consume", "--max", "2", "--idle", "30s", &path, "--", "sh", "-c", &script])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&done).unwrap_or_default() != "before\n" {
+        assert!(std::time::Instant::now() < deadline, "first message not consumed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Cut the consumer off long enough for its session to expire.
+    proxy.partition();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    proxy.heal();
+    ok(&cli(&hosts, &["put", &path, "after"]));
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output()).await.expect("consume did not finish").unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("reconnecting"), "{err}");
+    assert_eq!(std::fs::read_to_string(&done).unwrap(), "before\nafter\n");
+    let _ = std::fs::remove_dir_all(dir);
+}
