@@ -36,13 +36,7 @@ async fn malformed_body_and_unknown_opcode_get_error_codes() {
     let h = protocol::ReplyHeader::from_bytes(&reply).unwrap();
     assert_eq!((h.xid, h.err), (7, ErrorCode::MarshallingError.as_i32()));
 
-    let mut frame = Vec::new();
-    RequestHeader { xid: 8, r#type: 999 }.encode(&mut frame);
-    raw.send_frame(&frame).unwrap();
-    let h = protocol::ReplyHeader::from_bytes(&raw.read_frame().unwrap()).unwrap();
-    assert_eq!((h.xid, h.err), (8, ErrorCode::Unimplemented.as_i32()));
-
-    // The connection still works.
+    // The connection still works after a malformed body.
     let (h, _) = raw.call(9, &Request::Exists(protocol::ExistsRequest { path: "/".into(), watch: false }));
     assert_eq!((h.xid, h.err), (9, 0));
     // Invalid paths are BADARGUMENTS, as in ZooKeeper.
@@ -50,6 +44,14 @@ async fn malformed_body_and_unknown_opcode_get_error_codes() {
         let (h, _) = raw.call(10, &Request::Exists(protocol::ExistsRequest { path: bad.into(), watch: false }));
         assert_eq!(h.err, ErrorCode::BadArguments.as_i32(), "{bad:?}");
     }
+    // An unknown opcode is answered UNIMPLEMENTED, then the connection is
+    // closed, as ZooKeeper does.
+    let mut frame = Vec::new();
+    RequestHeader { xid: 8, r#type: 999 }.encode(&mut frame);
+    raw.send_frame(&frame).unwrap();
+    let h = protocol::ReplyHeader::from_bytes(&raw.read_frame().unwrap()).unwrap();
+    assert_eq!((h.xid, h.err), (8, ErrorCode::Unimplemented.as_i32()));
+    assert!(raw.read_frame().is_none());
 }
 
 #[tokio::test]

@@ -165,7 +165,8 @@ fn prep_create(
 
 fn prep_delete(o: &mut Overlay, caller: Caller, path: &str, version: i32) -> Result<Op, ErrorCode> {
     path::validate(path, false)?;
-    if path == "/" {
+    // DataTree.isSpecialPath: the root and ZooKeeper's own nodes cannot be deleted.
+    if matches!(path, "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config") {
         return Err(ErrorCode::BadArguments);
     }
     let parent_path = path::parent(path);

@@ -138,7 +138,10 @@ fn decode(conn_id: u64, frame: &[u8]) -> Option<Input> {
     let header = RequestHeader::decode(&mut buf).ok()?;
     Some(match Request::decode(header.r#type, buf) {
         Ok(req) => Input::Request { conn_id, xid: header.xid, req },
-        Err(DecodeError::UnknownOpCode(_)) => Input::BadRequest { conn_id, xid: header.xid, err: ErrorCode::Unimplemented },
-        Err(_) => Input::BadRequest { conn_id, xid: header.xid, err: ErrorCode::MarshallingError },
+        // ZooKeeper answers an unknown opcode UNIMPLEMENTED and drops the connection.
+        Err(DecodeError::UnknownOpCode(_)) => {
+            Input::BadRequest { conn_id, xid: header.xid, err: ErrorCode::Unimplemented, close: true }
+        }
+        Err(_) => Input::BadRequest { conn_id, xid: header.xid, err: ErrorCode::MarshallingError, close: false },
     })
 }

@@ -106,13 +106,21 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
         let (tls, shared2) = (tls.clone(), shared.clone());
         shared.tracker.spawn(async move {
             let (input, cfg, stop) = (shared2.input.clone(), shared2.cfg.clone(), shared2.stop.clone());
-            match tls {
-                None => client::serve(socket, addr, conn_id, input, cfg, stop).await,
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                    Ok(Ok(stream)) => client::serve(stream, addr, conn_id, input, cfg, stop).await,
-                    Ok(Err(e)) => tracing::info!(%addr, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
-                },
+            let conn = async move {
+                match tls {
+                    None => client::serve(socket, addr, conn_id, input, cfg, stop).await,
+                    Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => client::serve(stream, addr, conn_id, input, cfg, stop).await,
+                        Ok(Err(e)) => tracing::info!(%addr, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
+                    },
+                }
+            };
+            // On shutdown every connection closes at once, whatever phase it is
+            // in (a handshake may otherwise wait out its timeout).
+            tokio::select! {
+                _ = conn => {}
+                _ = shared2.stop.cancelled() => {}
             }
             shared2.release(addr.ip());
         });

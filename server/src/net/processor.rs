@@ -32,8 +32,9 @@ const EXPIRABLE_PER_CHECK_MAX: usize = 10_000;
 pub enum Input {
     Connect { conn_id: u64, addr: SocketAddr, req: ConnectRequest, out: mpsc::Sender<Output> },
     Request { conn_id: u64, xid: i32, req: Request },
-    /// A request whose body could not be decoded: answered with `err` in order.
-    BadRequest { conn_id: u64, xid: i32, err: ErrorCode },
+    /// A request whose body could not be decoded: answered with `err` in
+    /// order, then the connection is closed if `close`.
+    BadRequest { conn_id: u64, xid: i32, err: ErrorCode, close: bool },
     Closed { conn_id: u64 },
     /// `addr` is the asking connection's, listed by `cons` as ZooKeeper does.
     FourLetter { word: String, addr: SocketAddr, reply: oneshot::Sender<String> },
@@ -270,10 +271,13 @@ impl Processor {
         match input {
             Input::Connect { conn_id, addr, req, out } => self.connect(conn_id, addr, req, out, pending),
             Input::Request { conn_id, xid, req } => self.request(conn_id, xid, req, pending),
-            Input::BadRequest { conn_id, xid, err } => {
+            Input::BadRequest { conn_id, xid, err, close } => {
                 if self.conns.contains_key(&conn_id) {
                     let f = frame(ReplyHeader { xid, zxid: self.core.last_zxid(), err: err.as_i32() }, &Response::Empty);
                     pending.outputs.push((conn_id, Output::Frame(f)));
+                    if close {
+                        pending.outputs.push((conn_id, Output::Close));
+                    }
                 }
             }
             Input::Closed { conn_id } => self.drop_conn(conn_id),
