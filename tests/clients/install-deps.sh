@@ -4,6 +4,9 @@
 #  - $REPO/.venv with tests/clients/requirements.txt (kazoo, pytest, ...)
 # Safe to run repeatedly: does nothing (and no network) when all is present.
 set -euo pipefail
+# The whole body is one compound command: bash parses it before running any
+# of it, so editing this file during a run cannot derail that run.
+{
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 VENV="$REPO/.venv"
@@ -91,3 +94,5 @@ else
   log "venv $VENV up to date"
 fi
 log "ok"
+exit
+}

@@ -8,6 +8,9 @@
 # Prints a final "N passed, M failed, K skipped" line; exits non-zero on any failure.
 # Extra args are passed to step 1's pytest (e.g. -k watches -x).
 set -uo pipefail
+# The whole body is one compound command: bash parses it before running any
+# of it, so editing this file during a run cannot derail that run.
+{
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 export TARGET="${TARGET:-zookeeper}"
@@ -63,3 +66,5 @@ if skip_k != "1":
 print("%d passed, %d failed, %d skipped" % (tot["passed"], tot["failed"], tot["skipped"]))
 sys.exit(1 if tot["failed"] else 0)
 PY
+exit
+}

@@ -112,6 +112,27 @@ def free_port():
     return port
 
 
+def free_port_block(n=5, lo=20000, hi=45000, tries=200):
+    """First port of n consecutive free ports (checked on 0.0.0.0, since kazoo's
+    harness binds all interfaces). Random start, so parallel runs rarely collide."""
+    import random
+    for _ in range(tries):
+        base = random.randrange(lo, hi - n) // 10 * 10
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("0.0.0.0", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of %d free ports found" % n)
+
+
 def four_letter(port, cmd, host="127.0.0.1", timeout=5.0):
     """Send a four-letter word, read until the server closes. Returns str."""
     if isinstance(cmd, str):
@@ -288,11 +309,15 @@ def _cli():
     e = sub.add_parser("exec-zk", help="exec Apache ZooKeeper on CFG (used by fake-corral-zookeeper.sh)")
     e.add_argument("cfg")
     sub.add_parser("classpath", help="print the ZooKeeper classpath")
+    sub.add_parser("port-block", help="print the first of 5 consecutive free ports")
     sub.add_parser("version", help="start the target briefly, print X.Y.Z from its `envi`")
     a = ap.parse_args()
 
     if a.cmd == "classpath":
         print(zk_classpath())
+        return 0
+    if a.cmd == "port-block":
+        print(free_port_block(5))
         return 0
     if a.cmd == "version":
         import re
