@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{debug, warn};
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, MultiReadResult, MultiWriteError, Stat};
+use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, MultiReadResult, MultiWriteError};
 
 use crate::codec::{self, ClaimData, Counter, ItemHeader, Meta, MsgId};
 use crate::error::{deadline, QueueError, Result, ZkError};
@@ -798,9 +798,17 @@ impl NativeQueue {
             Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::BadVersion }) => Ok(ClaimResult::Taken),
             Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) => {
                 // The claim may have committed. Our session outlives the
-                // connection, so an ephemeral claim owned by it is ours.
+                // connection; a claim owned by it that names this handle
+                // (several handles may share a session) is ours.
                 let sid = self.client.session_id().0;
-                let owned = retry_read(|| self.client.check_stat(&claim)).await?.is_some_and(|s: Stat| s.ephemeral_owner == sid);
+                let owned = match retry_read(|| self.client.get_data(&claim)).await {
+                    Ok((data, stat)) => {
+                        stat.ephemeral_owner == sid
+                            && codec::decode_claim(&data).is_ok_and(|c| c.consumer == self.consumer_id && c.token == token)
+                    },
+                    Err(ZkError::NoNode) => false,
+                    Err(e) => return Err(e.into()),
+                };
                 let item_v = match retry_read(|| self.client.check_stat(&item)).await? {
                     Some(s) => s.version,
                     None => return Ok(ClaimResult::Gone),
