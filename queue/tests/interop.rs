@@ -128,3 +128,68 @@ async fn curator_envelopes_are_byte_exact() {
     assert!(err.to_string().contains("curator envelope"), "{err}");
     assert!(c.list_children(&format!("{path}-locks")).await.unwrap().is_empty());
 }
+
+/// kazoo and our consumers compete on one queue fed by both kinds of
+/// producer: every message is consumed exactly once (no crashes here, so no
+/// redelivery is allowed either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_kazoo_and_our_consumers_share_the_work() {
+    let Some(py) = python_or_skip("mixed_kazoo_and_our_consumers_share_the_work") else { return };
+    let hosts = Server::shared().hosts.clone();
+    let path = unique_path("kz-mixed");
+    let c = connect(&hosts, SESSION).await;
+    let q = LockQueue::kazoo(&c, &path, true).await.unwrap();
+    let ours: Vec<Vec<u8>> = (0..100).map(|i| format!("rs-{i}").into_bytes()).collect();
+    q.put_batch(&ours, 100).await.unwrap();
+    kazoo(&py, &hosts, &path, "q.put_all([('py-%d' % i).encode() for i in range(100)])");
+    // Two kazoo consumers (own sessions, threads) run while two of ours do.
+    let script = r#"import threading
+out = []
+lock = threading.Lock()
+def work():
+    z = KazooClient(hosts=sys.argv[1]); z.start(timeout=15)
+    qq = LockingQueue(z, sys.argv[2])
+    while True:
+        v = qq.get(timeout=2)
+        if v is None: break
+        assert qq.consume()
+        with lock: out.append(v.decode())
+    z.stop()
+ts = [threading.Thread(target=work) for _ in range(2)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print('\n'.join(out))"#;
+    let py_task = {
+        let (py, hosts, path) = (py.clone(), hosts.clone(), path.clone());
+        tokio::task::spawn_blocking(move || kazoo(&py, &hosts, &path, script))
+    };
+    let mut ours_tasks = Vec::new();
+    for _ in 0..2 {
+        let (hosts, path) = (hosts.clone(), path.clone());
+        ours_tasks.push(tokio::spawn(async move {
+            let c = connect(&hosts, SESSION).await;
+            let q = LockQueue::kazoo(&c, &path, false).await.unwrap();
+            let mut got = Vec::new();
+            while let Some(d) = q.take(Some(Duration::from_secs(2))).await.unwrap() {
+                q.ack(&d).await.unwrap();
+                got.push(String::from_utf8(d.payloads[0].clone()).unwrap());
+            }
+            got
+        }));
+    }
+    let mut all: Vec<String> = py_task.await.unwrap().lines().map(str::to_string).collect();
+    let py_count = all.len();
+    let mut our_count = 0;
+    for t in ours_tasks {
+        let got = t.await.unwrap();
+        our_count += got.len();
+        all.extend(got);
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "a message was consumed twice");
+    assert_eq!(total, 200, "kazoo consumed {py_count}, we consumed {our_count}");
+    assert!(our_count > 0, "our consumers got nothing");
+    assert_eq!(q.counts().await.unwrap(), (0, 0));
+}
