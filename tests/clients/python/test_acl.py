@@ -9,7 +9,6 @@ import servers
 
 
 def test_default_acl_is_world_anyone(zk, root):
-    acls, st = zk.get_acls(root + "")
     zk.create(root + "/n")
     acls, st = zk.get_acls(root + "/n")
     assert acls == OPEN_ACL_UNSAFE
