@@ -281,3 +281,14 @@ def test_oversized_request_closes_connection(raw, root):
     with pytest.raises(R.ConnectionClosed):
         r = c.create(root + "/huge", b"x" * (1024 * 1024 + 10))
         pytest.fail("server answered an over-jute.maxbuffer request: err %d" % r.err)
+
+
+def test_many_children(zk, root):
+    t = zk.transaction()
+    for i in range(500):
+        t.create("%s/child-%04d" % (root, i), b"x" * 10)
+    assert all(isinstance(r, str) for r in t.commit())
+    kids = zk.get_children(root)
+    assert len(kids) == 500 and sorted(kids) == ["child-%04d" % i for i in range(500)]
+    st = zk.exists(root)
+    assert st.numChildren == 500 and st.cversion == 500

@@ -225,3 +225,10 @@ def test_configured_min_max_session_timeout():
         assert "minSessionTimeout=3000" in conf and "maxSessionTimeout=9000" in conf
     finally:
         srv.cleanup()
+
+
+def test_read_only_flag_on_rw_server(raw, root):
+    c = raw(read_only=True)
+    # a read-write server answers readOnly=false and accepts writes
+    assert c.connect_response.read_only is False
+    assert c.create(root + "/w").err == 0

@@ -313,3 +313,20 @@ def test_set_watches_on_deleted_node(raw, root):
     assert x.no_event(0.3)
     c.create(root + "/m")
     assert x.wait_event() == R.Event(R.EV_CREATED, 3, root + "/m")
+
+
+def test_exists_watch_on_existing_node_fires_data_changed(zk, kz, root):
+    p = zk.create(root + "/x")
+    other = kz()
+    ev = Events()
+    assert other.exists(p, watch=ev) is not None
+    zk.set(p, b"1")
+    assert ev.get().type == EventType.CHANGED
+
+
+def test_child_watch_on_deleted_node(raw, root):
+    c, w = raw(), raw()
+    c.create(root + "/gone")
+    assert w.get_children(root + "/gone", watch=True).err == 0
+    c.delete(root + "/gone")
+    assert w.wait_event() == R.Event(R.EV_DELETED, 3, root + "/gone")
