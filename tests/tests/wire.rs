@@ -116,3 +116,27 @@ fn bad_config_names_file_line_and_key() {
     assert!(err.contains(&format!("{}:2: clientPort", cfg.display())), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn max_client_cnxns_limits_connections_per_ip() {
+    let server = Corral::start_with("maxClientCnxns=2");
+    let mut a = Raw::connect(server.addr);
+    let mut b = Raw::connect(server.addr);
+    a.handshake();
+    b.handshake();
+    let mut c = Raw::connect(server.addr);
+    let _ = c.stream.write_all(&[0, 0, 0, 1, 0]);
+    assert!(c.read_frame().is_none(), "a third connection from 127.0.0.1 is refused");
+    drop(a);
+    // Once one closes, a new one is admitted (the server notices the close asynchronously).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut d = Raw::connect(server.addr);
+        let req = protocol::ConnectRequest { time_out: 10_000, passwd: vec![0; 16], read_only: Some(false), ..Default::default() };
+        let _ = d.send_frame(&req.to_bytes());
+        if d.read_frame().is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slot never freed");
+    }
+}
