@@ -48,9 +48,9 @@ if [ -n "${missing// /}" ]; then
   [ "$need_py_venv" = 1 ] && missing="$missing python3 python3-venv"
 fi
 if [ -n "${missing// /}" ]; then
-  # apt-get update only if there are no package lists or the candidate is unknown.
-  if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 \
-     || ! apt-cache policy zookeeper 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  # apt-get update only if the package lists do not know zookeeper yet
+  # (lists may be stored compressed, so ask apt-cache rather than ls).
+  if ! apt-cache policy zookeeper zookeeper-bin 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     log "apt-get update"
     apt-get -o DPkg::Lock::Timeout=600 update -q
   fi

@@ -176,8 +176,9 @@ def test_session_expires_after_timeout_without_pings(raw, root):
     ev = w.wait_event(timeout=15)
     elapsed = time.monotonic() - t0
     assert ev == R.Event(R.EV_DELETED, R.ST_SYNC_CONNECTED, root + "/eph")
-    # not before the session timeout (allow one tick of bucket rounding), not much after
-    assert 2 * TICK / 1000.0 - 1.0 <= elapsed <= 2 * TICK / 1000.0 + 4.0, elapsed
+    # not before the session timeout (less the time since the last packet), and
+    # within a bound that still allows for tick-bucket rounding and a loaded machine
+    assert 2 * TICK / 1000.0 - 1.0 <= elapsed <= 2 * TICK / 1000.0 + 8.0, elapsed
     b = raw(session_id=a.session_id, passwd=a.passwd)
     assert b.connect_response.timeout == 0  # expired session cannot be resumed
 
