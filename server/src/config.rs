@@ -58,6 +58,8 @@ pub struct Config {
     pub container_check_interval_ms: u64,
     /// Txns between snapshots (`snapCount`, ZooKeeper's default 100000).
     pub snap_count: u64,
+    /// `X509AuthenticationProvider.superUser`: the certificate DN that is super.
+    pub x509_super_user: Option<String>,
     /// `secureClientPort` (+ `secureClientPortAddress`): the TLS listener.
     pub secure_client_addr: Option<SocketAddr>,
     /// The `ssl.*` settings, present exactly when `secure_client_addr` is.
@@ -89,6 +91,7 @@ impl Config {
             snap_count: 100_000,
             secure_client_addr: None,
             tls: None,
+            x509_super_user: None,
             peers: Vec::new(),
             my_id: 0,
         }
@@ -200,6 +203,7 @@ impl Config {
             cfg.max_frame_bytes = n;
         }
         cfg.super_digest = values.get("DigestAuthenticationProvider.superDigest").map(|(_, v)| v.clone());
+        cfg.x509_super_user = values.get("X509AuthenticationProvider.superUser").map(|(_, v)| v.clone());
         if let Some(port) = num::<u16>(&values, "secureClientPort", &bad)? {
             let ip = match values.get("secureClientPortAddress") {
                 None => cfg.client_addr.ip(),
@@ -293,6 +297,10 @@ const KNOWN_KEYS: &[&str] = &[
     "extendedTypesEnabled",
     "jute.maxbuffer",
     "DigestAuthenticationProvider.superDigest",
+    "X509AuthenticationProvider.superUser",
+    "ssl.authProvider",
+    "authProvider.1",
+    "authProvider.x509",
     "secureClientPort",
     "secureClientPortAddress",
     "serverCnxnFactory",

@@ -27,29 +27,63 @@ fn keytool_store(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (jks, pem)
 }
 
-async fn tls_handshake(addr: std::net::SocketAddr, ca_pem: &Path) -> std::io::Result<ConnectResponse> {
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS session, optionally with a client certificate (cert PEM, key PEM).
+async fn tls_session(addr: std::net::SocketAddr, ca_pem: &Path, client: Option<(&Path, &Path)>) -> std::io::Result<(Tls, ConnectResponse)> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca_pem).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let mut tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await?;
     let req = ConnectRequest { time_out: 10_000, passwd: vec![0; 16], read_only: Some(false), ..Default::default() };
-    let body = req.to_bytes();
+    send(&mut tls, &req.to_bytes()).await?;
+    let reply = recv(&mut tls).await?;
+    Ok((tls, ConnectResponse::from_bytes(&reply).unwrap()))
+}
+
+async fn send(tls: &mut Tls, body: &[u8]) -> std::io::Result<()> {
     tls.write_all(&(body.len() as u32).to_be_bytes()).await?;
-    tls.write_all(&body).await?;
+    tls.write_all(body).await
+}
+
+async fn recv(tls: &mut Tls) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     tls.read_exact(&mut len).await?;
     let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
     tls.read_exact(&mut reply).await?;
-    Ok(ConnectResponse::from_bytes(&reply).unwrap())
+    Ok(reply)
+}
+
+async fn tls_handshake(addr: std::net::SocketAddr, ca_pem: &Path) -> std::io::Result<ConnectResponse> {
+    Ok(tls_session(addr, ca_pem, None).await?.1)
+}
+
+/// Sends a request on a TLS session; returns the reply header and body.
+async fn call(tls: &mut Tls, xid: i32, req: &protocol::Request) -> (protocol::ReplyHeader, Vec<u8>) {
+    let mut v = Vec::new();
+    protocol::RequestHeader { xid, r#type: req.op_code().as_i32() }.encode(&mut v);
+    req.encode_body(&mut v);
+    send(tls, &v).await.unwrap();
+    let f = recv(tls).await.unwrap();
+    let mut b = &f[..];
+    let h = protocol::ReplyHeader::decode(&mut b).unwrap();
+    (h, b.to_vec())
 }
 
 fn secure_addr(server: &Corral) -> std::net::SocketAddr {
@@ -112,5 +146,44 @@ fn wrong_keystore_password_is_a_clear_startup_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("server.jks") && err.contains("wrong password"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn client_certificates_are_x509_identities_for_acls() {
+    let dir = std::env::temp_dir().join(format!("corral-tls-x509-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n);
+    // A CA, a server certificate and a client certificate issued by it.
+    run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Corral Test CA", "-keyout"]).arg(p("ca.key")).arg("-out").arg(p("ca.pem")));
+    for (name, subj, ext) in [("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1"), ("client", "/O=Corral Test/CN=alice", "keyUsage=digitalSignature")] {
+        run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subj, "-keyout"]).arg(p(&format!("{name}.key"))).arg("-out").arg(p(&format!("{name}.csr"))));
+        std::fs::write(p(&format!("{name}.ext")), format!("{ext}\nbasicConstraints=CA:FALSE\n")).unwrap();
+        run(Command::new("openssl").args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"]).arg(p(&format!("{name}.csr"))).arg("-CA").arg(p("ca.pem")).arg("-CAkey").arg(p("ca.key")).arg("-extfile").arg(p(&format!("{name}.ext"))).arg("-out").arg(p(&format!("{name}.pem"))));
+    }
+    std::fs::write(p("server-all.pem"), [std::fs::read(p("server.key")).unwrap(), std::fs::read(p("server.pem")).unwrap()].concat()).unwrap();
+    let server = Corral::start_with(&format!(
+        "secureClientPort=0\nssl.keyStore.location={}\nssl.trustStore.location={}\nssl.clientAuth=need",
+        p("server-all.pem").display(),
+        p("ca.pem").display()
+    ));
+    let addr = secure_addr(&server);
+    let (mut tls, resp) = tls_session(addr, &p("ca.pem"), Some((&p("client.pem"), &p("client.key")))).await.unwrap();
+    assert_ne!(resp.session_id, 0);
+    let (h, body) = call(&mut tls, 1, &protocol::Request::WhoAmI).await;
+    assert_eq!(h.err, 0);
+    let who = protocol::WhoAmIResponse::from_bytes(&body).unwrap();
+    let x509: Vec<_> = who.client_info.iter().filter(|c| c.auth_scheme == "x509").map(|c| c.user.as_str()).collect();
+    assert_eq!(x509, vec!["CN=alice,O=Corral Test"], "RFC 2253 subject, as Java's X500Principal.getName()");
+
+    let acl = vec![protocol::Acl { perms: 31, id: protocol::Id { scheme: "x509".into(), id: "CN=alice,O=Corral Test".into() } }];
+    let create = protocol::Request::Create(protocol::CreateRequest { path: "/alice".into(), data: Some(b"a".to_vec()), acl, flags: 0 });
+    assert_eq!(call(&mut tls, 2, &create).await.0.err, 0);
+    let get = protocol::Request::GetData(protocol::GetDataRequest { path: "/alice".into(), watch: false });
+    assert_eq!(call(&mut tls, 3, &get).await.0.err, 0);
+    // Over the plain port there is no certificate, so no access.
+    let mut plain = corral_tests::Raw::connect(server.addr);
+    plain.handshake();
+    assert_eq!(plain.call(1, &get).0.err, protocol::ErrorCode::NoAuth.as_i32());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -80,6 +80,7 @@ pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> Result<(), ErrorCode> {
             "world" if a.id.id == "anyone" => return Ok(()),
             "digest" if auth.iter().any(|id| id.scheme == "digest" && id.id == a.id.id) => return Ok(()),
             "ip" if auth.iter().any(|id| id.scheme == "ip" && ip_matches(&id.id, &a.id.id)) => return Ok(()),
+            "x509" if auth.iter().any(|id| id.scheme == "x509" && id.id == a.id.id) => return Ok(()),
             _ => {}
         }
     }
@@ -104,7 +105,7 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             "auth" => {
                 let mut any = false;
                 // Only providers whose ids are real identities count (not ip).
-                for id in auth.iter().filter(|id| id.scheme == "digest") {
+                for id in auth.iter().filter(|id| id.scheme == "digest" || id.scheme == "x509") {
                     push(Acl { perms: a.perms, id: id.clone() });
                     any = true;
                 }
@@ -117,6 +118,7 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
                 push(a.clone())
             }
             "ip" if ip_valid(&a.id.id) => push(a.clone()),
+            "x509" if !a.id.id.is_empty() => push(a.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }

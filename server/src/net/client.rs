@@ -24,6 +24,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut socket: S,
     addr: SocketAddr,
     conn_id: u64,
+    tls_ids: Vec<protocol::Id>,
     input: mpsc::Sender<Input>,
     cfg: Arc<Config>,
     shutdown: CancellationToken,
@@ -74,7 +75,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     };
     let (out_tx, mut out_rx) = mpsc::channel(OUTPUT_QUEUE_MAX);
-    if input.send(Input::Connect { conn_id, addr, req, out: out_tx }).await.is_err() {
+    if input.send(Input::Connect { conn_id, addr, tls_ids, req, out: out_tx }).await.is_err() {
         return;
     }
 

@@ -108,9 +108,20 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
             let (input, cfg, stop) = (shared2.input.clone(), shared2.cfg.clone(), shared2.stop.clone());
             let conn = async move {
                 match tls {
-                    None => client::serve(socket, addr, conn_id, input, cfg, stop).await,
+                    None => client::serve(socket, addr, conn_id, Vec::new(), input, cfg, stop).await,
                     Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                        Ok(Ok(stream)) => client::serve(stream, addr, conn_id, input, cfg, stop).await,
+                        Ok(Ok(stream)) => {
+                            // X509AuthenticationProvider: a client certificate is an identity.
+                            let ids = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| x509::subject_dn(c))
+                                .map(|dn| x509_ids(&dn, cfg.x509_super_user.as_deref()))
+                                .unwrap_or_default();
+                            client::serve(stream, addr, conn_id, ids, input, cfg, stop).await
+                        }
                         Ok(Err(e)) => tracing::info!(%addr, "TLS handshake failed: {e}"),
                         Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
                     },
@@ -125,6 +136,16 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
             shared2.release(addr.ip());
         });
     }
+}
+
+/// The auth ids of a TLS client whose certificate names `dn`.
+fn x509_ids(dn: &str, super_user: Option<&str>) -> Vec<protocol::Id> {
+    let mut ids = Vec::new();
+    if super_user == Some(dn) {
+        ids.push(protocol::Id { scheme: "super".into(), id: dn.to_owned() });
+    }
+    ids.push(protocol::Id { scheme: "x509".into(), id: dn.to_owned() });
+    ids
 }
 
 impl Server {

@@ -30,7 +30,8 @@ pub const OUTPUT_QUEUE_MAX: usize = 65_536;
 const EXPIRABLE_PER_CHECK_MAX: usize = 10_000;
 
 pub enum Input {
-    Connect { conn_id: u64, addr: SocketAddr, req: ConnectRequest, out: mpsc::Sender<Output> },
+    /// `tls_ids`: identities from the client's TLS certificate (x509).
+    Connect { conn_id: u64, addr: SocketAddr, tls_ids: Vec<Id>, req: ConnectRequest, out: mpsc::Sender<Output> },
     Request { conn_id: u64, xid: i32, req: Request },
     /// A request whose body could not be decoded: answered with `err` in
     /// order, then the connection is closed if `close`.
@@ -269,7 +270,7 @@ impl Processor {
 
     fn step(&mut self, input: Input, pending: &mut Pending) {
         match input {
-            Input::Connect { conn_id, addr, req, out } => self.connect(conn_id, addr, req, out, pending),
+            Input::Connect { conn_id, addr, tls_ids, req, out } => self.connect(conn_id, addr, tls_ids, req, out, pending),
             Input::Request { conn_id, xid, req } => self.request(conn_id, xid, req, pending),
             Input::BadRequest { conn_id, xid, err, close } => {
                 if self.conns.contains_key(&conn_id) {
@@ -289,7 +290,15 @@ impl Processor {
         }
     }
 
-    fn connect(&mut self, conn_id: u64, addr: SocketAddr, req: ConnectRequest, out: mpsc::Sender<Output>, pending: &mut Pending) {
+    fn connect(
+        &mut self,
+        conn_id: u64,
+        addr: SocketAddr,
+        tls_ids: Vec<Id>,
+        req: ConnectRequest,
+        out: mpsc::Sender<Output>,
+        pending: &mut Pending,
+    ) {
         let now = self.mono_ms();
         let (session_id, timeout_ms) = match self.core.connect(&req, now) {
             Connect::New { session_id, timeout_ms, op } => {
@@ -330,7 +339,7 @@ impl Processor {
             Conn {
                 session_id,
                 out,
-                auth: vec![Id { scheme: "ip".into(), id: addr.ip().to_string() }],
+                auth: std::iter::once(Id { scheme: "ip".into(), id: addr.ip().to_string() }).chain(tls_ids).collect(),
                 addr,
                 timeout_ms,
                 received: 0,

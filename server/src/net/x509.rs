@@ -192,6 +192,78 @@ fn issuer_of<'a>(cert: &Cert<'_>, candidate: &'a [u8]) -> Option<Cert<'a>> {
     })
 }
 
+/// Short names Java's `X500Principal.getName()` (RFC 2253) uses.
+const DN_KEYWORDS: &[(&[u8], &str)] = &[
+    (&[0x55, 0x04, 0x03], "CN"),
+    (&[0x55, 0x04, 0x06], "C"),
+    (&[0x55, 0x04, 0x07], "L"),
+    (&[0x55, 0x04, 0x08], "ST"),
+    (&[0x55, 0x04, 0x09], "STREET"),
+    (&[0x55, 0x04, 0x0a], "O"),
+    (&[0x55, 0x04, 0x0b], "OU"),
+    (&[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19], "DC"),
+    (&[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01], "UID"),
+];
+
+fn dotted(oid: &[u8]) -> String {
+    let mut parts = Vec::new();
+    if let Some(first) = oid.first() {
+        parts.push((first / 40) as u64);
+        parts.push((first % 40) as u64);
+    }
+    let mut acc = 0u64;
+    for b in oid.iter().skip(1) {
+        acc = (acc << 7) | (b & 0x7f) as u64;
+        if b & 0x80 == 0 {
+            parts.push(acc);
+            acc = 0;
+        }
+    }
+    parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// A certificate's subject as Java's `X500Principal.getName()` renders it
+/// (RFC 2253: last RDN first, `CN=client,O=Example`): the identity
+/// ZooKeeper's `X509AuthenticationProvider` gives a TLS client.
+pub fn subject_dn(cert_der: &[u8]) -> Option<String> {
+    let cert = parse(cert_der)?;
+    let (_, mut rdns, _) = expect(0x30, cert.subject)?;
+    let mut out: Vec<String> = Vec::new();
+    while !rdns.is_empty() {
+        let (_, set, rest) = expect(0x31, rdns)?;
+        rdns = rest;
+        let mut atvs = set;
+        let mut parts = Vec::new();
+        while !atvs.is_empty() {
+            let (_, atv, rest) = expect(0x30, atvs)?;
+            atvs = rest;
+            let (_, oid, value) = expect(0x06, atv)?;
+            let (tag, whole, contents, _) = element(value)?;
+            let key = DN_KEYWORDS.iter().find(|(o, _)| *o == oid).map(|(_, k)| k.to_string());
+            let text = match (&key, tag) {
+                // UTF8String, PrintableString, IA5String, T61String
+                (Some(_), 0x0c | 0x13 | 0x16 | 0x14) => {
+                    let s = String::from_utf8_lossy(contents);
+                    let mut e = String::new();
+                    for (i, c) in s.chars().enumerate() {
+                        let edge = (i == 0 && (c == ' ' || c == '#')) || (i == s.chars().count() - 1 && c == ' ');
+                        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
+                            e.push('\\');
+                        }
+                        e.push(c);
+                    }
+                    e
+                }
+                _ => format!("#{}", whole.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            };
+            parts.push(format!("{}={text}", key.unwrap_or_else(|| dotted(oid))));
+        }
+        out.push(parts.join("+"));
+    }
+    out.reverse();
+    Some(out.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
