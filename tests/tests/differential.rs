@@ -47,7 +47,8 @@ fn random_path(rng: &mut Rng) -> String {
     let mut p = String::from("/t");
     for _ in 0..depth {
         p.push('/');
-        p.push_str(*rng.pick(NAMES));
+        let name: &str = rng.pick(NAMES);
+        p.push_str(name);
     }
     p
 }
@@ -232,7 +233,7 @@ async fn random_sequences_match_apache_zookeeper() {
                 Op::Multi(_) => multi_ok += 1,
                 _ => {}
             }
-            errors += ra.contains("Err").then_some(1).unwrap_or(0) + ra.starts_with("err").then_some(1).unwrap_or(0);
+            errors += usize::from(ra.contains("Err")) + usize::from(ra.starts_with("err"));
             let ea = drain(&a.watcher, &mut a.recursive).await;
             let eb = drain(&b.watcher, &mut b.recursive).await;
             assert_eq!(ea, eb, "seed {seed} step {step}: recursive-watch events after {op:?}");

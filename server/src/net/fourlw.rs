@@ -75,7 +75,7 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
         }
         "cons" => {
             for c in p.conns_by_addr() {
-                let avg = if c.latency_count == 0 { 0 } else { c.latency_total_ms / c.latency_count };
+                let avg = c.latency_total_ms.checked_div(c.latency_count).unwrap_or(0);
                 let _ = writeln!(
                     s,
                     " /{}[1](queued=0,recved={},sent={},sid={:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x},lresp={},llat={},minlat={},avglat={},maxlat={})",

@@ -26,7 +26,9 @@ pub struct Cert<'a> {
 }
 
 /// One DER element: (tag, whole element, contents, rest).
-fn element(buf: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn element(buf: &[u8]) -> Option<Element<'_>> {
     let tag = *buf.first()?;
     let first = *buf.get(1)?;
     let (len, hdr) = if first < 0x80 {
