@@ -47,7 +47,7 @@ fn random_path(rng: &mut Rng) -> String {
     let mut p = String::from("/t");
     for _ in 0..depth {
         p.push('/');
-        let name: &str = rng.pick(NAMES);
+        let name: &&str = rng.pick(NAMES);
         p.push_str(name);
     }
     p
