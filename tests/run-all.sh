@@ -6,7 +6,8 @@
 #      real corral processes with the stock Rust client; the queue tests
 #      against Apache ZooKeeper and Corral;
 #   2. the stock-client suites (kazoo, zkCli, the C client, kazoo's own test
-#      suite) against Corral.
+#      suite) against Corral, then the same against Apache ZooKeeper 3.8 as
+#      the reference (the suites must pass on both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,7 +24,8 @@ export CORRAL_BIN="$ROOT/target/debug/corral"
 echo "== cargo tests"
 cargo test --workspace
 
-if [ -f tests/clients/run.sh ]; then
-  echo "== stock clients against Corral"
-  TARGET=corral bash tests/clients/run.sh
-fi
+echo "== stock clients against Corral"
+SKIP_INSTALL=1 TARGET=corral bash tests/clients/run.sh
+
+echo "== stock clients against Apache ZooKeeper 3.8 (reference)"
+SKIP_INSTALL=1 TARGET=zookeeper bash tests/clients/run.sh
