@@ -171,6 +171,39 @@ async fn bench_concurrent_native(hosts: &str, n: usize, workers: usize) -> f64 {
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// Competing consumers draining a backlog of `n` (no producers running).
+async fn bench_drain_native(hosts: &str, n: usize, workers: usize) -> f64 {
+    let c = common::connect(hosts, Duration::from_secs(30)).await;
+    let path = common::unique_path(&format!("native-drain-{n}"));
+    let q = NativeQueue::create(&c, &path, Meta::default()).await.unwrap();
+    q.put_batch((0..n).map(|i| Message::new(format!("d-{i}"))).collect()).await.unwrap();
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (h, p) = (hosts.to_string(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = common::connect(&h, Duration::from_secs(30)).await;
+            let q = NativeQueue::open(&c, &p).await.unwrap();
+            let mut got = 0;
+            while let Some(d) = q.take(Some(Duration::from_millis(300))).await.unwrap() {
+                q.ack(&d).await.unwrap();
+                got += 1;
+            }
+            (got, q.claim_collisions())
+        }));
+    }
+    let (mut total, mut collisions) = (0, 0);
+    for t in tasks {
+        let (g, c) = t.await.unwrap();
+        total += g;
+        collisions += c;
+    }
+    assert_eq!(total, n);
+    eprintln!("drain {n} with {workers} consumers: {collisions} claim collisions");
+    // The final idle timeout is not work.
+    n as f64 / (t0.elapsed().as_secs_f64() - 0.3).max(0.001)
+}
+
 const KAZOO_CONCURRENT: &str = r#"
 import sys, time, threading
 from kazoo.client import KazooClient
@@ -225,6 +258,9 @@ fn main() {
     if conc_n > 0 {
         rt.block_on(async {
             for workers in [1, 4] {
+                let r = bench_drain_native(&server.hosts, conc_n, workers).await;
+                eprintln!("native drain with {workers} consumers: {r:.0} msg/s");
+                conc.push(("corral native (drain a backlog, consumers only)", workers, format!("{r:.0} msg/s")));
                 let r = bench_concurrent_native(&server.hosts, conc_n, workers).await;
                 eprintln!("native concurrent {workers}x{workers}: {r:.0} msg/s");
                 conc.push(("corral native", workers, format!("{r:.0} msg/s")));

@@ -40,6 +40,8 @@ const SAFETY_RESCAN: Duration = Duration::from_secs(5);
 /// restart) before giving up.
 const RETRY_WINDOW: Duration = Duration::from_secs(30);
 const MAX_KEY_LEN: usize = 512;
+/// Upper bound on how far from the head a colliding consumer may start.
+const MAX_SPREAD: usize = 16;
 const MAX_OPS_PER_MULTI: usize = 600;
 
 pub(crate) fn now_ms() -> u64 {
@@ -195,6 +197,8 @@ struct ConsumerState {
     enq_version: i32,
     last_fresh: Option<Instant>,
     last_reap: Option<Instant>,
+    /// How many head candidates to pick among (see `scan`); 1 = strict order.
+    spread: usize,
 }
 
 enum ClaimResult {
@@ -213,6 +217,7 @@ pub struct NativeQueue {
     cons: Mutex<ConsumerState>,
     deq: std::sync::Mutex<Vec<Option<(Counter, i32)>>>,
     wakeups: std::sync::atomic::AtomicU64,
+    collisions: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for NativeQueue {
@@ -293,8 +298,9 @@ impl NativeQueue {
             meta,
             consumer_id,
             prod: Mutex::default(),
-            cons: Mutex::default(),
+            cons: Mutex::new(ConsumerState { spread: 1, ..ConsumerState::default() }),
             wakeups: Default::default(),
+            collisions: Default::default(),
         })
     }
 
@@ -683,6 +689,7 @@ impl NativeQueue {
     // The entry API cannot span the awaits between lookup and insert.
     #[allow(clippy::map_entry)]
     async fn scan(&self, cs: &mut ConsumerState) -> Result<Option<Delivery>> {
+        let mut collided = false;
         let lanes = cs.lanes.clone();
         for lane in lanes {
             if !cs.buckets.contains_key(&lane) {
@@ -706,22 +713,47 @@ impl NativeQueue {
                         },
                     }
                 }
-                let seqs: Vec<u64> = cs.listings[&(lane, bucket)].iter().copied().collect();
                 let now = now_ms();
+                let mut seqs: Vec<u64> = cs.listings[&(lane, bucket)]
+                    .iter()
+                    .copied()
+                    .filter(|&seq| {
+                        let id = MsgId { priority: lane, seq };
+                        !cs.claimed.contains(&id) && cs.not_before.get(&id).is_none_or(|&t| t <= now)
+                    })
+                    .collect();
+                // Competing consumers walking the same list in lockstep all
+                // aim at the same head item. A consumer that keeps colliding
+                // starts at a random one of the first `spread` candidates
+                // instead; a lone consumer never collides, keeps spread 1 and
+                // so takes strictly in order.
+                let window = cs.spread.min(seqs.len());
+                if window > 1 {
+                    let first = seqs.remove(fastrand::usize(..window));
+                    seqs.insert(0, first);
+                }
                 for seq in seqs {
                     let id = MsgId { priority: lane, seq };
-                    if cs.claimed.contains(&id) || cs.not_before.get(&id).is_some_and(|&t| t > now) {
+                    if cs.claimed.contains(&id) {
                         continue;
                     }
                     match self.try_claim(id).await? {
                         ClaimResult::Got(d) => {
                             cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != seq);
                             cs.claimed.insert(id);
+                            if !collided {
+                                cs.spread = (cs.spread - 1).max(1);
+                            }
                             return Ok(Some(d));
                         },
                         ClaimResult::Gone => cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != seq),
                         ClaimResult::Taken => {
+                            self.collisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             cs.claimed.insert(id);
+                            if !collided {
+                                cs.spread = (cs.spread * 2).min(MAX_SPREAD);
+                            }
+                            collided = true;
                         },
                         ClaimResult::Delayed(t) => {
                             cs.not_before.insert(id, t);
@@ -1136,6 +1168,12 @@ impl NativeQueue {
     /// idle consumer.
     pub fn watch_wakeups(&self) -> u64 {
         self.wakeups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How often this handle tried to claim a message another consumer had
+    /// just claimed (a wasted round trip; grows with competing consumers).
+    pub fn claim_collisions(&self) -> u64 {
+        self.collisions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn stats(&self) -> Result<Stats> {
