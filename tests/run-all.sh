@@ -4,7 +4,7 @@
 # packages, a Python venv with kazoo), builds, then runs:
 #   1. cargo tests: protocol, core and server units; end-to-end tests against
 #      real corral processes with the stock Rust client; the queue tests
-#      against Apache ZooKeeper and Corral;
+#      against Corral, then again against Apache ZooKeeper;
 #   2. the stock-client suites (kazoo, zkCli, the C client, kazoo's own test
 #      suite) against Corral, then the same against Apache ZooKeeper 3.8 as
 #      the reference (the suites must pass on both).
@@ -21,8 +21,11 @@ echo "== building"
 cargo build --workspace --all-targets
 export CORRAL_BIN="$ROOT/target/debug/corral"
 
-echo "== cargo tests"
+echo "== cargo tests (queue tests against Corral)"
 cargo test --workspace
+
+echo "== queue tests against Apache ZooKeeper 3.8"
+env -u CORRAL_BIN cargo test -p corral-queue
 
 echo "== stock clients against Corral"
 SKIP_INSTALL=1 TARGET=corral bash tests/clients/run.sh
