@@ -260,10 +260,10 @@ fn main() {
             for workers in [1, 4] {
                 let r = bench_drain_native(&server.hosts, conc_n, workers).await;
                 eprintln!("native drain with {workers} consumers: {r:.0} msg/s");
-                conc.push(("corral native (drain a backlog, consumers only)", workers, format!("{r:.0} msg/s")));
+                conc.push(("corral native, draining a backlog", format!("0 x {workers}"), format!("{r:.0} msg/s")));
                 let r = bench_concurrent_native(&server.hosts, conc_n, workers).await;
                 eprintln!("native concurrent {workers}x{workers}: {r:.0} msg/s");
-                conc.push(("corral native", workers, format!("{r:.0} msg/s")));
+                conc.push(("corral native", format!("{workers} x {workers}"), format!("{r:.0} msg/s")));
                 if let Some(py) = common::kazoo_python() {
                     let path = common::unique_path("kazoo-conc");
                     let out = tokio::process::Command::new(py)
@@ -278,7 +278,7 @@ fn main() {
                         .unwrap();
                     let r = String::from_utf8_lossy(&out.stdout).trim().to_string();
                     eprintln!("kazoo concurrent {workers}x{workers}: {r} msg/s");
-                    conc.push(("kazoo LockingQueue", workers, format!("{r} msg/s")));
+                    conc.push(("kazoo LockingQueue", format!("{workers} x {workers}"), format!("{r} msg/s")));
                 }
             }
         });
@@ -290,10 +290,10 @@ fn main() {
     }
     if !conc.is_empty() {
         println!();
-        println!("| implementation | producers x consumers | end-to-end throughput ({conc_n} messages, queue starts empty) |");
+        println!("| implementation | producers x consumers | throughput ({conc_n} messages) |");
         println!("|---|---:|---|");
-        for (name, w, r) in &conc {
-            println!("| {name} | {w} x {w} | {r} |");
+        for (name, pc, r) in &conc {
+            println!("| {name} | {pc} | {r} |");
         }
     }
     drop(server);
