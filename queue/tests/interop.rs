@@ -193,3 +193,41 @@ print('\n'.join(out))"#;
     assert!(our_count > 0, "our consumers got nothing");
     assert_eq!(q.counts().await.unwrap(), (0, 0));
 }
+
+/// A kazoo consumer killed while holding an entry: its ephemeral lock goes
+/// with its session and our waiting consumer gets the entry without any
+/// further change to the queue.
+#[tokio::test]
+async fn killed_kazoo_consumer_releases_its_entry_to_us() {
+    let Some(py) = python_or_skip("killed_kazoo_consumer_releases_its_entry_to_us") else { return };
+    let hosts = Server::shared().hosts.clone();
+    let path = unique_path("kz-kill");
+    let c = connect(&hosts, SESSION).await;
+    let q = LockQueue::kazoo(&c, &path, true).await.unwrap();
+    q.put(b"job", 100).await.unwrap();
+    let script = "import sys, os\nfrom kazoo.client import KazooClient\nfrom kazoo.recipe.queue import LockingQueue\n\
+zk = KazooClient(hosts=sys.argv[1], timeout=2)\nzk.start(timeout=15)\nq = LockingQueue(zk, sys.argv[2])\n\
+assert q.get(timeout=5) == b'job'\nprint('held', flush=True)\nsys.stdin.read()\n";
+    let mut child = tokio::process::Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .arg(&hosts)
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line)).await.unwrap().unwrap();
+    assert_eq!(line.trim(), "held");
+    assert!(q.take(Some(Duration::from_millis(300))).await.unwrap().is_none(), "kazoo's lock must be respected");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let t0 = std::time::Instant::now();
+    let d = q.take(Some(Duration::from_secs(20))).await.unwrap().expect("entry released by the session's end");
+    assert_eq!(d.payloads[0], b"job");
+    assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
+    q.ack(&d).await.unwrap();
+}
