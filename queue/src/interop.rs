@@ -196,12 +196,26 @@ impl LockQueue {
                 Ok(x) => x,
                 Err(ZkError::NoNode) => return Err(QueueError::NotFound(self.path.clone())),
                 Err(ZkError::ConnectionLoss) => {
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Ok(None);
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 },
                 Err(e) => return Err(e.into()),
             };
-            let (taken, taken_w) = self.client.list_and_watch_children(&self.locks).await?;
+            let (taken, taken_w) = match self.client.list_and_watch_children(&self.locks).await {
+                Ok(x) => x,
+                Err(ZkError::NoNode) => return Err(QueueError::NotFound(self.path.clone())),
+                Err(ZkError::ConnectionLoss) => {
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                },
+                Err(e) => return Err(e.into()),
+            };
             let taken: std::collections::HashSet<String> = taken.into_iter().collect();
             items.retain(|n| self.is_item(n) && !taken.contains(n));
             items.sort_by(|a, b| self.order(a, b));

@@ -799,7 +799,7 @@ impl NativeQueue {
             // Delivered max_attempts times already (each claim counts, so a
             // consumer that crashes on a poison message every time ends here).
             let claim = self.claim_path(id);
-            if self.client.check_stat(&claim).await?.is_some() {
+            if retry_read(|| self.client.check_stat(&claim)).await?.is_some() {
                 return Ok(ClaimResult::Taken);
             }
             self.dead_letter(id, &h, payload, stat.version, false).await?;
