@@ -112,6 +112,7 @@ fn kazoo_and_curator_layouts_from_the_cli() {
         let stats = ok(&cli(hosts, &["stats", &path]));
         assert_eq!(stat_line(&stats, "layout"), layout);
         assert_eq!(stat_line(&stats, "depth"), "2");
+        assert!(stat_line(&stats, "oldest_age_ms").parse::<u64>().is_ok(), "{stats}");
         assert_eq!(ok(&cli(hosts, &["take", &path])), "one\n");
         assert_eq!(ok(&cli(hosts, &["take", "--layout", layout, &path])), "two\n");
         let out = cli(hosts, &["put", "--layout", layout, "--delay", "1s", &path, "x"]);

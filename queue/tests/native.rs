@@ -119,7 +119,13 @@ async fn lease_expiry_redelivers_and_fences_the_old_consumer() {
     let a = NativeQueue::create(&ca, &path, Meta { lease_ms: 800, ..Meta::default() }).await.unwrap();
     let b = NativeQueue::open(&cb, &path).await.unwrap();
     a.put(Message::new("job")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let s = a.stats().await.unwrap();
+    let age = s.oldest_age.expect("oldest age of a pending message");
+    assert!(age >= Duration::from_millis(150) && age < Duration::from_secs(30), "{age:?}");
+    assert_eq!((s.depth, s.in_flight), (1, 0));
     let mut da = a.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    assert_eq!(a.stats().await.unwrap().in_flight, 1);
     a.extend(&mut da, Duration::from_millis(800)).await.unwrap();
     // b waits; it must get the message once a's lease runs out, not before.
     let t0 = Instant::now();
