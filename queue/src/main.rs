@@ -25,8 +25,9 @@ commands:
         within --timeout (default: wait forever).
   stats PATH
         Depth, in-flight, oldest age, redeliveries, DLQ size, bounds.
-  dlq [--limit N] PATH
-        List dead letters (native layout).
+  dlq [--limit N] [--requeue] PATH
+        List dead letters (native layout); --requeue moves them back to the
+        tail of the queue with fresh attempt counts.
   consume [--layout L] [--max N] [--idle DUR] [--nack-delay DUR] PATH -- COMMAND [ARGS...]
         Run COMMAND once per message with the payload on stdin (and
         CORRAL_QUEUE_ID / CORRAL_QUEUE_ATTEMPT in its environment). Exit 0
@@ -86,6 +87,7 @@ struct Opts {
     max: Option<u64>,
     idle: Option<Duration>,
     nack_delay: Duration,
+    requeue: bool,
     positional: Vec<String>,
     command: Vec<String>,
 }
@@ -111,6 +113,7 @@ fn parse_opts(args: &mut Args) -> Result<Opts> {
             "--max" => o.max = Some(args.value(&a)?.parse().context("--max")?),
             "--idle" => o.idle = Some(parse_duration(&args.value(&a)?)?),
             "--nack-delay" => o.nack_delay = parse_duration(&args.value(&a)?)?,
+            "--requeue" => o.requeue = true,
             "--" => {
                 while let Some(c) = args.next() {
                     o.command.push(c);
@@ -232,6 +235,10 @@ async fn run() -> Result<ExitCode> {
         "dlq" => {
             let q = open(&client, &path, o.layout).await?;
             let Queue::Native(nq) = q else { bail!("the {} layout has no dead-letter queue", q.layout_name()) };
+            if o.requeue {
+                println!("requeued {}", nq.requeue_dead_letters(o.limit).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
             for d in nq.dlq(o.limit).await? {
                 println!("{}\tattempts={}\t{}", d.id, d.attempts, String::from_utf8_lossy(&d.payload));
             }

@@ -1233,6 +1233,89 @@ impl NativeQueue {
         Ok(out)
     }
 
+    /// Moves up to `limit` dead letters (oldest first) back into the queue at
+    /// its tail with a fresh attempt count, e.g. after fixing the bug that
+    /// poisoned them. Bounds apply (fails with `Full` like a put); keys are
+    /// kept, but not re-checked. Returns how many were requeued.
+    pub async fn requeue_dead_letters(&self, limit: usize) -> Result<usize> {
+        let mut names = self.list(&self.p("dlq")).await?.unwrap_or_default();
+        names.sort();
+        names.truncate(limit);
+        let mut entries = Vec::new();
+        for n in names {
+            let path = self.p(&format!("dlq/{n}"));
+            let Ok((data, _)) = retry_read(|| self.client.get_data(&path)).await else { continue };
+            let (mut h, payload) = codec::decode_item(&data).map_err(|e| QueueError::Corrupt { what: "dead letter", path: path.clone(), reason: e.0 })?;
+            h.attempts = 0;
+            h.not_before_ms = 0;
+            entries.push((path, h, payload.to_vec()));
+        }
+        let mut st = self.prod.lock().await;
+        let mut moved = 0;
+        let mut attempt = 0u32;
+        for chunk in entries.chunks(MAX_OPS_PER_MULTI / 2 - 1) {
+            let mut chunk: Vec<&(String, ItemHeader, Vec<u8>)> = chunk.iter().collect();
+            while !chunk.is_empty() {
+                let (enq, version) = match st.enq {
+                    Some(x) => x,
+                    None => {
+                        let x = self.read_enq().await?;
+                        st.enq = Some(x);
+                        x
+                    },
+                };
+                let n = chunk.len() as u64;
+                let bytes: u64 = chunk.iter().map(|e| e.2.len() as u64).sum();
+                if !codec::admits(&enq, &st.deq_sum, n, bytes, self.meta.max_items, self.meta.max_bytes) {
+                    st.deq_sum = self.read_deq().await?;
+                    let fresh = self.read_enq().await?;
+                    st.enq = Some(fresh);
+                    if !codec::admits(&fresh.0, &st.deq_sum, n, bytes, self.meta.max_items, self.meta.max_bytes) {
+                        let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+                        return Err(QueueError::Full {
+                            path: self.path.clone(),
+                            items: fresh.0.items.saturating_sub(st.deq_sum.items),
+                            bytes: fresh.0.bytes.saturating_sub(st.deq_sum.bytes),
+                            max_items: show(self.meta.max_items),
+                            max_bytes: show(self.meta.max_bytes),
+                        });
+                    }
+                    continue;
+                }
+                for (j, e) in chunk.iter().enumerate() {
+                    self.ensure_bucket(&mut st, e.1.priority, codec::bucket_of(enq.items + j as u64, self.meta.bucket_size)).await?;
+                }
+                let new_enq = Counter { items: enq.items + n, bytes: enq.bytes + bytes, ..enq };
+                let mut w = self.client.new_multi_writer();
+                w.add_set_data(&self.p("enq"), &new_enq.encode(), Some(version))?;
+                for (j, e) in chunk.iter().enumerate() {
+                    let id = MsgId { priority: e.1.priority, seq: enq.items + j as u64 };
+                    w.add_create(&self.item_path(id), &codec::encode_item(&e.1, &e.2), &persistent())?;
+                    w.add_delete(&e.0, None)?;
+                }
+                match w.commit().await {
+                    Ok(_) => {
+                        st.enq = Some((new_enq, version + 1));
+                        moved += chunk.len();
+                        chunk.clear();
+                    },
+                    Err(MultiWriteError::OperationFailed { index: 0, .. }) => st.enq = None,
+                    // Someone else requeued or removed that dead letter.
+                    Err(MultiWriteError::OperationFailed { index, source: ZkError::NoNode }) if index % 2 == 0 => {
+                        chunk.remove(index / 2 - 1);
+                    },
+                    Err(MultiWriteError::OperationFailed { source: ZkError::NoNode, .. }) => st.known_buckets.clear(),
+                    Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) if attempt < 20 => {
+                        st.enq = None;
+                        backoff_sleep(&mut attempt).await;
+                    },
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(moved)
+    }
+
     /// Forgets idempotency keys older than `age`, so they can be reused and do
     /// not accumulate forever. Returns how many were removed.
     pub async fn purge_keys(&self, age: Duration) -> Result<usize> {

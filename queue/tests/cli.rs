@@ -75,6 +75,12 @@ fn consume_acks_on_success_and_dead_letters_failures() {
     let dlq = ok(&cli(hosts, &["dlq", &path]));
     assert!(dlq.contains("attempts=2\tbad"), "{dlq}");
     assert_eq!(stat_line(&ok(&cli(hosts, &["stats", &path])), "depth"), "0");
+    // Operators can send dead letters back once the cause is fixed.
+    assert_eq!(ok(&cli(hosts, &["dlq", "--requeue", &path])), "requeued 1\n");
+    let stats = ok(&cli(hosts, &["stats", &path]));
+    assert_eq!((stat_line(&stats, "depth"), stat_line(&stats, "dlq")), ("1".into(), "0".into()));
+    assert_eq!(ok(&cli(hosts, &["take", &path])), "bad\n");
+    assert_eq!(ok(&cli(hosts, &["dlq", "--requeue", &path])), "requeued 0\n");
     let _ = std::fs::remove_dir_all(dir);
 }
 
