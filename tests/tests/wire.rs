@@ -140,3 +140,43 @@ fn max_client_cnxns_limits_connections_per_ip() {
         assert!(std::time::Instant::now() < deadline, "slot never freed");
     }
 }
+
+/// splitmix64, so a failing run replays from its printed seed.
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[tokio::test]
+async fn random_frames_after_the_handshake_never_take_the_server_down() {
+    let server = Corral::start();
+    let mut seed = 0x5eed_u64;
+    for round in 0..200 {
+        let mut raw = Raw::connect(server.addr);
+        raw.handshake();
+        // A valid-looking header with a random opcode from the real range,
+        // then random body bytes.
+        let len = (next(&mut seed) % 64) as usize;
+        let op = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 100, 101, 103, 104, 105, 106, 107]
+            [(next(&mut seed) % 27) as usize];
+        let mut frame = Vec::new();
+        RequestHeader { xid: round, r#type: op }.encode(&mut frame);
+        frame.extend((0..len).map(|_| next(&mut seed) as u8));
+        raw.send_frame(&frame).unwrap();
+        // Either an answer with our xid (error code or not) or a closed connection.
+        if let Some(reply) = raw.read_frame() {
+            let h = protocol::ReplyHeader::from_bytes(&reply[..16.min(reply.len())]).ok();
+            if let Some(h) = h {
+                // Pings are answered on xid -2 whatever the client sent.
+                let expected = if op == 11 { -2 } else { round };
+                assert!(h.xid == expected || h.xid == -1, "round {round}: op {op} answered on xid {}", h.xid);
+            }
+        }
+    }
+    let zk = connect(&server.hosts(), Duration::from_secs(10)).await;
+    zk.create("/alive", b"", &persistent()).await.unwrap();
+    assert_eq!(server.four_letter("ruok"), "imok");
+}
