@@ -448,7 +448,6 @@ impl NativeQueue {
     async fn put_chunk(&self, st: &mut ProducerState, msgs: &[Message], until: Option<Instant>) -> Result<Vec<PutOutcome>> {
         let mut outcomes: Vec<Option<PutOutcome>> = vec![None; msgs.len()];
         let mut pending: Vec<usize> = (0..msgs.len()).collect();
-        let mut lost_connection = false;
         let mut attempt = 0u32;
         let retry_until = Instant::now() + RETRY_WINDOW;
         while !pending.is_empty() {
@@ -538,7 +537,6 @@ impl NativeQueue {
                 },
                 Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) => {
                     st.enq = None;
-                    lost_connection = true;
                     if Instant::now() > retry_until {
                         return Err(QueueError::Indeterminate { op: "put" });
                     }
@@ -552,7 +550,6 @@ impl NativeQueue {
                 Err(e) => return Err(e.into()),
             }
         }
-        let _ = lost_connection;
         Ok(outcomes.into_iter().map(|o| o.expect("every message resolved")).collect())
     }
 
