@@ -143,7 +143,7 @@ impl Core {
         if !self.sessions.contains(req.session_id) || req.passwd != self.sessions.password(req.session_id) {
             return Connect::Expired;
         }
-        self.sessions.set_timeout(req.session_id, timeout_ms);
+        self.sessions.renegotiate(req.session_id, timeout_ms);
         self.sessions.touch(req.session_id, now_ms);
         Connect::Resume { session_id: req.session_id, timeout_ms }
     }

@@ -8,7 +8,11 @@ use sha1::{Digest, Sha1};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// The timeout the session was created with (replicated).
     pub timeout_ms: i32,
+    /// The timeout negotiated by its latest connection; deadlines use it.
+    /// Local, like the deadline: a reconnect renegotiates without a txn.
+    pub local_timeout_ms: i32,
     /// When the session expires unless touched; not replicated.
     pub deadline_ms: i64,
 }
@@ -76,7 +80,7 @@ impl Sessions {
         if session_id >= self.next_session_id && (session_id >> 56) == (self.next_session_id >> 56) {
             self.next_session_id = session_id + 1;
         }
-        self.sessions.insert(session_id, Session { timeout_ms, deadline_ms: i64::MAX });
+        self.sessions.insert(session_id, Session { timeout_ms, local_timeout_ms: timeout_ms, deadline_ms: i64::MAX });
     }
 
     pub fn close(&mut self, session_id: i64) -> bool {
@@ -87,16 +91,17 @@ impl Sessions {
     pub fn touch(&mut self, session_id: i64, now_ms: i64) -> bool {
         match self.sessions.get_mut(&session_id) {
             Some(s) => {
-                s.deadline_ms = now_ms + s.timeout_ms as i64;
+                s.deadline_ms = now_ms + s.local_timeout_ms as i64;
                 true
             }
             None => false,
         }
     }
 
-    pub fn set_timeout(&mut self, session_id: i64, timeout_ms: i32) {
+    /// Records the timeout a reconnecting client negotiated (local only).
+    pub fn renegotiate(&mut self, session_id: i64, timeout_ms: i32) {
         if let Some(s) = self.sessions.get_mut(&session_id) {
-            s.timeout_ms = timeout_ms;
+            s.local_timeout_ms = timeout_ms;
         }
     }
 
@@ -109,7 +114,7 @@ impl Sessions {
     /// ZooKeeper does on loading a snapshot).
     pub fn reset_deadlines(&mut self, now_ms: i64) {
         for s in self.sessions.values_mut() {
-            s.deadline_ms = now_ms + s.timeout_ms as i64;
+            s.deadline_ms = now_ms + s.local_timeout_ms as i64;
         }
     }
 }
