@@ -25,12 +25,25 @@ use zookeeper_client::Client;
 /// Connects to `hosts` (a ZooKeeper connect string, optionally with chroot),
 /// mapping failure to a clear [`QueueError::Unreachable`].
 pub async fn connect(hosts: &str, session_timeout: Duration) -> Result<Client> {
-    let connector = Client::connector().with_session_timeout(session_timeout).with_connection_timeout(Duration::from_secs(5));
-    match tokio::time::timeout(Duration::from_secs(15), connector.connect(hosts)).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(QueueError::Unreachable { hosts: hosts.into(), reason: e.to_string() }),
-        Err(_) => Err(QueueError::Unreachable { hosts: hosts.into(), reason: "timed out after 15s".into() }),
+    // Fail fast when every host refuses (a typo, a server that is down)
+    // instead of waiting out the session timeout, but allow for a brief blip.
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let connector = Client::connector()
+            .with_session_timeout(session_timeout)
+            .with_connection_timeout(Duration::from_secs(5))
+            .with_fail_eagerly();
+        match tokio::time::timeout(Duration::from_secs(15), connector.connect(hosts)).await {
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(zookeeper_client::Error::NoHosts)) => last = "connection refused or failed for every host".into(),
+            Ok(Err(e)) => return Err(QueueError::Unreachable { hosts: hosts.into(), reason: e.to_string() }),
+            Err(_) => return Err(QueueError::Unreachable { hosts: hosts.into(), reason: "timed out after 15s".into() }),
+        }
     }
+    Err(QueueError::Unreachable { hosts: hosts.into(), reason: last })
 }
 
 /// Guesses which layout lives at `path` from its data and children.

@@ -102,7 +102,7 @@ fn clear_errors() {
     assert!(!unreachable.status.success());
     let err = String::from_utf8_lossy(&unreachable.stderr);
     assert!(err.contains("cannot reach ZooKeeper"), "{err}");
-    assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5), "refused connections must fail fast: {:?}", t0.elapsed());
 
     let usage = cli(hosts, &["frobnicate", "/q"]);
     assert!(!usage.status.success());
