@@ -448,6 +448,27 @@ impl NativeQueue {
     async fn put_chunk(&self, st: &mut ProducerState, msgs: &[Message], until: Option<Instant>) -> Result<Vec<PutOutcome>> {
         let mut outcomes: Vec<Option<PutOutcome>> = vec![None; msgs.len()];
         let mut pending: Vec<usize> = (0..msgs.len()).collect();
+        let keyed: Vec<usize> = pending.iter().copied().filter(|&i| msgs[i].key.is_some()).collect();
+        if keyed.len() > 1 {
+            // A retried batch is often all duplicates: find them in one read
+            // instead of failing the multi once per duplicate.
+            let paths: Vec<String> = keyed.iter().map(|&i| self.key_path(msgs[i].key.as_deref().unwrap())).collect();
+            let res = retry_read(|| {
+                let mut r = self.client.new_multi_reader();
+                for p in &paths {
+                    r.add_get_data(p).unwrap();
+                }
+                r.commit()
+            })
+            .await?;
+            for (&i, r) in keyed.iter().zip(res) {
+                if let MultiReadResult::Data { data, .. } = r {
+                    let original = std::str::from_utf8(&data).ok().and_then(MsgId::parse);
+                    outcomes[i] = Some(PutOutcome::Duplicate { key: msgs[i].key.clone().unwrap(), original });
+                    pending.retain(|&p| p != i);
+                }
+            }
+        }
         let mut attempt = 0u32;
         let retry_until = Instant::now() + RETRY_WINDOW;
         while !pending.is_empty() {

@@ -78,7 +78,16 @@ async fn idempotent_put_is_a_noop() {
     let d = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
     q.ack(&d).await.unwrap();
     assert!(matches!(q.put(Message::new("x").key("order-17")).await.unwrap(), PutOutcome::Duplicate { .. }));
-    assert_eq!(q.purge_keys(Duration::ZERO).await.unwrap(), 2);
+    // A retried batch: known keys are reported as duplicates, new ones added,
+    // and a key repeated inside the batch is added once.
+    let batch = vec![Message::new("x").key("order-17"), Message::new("n1").key("new-1"), Message::new("n1").key("new-1"), Message::new("n2").key("new-2")];
+    let out = q.put_batch(batch).await.unwrap();
+    assert!(matches!(&out[0], PutOutcome::Duplicate { original: Some(o), .. } if *o == id));
+    assert!(matches!(out[1], PutOutcome::Enqueued(_)));
+    assert!(matches!(out[2], PutOutcome::Duplicate { .. }));
+    assert!(matches!(out[3], PutOutcome::Enqueued(_)));
+    assert_eq!(q.stats().await.unwrap().depth, 3);
+    assert_eq!(q.purge_keys(Duration::ZERO).await.unwrap(), 4);
     assert!(matches!(q.put(Message::new("x").key("order-17")).await.unwrap(), PutOutcome::Enqueued(_)));
 }
 
