@@ -12,6 +12,10 @@ fn prio() -> impl Strategy<Value = u16> {
 }
 
 proptest! {
+    // Integration-test files have no lib.rs beside them for proptest's
+    // default regression file; failures print their minimal input instead.
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
     #[test]
     fn native_names_roundtrip(p in prio(), seq in any::<u64>(), bucket in any::<u64>()) {
         prop_assert_eq!(parse_lane(&lane_name(p)), Some(p));
