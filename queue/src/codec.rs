@@ -171,6 +171,9 @@ const ITEM_MAGIC: &[u8; 3] = b"CQ1";
 pub struct ItemHeader {
     /// Producer's wall clock at put time (ms since the Unix epoch).
     pub enqueued_ms: u64,
+    /// Random per put request: lets a producer whose reply was lost tell its
+    /// own items from another producer's.
+    pub nonce: u64,
     /// Not deliverable before this wall-clock time (ms); 0 = immediately.
     pub not_before_ms: u64,
     /// Completed deliveries so far (incremented by each claim).
@@ -181,9 +184,10 @@ pub struct ItemHeader {
 
 pub fn encode_item(h: &ItemHeader, payload: &[u8]) -> Vec<u8> {
     let key = h.key.as_deref().unwrap_or("").as_bytes();
-    let mut out = Vec::with_capacity(3 + 8 + 8 + 4 + 2 + 1 + 2 + key.len() + payload.len());
+    let mut out = Vec::with_capacity(item_overhead(h.key.as_deref()) + payload.len());
     out.extend_from_slice(ITEM_MAGIC);
     out.extend_from_slice(&h.enqueued_ms.to_be_bytes());
+    out.extend_from_slice(&h.nonce.to_be_bytes());
     out.extend_from_slice(&h.not_before_ms.to_be_bytes());
     out.extend_from_slice(&h.attempts.to_be_bytes());
     out.extend_from_slice(&h.priority.to_be_bytes());
@@ -196,7 +200,7 @@ pub fn encode_item(h: &ItemHeader, payload: &[u8]) -> Vec<u8> {
 
 /// Bytes the envelope adds to a payload (used for request size budgeting).
 pub fn item_overhead(key: Option<&str>) -> usize {
-    3 + 8 + 8 + 4 + 2 + 1 + 2 + key.map_or(0, str::len)
+    3 + 8 + 8 + 8 + 4 + 2 + 1 + 2 + key.map_or(0, str::len)
 }
 
 pub fn decode_item(data: &[u8]) -> Result<(ItemHeader, &[u8]), DecodeError> {
@@ -213,6 +217,7 @@ pub fn decode_item(data: &[u8]) -> Result<(ItemHeader, &[u8]), DecodeError> {
         return derr("not a corral-queue item (bad magic)");
     }
     let enqueued_ms = u64::from_be_bytes(take(&mut buf, 8)?.try_into().unwrap());
+    let nonce = u64::from_be_bytes(take(&mut buf, 8)?.try_into().unwrap());
     let not_before_ms = u64::from_be_bytes(take(&mut buf, 8)?.try_into().unwrap());
     let attempts = u32::from_be_bytes(take(&mut buf, 4)?.try_into().unwrap());
     let priority = u16::from_be_bytes(take(&mut buf, 2)?.try_into().unwrap());
@@ -224,7 +229,7 @@ pub fn decode_item(data: &[u8]) -> Result<(ItemHeader, &[u8]), DecodeError> {
         1 => Some(String::from_utf8(key_bytes.to_vec()).map_err(|_| DecodeError("key is not UTF-8".into()))?),
         _ => return derr("bad key flag"),
     };
-    Ok((ItemHeader { enqueued_ms, not_before_ms, attempts, priority, key }, buf))
+    Ok((ItemHeader { enqueued_ms, nonce, not_before_ms, attempts, priority, key }, buf))
 }
 
 /// Claim node data: who holds the message, until when, and under which token

@@ -159,7 +159,7 @@ impl LockQueue {
             return Err(QueueError::TooLarge { size: payload.len(), limit: codec::REQUEST_BUDGET - 200 });
         }
         let prefix = self.create_prefix(priority);
-        match self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await {
+        match self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.map_err(crate::native::normalize) {
             Ok((_, seq)) => Ok(format!("{}{}", prefix.rsplit('/').next().unwrap(), seq)),
             Err(ZkError::NoNode) => Err(QueueError::NotFound(self.path.clone())),
             Err(ZkError::ConnectionLoss) => Err(QueueError::Indeterminate { op: "put" }),
@@ -178,7 +178,7 @@ impl LockQueue {
             for p in &payloads[r] {
                 w.add_create(&prefix, &self.encode(&[p]), &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
             }
-            for res in w.commit().await? {
+            for res in crate::native::commit(&mut w).await? {
                 if let zookeeper_client::MultiWriteResult::Create { path, .. } = res {
                     names.push(path.rsplit('/').next().unwrap_or_default().to_string());
                 }
@@ -192,7 +192,7 @@ impl LockQueue {
     pub async fn take(&self, timeout: Option<Duration>) -> Result<Option<LockDelivery>> {
         let until = deadline(timeout);
         loop {
-            let (mut items, items_w) = match self.client.list_and_watch_children(&self.items).await {
+            let (mut items, items_w) = match self.client.list_and_watch_children(&self.items).await.map_err(crate::native::normalize) {
                 Ok(x) => x,
                 Err(ZkError::NoNode) => return Err(QueueError::NotFound(self.path.clone())),
                 Err(ZkError::ConnectionLoss) => {
@@ -204,7 +204,7 @@ impl LockQueue {
                 },
                 Err(e) => return Err(e.into()),
             };
-            let (taken, taken_w) = match self.client.list_and_watch_children(&self.locks).await {
+            let (taken, taken_w) = match self.client.list_and_watch_children(&self.locks).await.map_err(crate::native::normalize) {
                 Ok(x) => x,
                 Err(ZkError::NoNode) => return Err(QueueError::NotFound(self.path.clone())),
                 Err(ZkError::ConnectionLoss) => {
@@ -276,7 +276,7 @@ impl LockQueue {
         w.add_check_version(&lock, d.lock_version)?;
         w.add_delete(&format!("{}/{}", self.items, d.name), None)?;
         w.add_delete(&lock, None)?;
-        match w.commit().await {
+        match crate::native::commit(&mut w).await {
             Ok(_) => Ok(()),
             Err(MultiWriteError::OperationFailed { .. }) => Err(QueueError::ClaimLost { id: d.name.clone() }),
             Err(e) => Err(e.into()),
@@ -294,7 +294,7 @@ impl LockQueue {
             w.add_create(&self.create_prefix(codec::DEFAULT_PRIORITY), &d.raw, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
         }
         w.add_delete(&lock, None)?;
-        match w.commit().await {
+        match crate::native::commit(&mut w).await {
             Ok(_) => Ok(()),
             Err(MultiWriteError::OperationFailed { .. }) => Err(QueueError::ClaimLost { id: d.name.clone() }),
             Err(e) => Err(e.into()),

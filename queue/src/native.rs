@@ -60,6 +60,23 @@ fn ephemeral_seq() -> CreateOptions<'static> {
     CreateMode::EphemeralSequential.with_acls(Acls::anyone_all())
 }
 
+/// Requests in flight when a connection breaks fail with the I/O error
+/// itself (`Custom`), not `ConnectionLoss`; both mean "outcome unknown,
+/// session probably alive", so treat them alike.
+pub(crate) fn normalize(e: ZkError) -> ZkError {
+    match e {
+        ZkError::Custom(_) => ZkError::ConnectionLoss,
+        e => e,
+    }
+}
+
+pub(crate) async fn commit(w: &mut zookeeper_client::MultiWriter<'_>) -> Result<Vec<zookeeper_client::MultiWriteResult>, MultiWriteError> {
+    w.commit().await.map_err(|e| match e {
+        MultiWriteError::RequestFailed { source } => MultiWriteError::RequestFailed { source: normalize(source) },
+        e => e,
+    })
+}
+
 /// Retries an idempotent operation through connection loss.
 pub(crate) async fn retry_read<T, F, Fut>(mut f: F) -> Result<T, ZkError>
 where
@@ -69,7 +86,7 @@ where
     let until = Instant::now() + RETRY_WINDOW;
     let mut backoff = Duration::from_millis(20);
     loop {
-        match f().await {
+        match f().await.map_err(normalize) {
             Err(ZkError::ConnectionLoss) if Instant::now() < until => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
@@ -254,7 +271,7 @@ impl NativeQueue {
             for s in 0..codec::KEY_SHARDS {
                 w.add_create(&p(&format!("keys/{}", codec::key_shard_name(s))), b"", &opts)?;
             }
-            match w.commit().await {
+            match commit(&mut w).await {
                 Ok(_) => continue,
                 Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NodeExists }) => continue,
                 Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode }) => {
@@ -508,6 +525,7 @@ impl NativeQueue {
                 continue;
             }
             let now = now_ms();
+            let nonce = fastrand::u64(..);
             let seq0 = enq.items;
             for (j, &i) in pending.iter().enumerate() {
                 let b = codec::bucket_of(seq0 + j as u64, self.meta.bucket_size);
@@ -526,11 +544,11 @@ impl NativeQueue {
                     ops.push((j, true));
                 }
                 let not_before_ms = if m.delay.is_zero() { 0 } else { now + m.delay.as_millis() as u64 };
-                let h = ItemHeader { enqueued_ms: now, not_before_ms, attempts: 0, priority: m.priority, key: m.key.clone() };
+                let h = ItemHeader { enqueued_ms: now, nonce, not_before_ms, attempts: 0, priority: m.priority, key: m.key.clone() };
                 w.add_create(&self.item_path(id), &codec::encode_item(&h, &m.payload), &persistent())?;
                 ops.push((j, false));
             }
-            match w.commit().await {
+            match commit(&mut w).await {
                 Ok(_) => {
                     st.enq = Some((new_enq, version + 1));
                     for (j, &i) in pending.iter().enumerate() {
@@ -561,17 +579,48 @@ impl NativeQueue {
                     if Instant::now() > retry_until {
                         return Err(QueueError::Indeterminate { op: "put" });
                     }
-                    // Only keyed messages can be retried safely: a retry of a
-                    // put that did commit is then recognised as a duplicate.
-                    if pending.iter().any(|&i| msgs[i].key.is_none()) {
-                        return Err(QueueError::Indeterminate { op: "put" });
-                    }
                     backoff_sleep(&mut attempt).await;
+                    let first = MsgId { priority: msgs[pending[0]].priority, seq: seq0 };
+                    match self.resolve_lost_put(version, first, nonce).await? {
+                        Some(true) => {
+                            for (j, &i) in pending.iter().enumerate() {
+                                outcomes[i] = Some(PutOutcome::Enqueued(MsgId { priority: msgs[i].priority, seq: seq0 + j as u64 }));
+                            }
+                            pending.clear();
+                        },
+                        Some(false) => {},
+                        // Keyed messages can still be retried safely: a retry
+                        // of a put that did commit shows up as a duplicate.
+                        None if pending.iter().all(|&i| msgs[i].key.is_some()) => {},
+                        None => return Err(QueueError::Indeterminate { op: "put" }),
+                    }
                 },
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(outcomes.into_iter().map(|o| o.expect("every message resolved")).collect())
+    }
+
+    /// After a put whose reply was lost: did the multi that expected `P/enq`
+    /// at `version` commit? `Some(false)` if `P/enq` is still at that
+    /// version (ZooKeeper applies a session's requests in order and refuses
+    /// stale ones from an old connection, so a read after reconnecting sees
+    /// it) or another producer's items took our sequence numbers; `Some(true)`
+    /// if the first item carries our nonce; `None` if it is gone already
+    /// (consumed) and nobody can tell.
+    async fn resolve_lost_put(&self, version: i32, first: MsgId, nonce: u64) -> Result<Option<bool>> {
+        let enq = self.p("enq");
+        let _ = retry_read(|| self.client.sync(&enq)).await;
+        let (_, now) = self.read_enq().await?;
+        if now == version {
+            return Ok(Some(false));
+        }
+        let item = self.item_path(first);
+        match retry_read(|| self.client.get_data(&item)).await {
+            Ok((data, _)) => Ok(codec::decode_item(&data).ok().map(|(h, _)| h.nonce == nonce)),
+            Err(ZkError::NoNode) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     // -----------------------------------------------------------------------
@@ -841,7 +890,7 @@ impl NativeQueue {
             token,
             header: h,
         };
-        match w.commit().await {
+        match commit(&mut w).await {
             Ok(_) => Ok(ClaimResult::Got(delivery)),
             Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NodeExists }) => Ok(ClaimResult::Taken),
             Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::NoNode }) => Ok(ClaimResult::Gone),
@@ -913,7 +962,7 @@ impl NativeQueue {
             w.add_create(&dlq, &data, &persistent())?;
             w.add_set_data(&self.deq_path(shard), &new.encode(), Some(sv))?;
             let shard_index = if with_claim { 3 } else { 2 };
-            match w.commit().await {
+            match commit(&mut w).await {
                 Ok(_) => {
                     self.set_deq_cache(shard, Some((new, sv + 1)));
                     debug!(id = %id, "dead-lettered");
@@ -949,7 +998,7 @@ impl NativeQueue {
             }
             w.add_set_data(&self.deq_path(shard), &new.encode(), Some(sv))?;
             let shard_index = if with_claim { 2 } else { 1 };
-            match w.commit().await {
+            match commit(&mut w).await {
                 Ok(_) => {
                     self.set_deq_cache(shard, Some((new, sv + 1)));
                     return Ok(());
@@ -988,7 +1037,7 @@ impl NativeQueue {
                 w.add_delete(&self.claim_path(d.id), None)?;
             }
             w.add_set_data(&self.deq_path(shard), &new.encode(), Some(sv))?;
-            match w.commit().await {
+            match commit(&mut w).await {
                 Ok(_) => {
                     self.set_deq_cache(shard, Some((new, sv + 1)));
                     out.extend(chunk.iter().map(|_| Ok(())));
@@ -1033,7 +1082,7 @@ impl NativeQueue {
             if with_claim {
                 w.add_delete(&self.claim_path(d.id), None)?;
             }
-            match w.commit().await {
+            match commit(&mut w).await {
                 Ok(_) => return Ok(NackOutcome::Requeued),
                 Err(MultiWriteError::OperationFailed { index: 0, .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
                 Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::NoNode }) => with_claim = false,
@@ -1064,7 +1113,7 @@ impl NativeQueue {
             } else {
                 w.add_set_data(&claim, &data, None)?;
             }
-            match w.commit().await {
+            match commit(&mut w).await {
                 Ok(_) => {
                     d.lease_until_ms = lease_until_ms;
                     return Ok(());
@@ -1105,7 +1154,7 @@ impl NativeQueue {
                     let mut w = self.client.new_multi_writer();
                     w.add_check_version(path, stat.version)?;
                     w.add_delete(path, Some(stat.version))?;
-                    if w.commit().await.is_ok() {
+                    if commit(&mut w).await.is_ok() {
                         debug!(claim = %path, consumer = %c.consumer, "lease expired; released");
                         reaped = true;
                         if let Some(id) = path.rsplit('/').next().and_then(MsgId::parse) {
@@ -1145,11 +1194,27 @@ impl NativeQueue {
             return Ok(());
         };
         if pos == 0 {
-            let (stat, enq_w) = self.client.check_and_watch_stat(&self.p("enq")).await?;
+            let (stat, enq_w) = match self.client.check_and_watch_stat(&self.p("enq")).await.map_err(normalize) {
+                Ok(x) => x,
+                // Rescan rather than fail; the scan's reads retry through it.
+                Err(ZkError::ConnectionLoss) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Ok(());
+                },
+                Err(e) => return Err(e.into()),
+            };
             if stat.is_none_or(|s| s.version != cs.enq_version) {
                 return Ok(());
             }
-            let (claims, claims_w) = self.client.list_and_watch_children(&self.p("claims")).await?;
+            let (claims, claims_w) = match self.client.list_and_watch_children(&self.p("claims")).await.map_err(normalize) {
+                Ok(x) => x,
+                // Rescan rather than fail; the scan's reads retry through it.
+                Err(ZkError::ConnectionLoss) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Ok(());
+                },
+                Err(e) => return Err(e.into()),
+            };
             let now: HashSet<&String> = claims.iter().collect();
             if cs.claim_names.iter().any(|c| !now.contains(c)) {
                 return Ok(());
@@ -1161,7 +1226,15 @@ impl NativeQueue {
             }
         } else {
             let pred = format!("{dir}/{}", line[pos - 1]);
-            let (stat, w) = self.client.check_and_watch_stat(&pred).await?;
+            let (stat, w) = match self.client.check_and_watch_stat(&pred).await.map_err(normalize) {
+                Ok(x) => x,
+                // Rescan rather than fail; the scan's reads retry through it.
+                Err(ZkError::ConnectionLoss) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Ok(());
+                },
+                Err(e) => return Err(e.into()),
+            };
             if stat.is_none() {
                 return Ok(());
             }
@@ -1311,7 +1384,7 @@ impl NativeQueue {
                     w.add_create(&self.item_path(id), &codec::encode_item(&e.1, &e.2), &persistent())?;
                     w.add_delete(&e.0, None)?;
                 }
-                match w.commit().await {
+                match commit(&mut w).await {
                     Ok(_) => {
                         st.enq = Some((new_enq, version + 1));
                         moved += chunk.len();
@@ -1367,7 +1440,7 @@ struct Waiter {
 impl Waiter {
     async fn create(client: &Client, dir: &str) -> Result<Waiter> {
         let prefix = format!("{dir}/w-");
-        let (_, seq) = client.create(&prefix, b"", &ephemeral_seq()).await?;
+        let (_, seq) = client.create(&prefix, b"", &ephemeral_seq()).await.map_err(normalize)?;
         let name = format!("w-{seq}");
         Ok(Waiter { client: client.clone(), path: format!("{dir}/{name}"), name, released: false })
     }

@@ -447,3 +447,57 @@ async fn expired_lease_is_redelivered_ahead_of_a_backlog() {
     assert!(position < 1000, "redelivered only after the whole backlog");
     assert!(matches!(a.ack(&hung).await, Err(QueueError::ClaimLost { .. })));
 }
+
+/// Un-keyed puts whose replies are lost in a partition: the producer works
+/// out whether its multi committed (nonce in the item header), so no put
+/// reported as done is missing and none is enqueued twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unkeyed_puts_through_connection_loss_are_neither_lost_nor_doubled() {
+    let hosts = Server::shared().hosts.clone();
+    let path = unique_path("lost-reply");
+    let c0 = connect(&hosts, SESSION).await;
+    let q0 = NativeQueue::create(&c0, &path, Meta::default()).await.unwrap();
+    let proxy = common::Proxy::start(&hosts).await;
+    let cp = connect(&proxy.hosts, Duration::from_secs(8)).await;
+    let producer = NativeQueue::open(&cp, &path).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut unknown) = (Vec::new(), Vec::new());
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match producer.put(Message::new(i.to_string())).await {
+                    Ok(_) => ok.push(i),
+                    Err(QueueError::Indeterminate { .. }) => unknown.push(i),
+                    Err(e) => panic!("put {i}: {e}"),
+                }
+                i += 1;
+            }
+            (ok, unknown)
+        })
+    };
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.partition();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        proxy.heal();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, unknown) = task.await.unwrap();
+    assert!(ok.len() > 20, "too few puts: {}", ok.len());
+    let mut seen = std::collections::HashMap::<u32, u32>::new();
+    while let Some(d) = q0.take(Some(Duration::from_millis(300))).await.unwrap() {
+        *seen.entry(String::from_utf8(d.payload.clone()).unwrap().parse().unwrap()).or_default() += 1;
+        q0.ack(&d).await.unwrap();
+    }
+    for i in &ok {
+        assert_eq!(seen.get(i), Some(&1), "put {i} reported done but present {:?} times", seen.get(i));
+    }
+    assert!(seen.values().all(|&n| n == 1), "a put was enqueued twice");
+    assert!(seen.keys().all(|k| ok.contains(k) || unknown.contains(k)));
+    // Nothing consumes meanwhile, so every lost reply can be resolved.
+    assert!(unknown.is_empty(), "unresolved puts: {unknown:?}");
+    eprintln!("{} puts, {} indeterminate", ok.len(), unknown.len());
+}
