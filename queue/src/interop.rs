@@ -271,15 +271,32 @@ impl LockQueue {
     /// lock still existing (it is ephemeral: it exists only while our session
     /// lives, and the server refuses requests from an expired session).
     pub async fn ack(&self, d: &LockDelivery) -> Result<()> {
-        let mut w = self.client.new_multi_writer();
         let lock = format!("{}/{}", self.locks, d.name);
-        w.add_check_version(&lock, d.lock_version)?;
-        w.add_delete(&format!("{}/{}", self.items, d.name), None)?;
-        w.add_delete(&lock, None)?;
-        match crate::native::commit(&mut w).await {
-            Ok(_) => Ok(()),
-            Err(MultiWriteError::OperationFailed { .. }) => Err(QueueError::ClaimLost { id: d.name.clone() }),
-            Err(e) => Err(e.into()),
+        let item = format!("{}/{}", self.items, d.name);
+        let mut after_loss = false;
+        let mut attempt = 0;
+        loop {
+            let mut w = self.client.new_multi_writer();
+            w.add_check_version(&lock, d.lock_version)?;
+            w.add_delete(&item, None)?;
+            w.add_delete(&lock, None)?;
+            match crate::native::commit(&mut w).await {
+                Ok(_) => return Ok(()),
+                // Lock and item both gone after a lost reply: our first
+                // attempt committed (our session is alive, so nobody else
+                // could have held the lock).
+                Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode })
+                    if after_loss && retry_read(|| self.client.check_stat(&item)).await?.is_none() =>
+                {
+                    return Ok(())
+                },
+                Err(MultiWriteError::OperationFailed { .. }) => return Err(QueueError::ClaimLost { id: d.name.clone() }),
+                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) if attempt < 60 => {
+                    after_loss = true;
+                    crate::native::backoff_sleep(&mut attempt).await;
+                },
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
