@@ -410,6 +410,17 @@ impl NativeQueue {
         Ok(out)
     }
 
+    /// The producer's cached `P/enq` counter and version, read on first use
+    /// (and after a conflict cleared it).
+    async fn cached_enq(&self, st: &mut ProducerState) -> Result<(Counter, i32)> {
+        if let Some(x) = st.enq {
+            return Ok(x);
+        }
+        let x = self.read_enq().await?;
+        st.enq = Some(x);
+        Ok(x)
+    }
+
     async fn read_enq(&self) -> Result<(Counter, i32)> {
         let path = self.p("enq");
         let (data, stat) = retry_read(|| self.client.get_data(&path)).await?;
@@ -489,14 +500,7 @@ impl NativeQueue {
         let mut attempt = 0u32;
         let retry_until = Instant::now() + RETRY_WINDOW;
         while !pending.is_empty() {
-            let (enq, version) = match st.enq {
-                Some(x) => x,
-                None => {
-                    let x = self.read_enq().await?;
-                    st.enq = Some(x);
-                    x
-                },
-            };
+            let (enq, version) = self.cached_enq(st).await?;
             let add_items = pending.len() as u64;
             let add_bytes: u64 = pending.iter().map(|&i| msgs[i].payload.len() as u64).sum();
             if !codec::admits(&enq, &st.deq_sum, add_items, add_bytes, self.meta.max_items, self.meta.max_bytes) {
@@ -1347,14 +1351,7 @@ impl NativeQueue {
         for chunk in entries.chunks(MAX_OPS_PER_MULTI / 2 - 1) {
             let mut chunk: Vec<&(String, ItemHeader, Vec<u8>)> = chunk.iter().collect();
             while !chunk.is_empty() {
-                let (enq, version) = match st.enq {
-                    Some(x) => x,
-                    None => {
-                        let x = self.read_enq().await?;
-                        st.enq = Some(x);
-                        x
-                    },
-                };
+                let (enq, version) = self.cached_enq(&mut st).await?;
                 let n = chunk.len() as u64;
                 let bytes: u64 = chunk.iter().map(|e| e.2.len() as u64).sum();
                 if !codec::admits(&enq, &st.deq_sum, n, bytes, self.meta.max_items, self.meta.max_bytes) {
