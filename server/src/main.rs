@@ -9,7 +9,8 @@ use corral::config::Config;
 use corral::net::Server;
 
 const USAGE: &str = "usage: corral                  run standalone on 127.0.0.1:2181 with data in ./corral-data
-       corral server ZOO_CFG    run with a ZooKeeper zoo.cfg (and dataDir/myid)";
+       corral server ZOO_CFG    run with a ZooKeeper zoo.cfg (and dataDir/myid)
+       corral --version         print the version";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -24,6 +25,10 @@ fn main() -> ExitCode {
         ["server", path] => Config::load(&PathBuf::from(path)),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        ["-V" | "--version" | "version"] => {
+            println!("corral {} (ZooKeeper 3.8 wire protocol)", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         _ => {

@@ -25,7 +25,7 @@ wait_for_apt() {
   done
 }
 
-APT_PKGS=(zookeeper zookeeper-bin procps)
+APT_PKGS=(zookeeper zookeeper-bin procps openssl)  # openssl: the TLS tests make certificates
 pkgs_missing() {
   local p missing=()
   for p in "$@"; do

@@ -105,6 +105,20 @@ fn four_letter_words_outside_the_whitelist_are_refused() {
 }
 
 #[test]
+fn command_line_usage_and_version() {
+    let run = |args: &[&str]| std::process::Command::new(corral_tests::corral_bin()).args(args).output().unwrap();
+    let v = run(&["--version"]);
+    assert!(v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("corral "));
+    let bad = run(&["serve", "x", "y"]);
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("usage: corral"));
+    let missing = run(&["server", "/nonexistent/zoo.cfg"]);
+    assert_eq!(missing.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/zoo.cfg: cannot read"));
+}
+
+#[test]
 fn bad_config_names_file_line_and_key() {
     let dir = std::env::temp_dir().join(format!("corral-badcfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
