@@ -83,10 +83,10 @@ async fn expiry_deletes_ephemerals_and_fires_watches() {
 #[tokio::test]
 async fn a_live_session_is_not_expired() {
     let server = Corral::start();
-    let zk = connect(&server.hosts(), Duration::from_millis(600)).await;
+    let zk = connect(&server.hosts(), Duration::from_millis(1000)).await;
     zk.create("/alive", b"", &ephemeral()).await.unwrap();
     let mut state = zk.state_watcher();
-    // Over ten timeouts of client pings; the session must stay connected.
+    // Six timeouts of client pings; the session must stay connected.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     while tokio::time::Instant::now() < deadline {
         if let Ok(s) = tokio::time::timeout(Duration::from_millis(500), state.changed()).await {
