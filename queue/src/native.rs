@@ -428,18 +428,23 @@ impl NativeQueue {
         Ok((c, stat.version))
     }
 
-    /// Sum of all deq shards, read in one request so it is a consistent
-    /// snapshot; also refreshes the shard cache used by acks.
-    async fn read_deq(&self) -> Result<Counter> {
-        let paths: Vec<String> = (0..self.meta.deq_shards as usize).map(|i| self.deq_path(i)).collect();
-        let results = retry_read(|| {
+    /// Reads many nodes' data in one multi-read, retried through connection loss.
+    async fn get_data_many(&self, paths: &[String]) -> Result<Vec<MultiReadResult>> {
+        Ok(retry_read(|| {
             let mut r = self.client.new_multi_reader();
-            for p in &paths {
+            for p in paths {
                 r.add_get_data(p).unwrap();
             }
             r.commit()
         })
-        .await?;
+        .await?)
+    }
+
+    /// Sum of all deq shards, read in one request so it is a consistent
+    /// snapshot; also refreshes the shard cache used by acks.
+    async fn read_deq(&self) -> Result<Counter> {
+        let paths: Vec<String> = (0..self.meta.deq_shards as usize).map(|i| self.deq_path(i)).collect();
+        let results = self.get_data_many(&paths).await?;
         let mut sum = Counter::default();
         let mut cache = self.deq.lock().unwrap();
         for (i, res) in results.into_iter().enumerate() {
@@ -481,14 +486,7 @@ impl NativeQueue {
             // A retried batch is often all duplicates: find them in one read
             // instead of failing the multi once per duplicate.
             let paths: Vec<String> = keyed.iter().map(|&i| self.key_path(msgs[i].key.as_deref().unwrap())).collect();
-            let res = retry_read(|| {
-                let mut r = self.client.new_multi_reader();
-                for p in &paths {
-                    r.add_get_data(p).unwrap();
-                }
-                r.commit()
-            })
-            .await?;
+            let res = self.get_data_many(&paths).await?;
             for (&i, r) in keyed.iter().zip(res) {
                 if let MultiReadResult::Data { data, .. } = r {
                     let original = std::str::from_utf8(&data).ok().and_then(MsgId::parse);
@@ -1143,14 +1141,7 @@ impl NativeQueue {
         let mut next: Option<u64> = None;
         for chunk in cs.claim_names.clone().chunks(200) {
             let paths: Vec<String> = chunk.iter().map(|n| self.p(&format!("claims/{n}"))).collect();
-            let res = retry_read(|| {
-                let mut r = self.client.new_multi_reader();
-                for p in &paths {
-                    r.add_get_data(p).unwrap();
-                }
-                r.commit()
-            })
-            .await?;
+            let res = self.get_data_many(&paths).await?;
             for (path, r) in paths.iter().zip(res) {
                 let MultiReadResult::Data { data, stat } = r else { continue };
                 let Ok(c) = codec::decode_claim(&data) else { continue };
