@@ -17,7 +17,7 @@
 //! same steps, driven by hand, with no socket, disk or clock:
 //!
 //! ```
-//! use corral::core::{reply, Caller, Connect, Core, CoreConfig, Handled};
+//! use corral::core::{reply, txn::Txn, Caller, Connect, Core, CoreConfig, Handled};
 //! use protocol::{Acl, ConnectRequest, CreateRequest, ErrorCode, GetDataRequest, Id, Request, Response};
 //!
 //! let mut core = Core::new(CoreConfig::default(), /* secret */ 7, /* first session id */ 1);
@@ -26,15 +26,16 @@
 //! // A client connects: a new session is a txn too.
 //! let Connect::New { session_id, op, .. } = core.connect(&ConnectRequest { time_out: 30_000, ..Default::default() }, now_ms)
 //! else { unreachable!() };
-//! let txn = core.next_txn(session_id, 0, now_ms, vec![op]);
+//! let txn = Txn { zxid: 1, session_id, cxid: 0, time_ms: now_ms, ops: vec![op] };
 //! core.apply(&txn);
 //!
 //! // It creates /app: prep decides, apply executes.
 //! let caller = Caller { session_id, auth: &[] };
 //! let open = vec![Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } }];
 //! let create = Request::Create(CreateRequest { path: "/app".into(), data: Some(b"v1".to_vec()), acl: open, flags: 0 });
-//! let Handled::Write(ops) = core.handle(caller, &create) else { unreachable!() };
-//! let txn = core.next_txn(session_id, 1, /* the leader's wall clock */ 1_700_000_000_000, ops);
+//! // The zxid is the txn's log position, known before it is proposed.
+//! let Handled::Write(ops) = core.handle(caller, &create, 2) else { unreachable!() };
+//! let txn = Txn { zxid: 2, session_id, cxid: 1, time_ms: /* the leader's wall clock */ 1_700_000_000_000, ops };
 //! let applied = core.apply(&txn); // a replica, or a restart replaying the log, does the same
 //! let (err, body) = reply(&create, &applied.outcomes);
 //! assert_eq!(err, ErrorCode::Ok);
@@ -42,17 +43,18 @@
 //!
 //! // A read is answered from the tree, in order after the write.
 //! let get = Request::GetData(GetDataRequest { path: "/app".into(), watch: true });
-//! let Handled::Reply { err, body: Response::GetData(data), .. } = core.handle(caller, &get) else { unreachable!() };
+//! let Handled::Reply { err, body: Response::GetData(data), .. } = core.handle(caller, &get, 3) else { unreachable!() };
 //! assert_eq!((err, data.data.as_deref()), (ErrorCode::Ok, Some(&b"v1"[..])));
 //! assert_eq!(data.stat.czxid, txn.zxid);
 //!
 //! // A failed write is still a txn (it takes a zxid and keeps session order).
-//! let Handled::Write(ops) = core.handle(caller, &create) else { unreachable!() };
-//! let txn = core.next_txn(session_id, 2, 1_700_000_000_001, ops);
+//! let Handled::Write(ops) = core.handle(caller, &create, 3) else { unreachable!() };
+//! let txn = Txn { zxid: 3, session_id, cxid: 2, time_ms: 1_700_000_000_001, ops };
 //! assert_eq!(reply(&create, &core.apply(&txn).outcomes).0, ErrorCode::NodeExists);
 //! ```
 
 pub mod config;
 pub mod core;
 pub mod net;
+pub mod replica;
 pub mod store;

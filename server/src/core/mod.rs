@@ -26,6 +26,7 @@ use protocol::{
 };
 
 pub use prep::Caller;
+pub use prep::Outstanding;
 use prep::{PrepConfig, Write};
 use session::Sessions;
 use tree::{owner, DataTree};
@@ -95,6 +96,8 @@ pub struct Core {
     pub tree: DataTree,
     pub sessions: Sessions,
     pub watches: Watches,
+    /// Changes proposed but not yet applied (only a leader has any).
+    pub outstanding: Outstanding,
     last_zxid: i64,
     cfg: CoreConfig,
     prep_cfg: PrepConfig,
@@ -108,6 +111,7 @@ impl Core {
             tree: DataTree::new(),
             sessions: Sessions::new(secret, first_session_id),
             watches: Watches::default(),
+            outstanding: Outstanding::default(),
             last_zxid: 0,
             prep_cfg: PrepConfig { extended_types: cfg.extended_types },
             cfg,
@@ -153,19 +157,22 @@ impl Core {
         self.sessions.touch(session_id, now_ms)
     }
 
-    /// The CloseSession ops for sessions whose deadline has passed.
-    pub fn expire(&self, now_ms: i64) -> Vec<(i64, TxnOp)> {
-        self.sessions
-            .expired(now_ms)
-            .into_iter()
-            .map(|id| (id, TxnOp::new(Op::CloseSession(CloseSessionTxn { session_id: id }))))
-            .collect()
+    /// Sessions whose deadline has passed and whose close is not yet proposed.
+    pub fn expired(&self, now_ms: i64) -> Vec<i64> {
+        self.sessions.expired(now_ms).into_iter().filter(|id| !self.outstanding.is_closing(*id)).collect()
     }
 
-    /// DeleteContainer ops for empty containers that once had children and
-    /// childless TTL nodes unmodified for longer than their TTL
-    /// (`ContainerManager.getCandidates`), at most `limit`.
-    pub fn expirable(&self, now_ms: i64, limit: usize) -> Vec<TxnOp> {
+    /// Prepares the close of `session_id` as the txn at `zxid` (expiry, or
+    /// a client's closeSession): its ephemerals go.
+    pub fn prep_close(&mut self, session_id: i64, zxid: i64) -> Vec<TxnOp> {
+        let caller = Caller { session_id, auth: &[] };
+        prep::prep(&self.tree, &mut self.outstanding, &self.prep_cfg, caller, &Write::CloseSession, zxid)
+    }
+
+    /// Empty containers that once had children and childless TTL nodes
+    /// unmodified for longer than their TTL (`ContainerManager.getCandidates`),
+    /// at most `limit`.
+    pub fn expirable(&self, now_ms: i64, limit: usize) -> Vec<String> {
         self.tree
             .expirable()
             .filter(|(_, n)| n.children.is_empty())
@@ -173,16 +180,25 @@ impl Core {
                 Some(ttl) => now_ms - n.mtime > ttl,
                 None => n.is_container() && n.cversion > 0,
             })
+            .filter(|(p, _)| !self.outstanding.is_changing(p))
             .take(limit)
-            .map(|(p, _)| TxnOp::new(Op::DeleteContainer(DeleteTxn { path: p.clone() })))
+            .map(|(p, _)| p.clone())
             .collect()
     }
 
+    /// Prepares the removal of an expirable node as the txn at `zxid`;
+    /// `None` if a proposed change touches it.
+    pub fn prep_delete_container(&mut self, path: &str, zxid: i64) -> Option<TxnOp> {
+        prep::prep_delete_container(&self.tree, &mut self.outstanding, path, zxid)
+    }
+
     /// Handles a request of a connected session: reads are answered at
-    /// once; writes come back as ops to log. Auth and SASL belong to the
-    /// connection and are handled by the shell.
-    pub fn handle(&mut self, caller: Caller, req: &Request) -> Handled {
-        let write = |w: Write| Handled::Write(prep::prep(&self.tree, &self.prep_cfg, caller, &w));
+    /// once; writes are prepared into the ops of the txn that will be logged
+    /// at `zxid` (the next log position), and what they change is kept in
+    /// [`Core::outstanding`] until that txn is applied. Auth and SASL belong
+    /// to the connection and are handled by the shell.
+    pub fn handle(&mut self, caller: Caller, req: &Request, zxid: i64) -> Handled {
+        let mut write = |w: Write| Handled::Write(prep::prep(&self.tree, &mut self.outstanding, &self.prep_cfg, caller, &w, zxid));
         match req {
             Request::Create(r) | Request::Create2(r) => write(Write::Create { req: r, container: false }),
             Request::CreateContainer(r) => write(Write::Create { req: r, container: true }),
@@ -192,9 +208,7 @@ impl Core {
             Request::SetAcl(r) => write(Write::SetAcl(r)),
             Request::Check(r) => write(Write::Check(r)),
             Request::Multi(m) => write(Write::Multi(&m.ops)),
-            Request::CloseSession => {
-                Handled::Write(vec![TxnOp::new(Op::CloseSession(CloseSessionTxn { session_id: caller.session_id }))])
-            }
+            Request::CloseSession => write(Write::CloseSession),
             _ => {
                 let mut events = Vec::new();
                 let (err, body) = match self.read(caller, req, &mut events) {
@@ -394,15 +408,11 @@ impl Core {
         }
     }
 
-    /// Wraps ops into the next txn. The zxid is taken here, in log order.
-    pub fn next_txn(&self, session_id: i64, cxid: i32, time_ms: i64, ops: Vec<TxnOp>) -> Txn {
-        Txn { zxid: self.last_zxid + 1, session_id, cxid, time_ms, ops }
-    }
-
     /// Applies a committed txn: the only place the tree and session table change.
     pub fn apply(&mut self, txn: &Txn) -> Applied {
         assert!(txn.zxid > self.last_zxid, "apply: zxid {:#x} not after {:#x}", txn.zxid, self.last_zxid);
         self.last_zxid = txn.zxid;
+        self.outstanding.applied(txn.zxid);
         let mut applied = Applied::default();
         for op in &txn.ops {
             let outcome = match op.op.as_ref().expect("txn op present") {

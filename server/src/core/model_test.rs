@@ -114,7 +114,7 @@ impl Driver {
 
     fn commit(&mut self, session: i64, ops: Vec<txn::TxnOp>) -> Applied {
         self.now += 1;
-        let txn = self.core.next_txn(session, 0, self.now, ops);
+        let txn = Txn { zxid: self.core.last_zxid() + 1, session_id: session, cxid: 0, time_ms: self.now, ops };
         let applied = self.core.apply(&txn);
         self.log.push(txn);
         applied
@@ -127,8 +127,8 @@ impl Driver {
         self.session = session_id;
     }
 
-    fn run(&mut self, op: &ModelOp) -> Result<Option<Vec<u8>>, ErrorCode> {
-        let req = match op {
+    fn request(op: &ModelOp) -> Request {
+        match op {
             ModelOp::Create { path, ephemeral, sequential, data } => Request::Create(CreateRequest {
                 path: path.clone(),
                 data: Some(data.clone()),
@@ -141,10 +141,25 @@ impl Driver {
             }
             ModelOp::GetData { path } => Request::GetData(protocol::GetDataRequest { path: path.clone(), watch: false }),
             ModelOp::CloseSession => Request::CloseSession,
-        };
+        }
+    }
+
+    fn result(err: ErrorCode, body: Response) -> Result<Option<Vec<u8>>, ErrorCode> {
+        if err != ErrorCode::Ok {
+            return Err(err);
+        }
+        Ok(match body {
+            Response::Create(c) => Some(c.path.into_bytes()),
+            Response::GetData(g) => Some(g.data.unwrap_or_default()),
+            _ => None,
+        })
+    }
+
+    fn run(&mut self, op: &ModelOp) -> Result<Option<Vec<u8>>, ErrorCode> {
+        let req = Self::request(op);
         let auth = [];
         let caller = Caller { session_id: self.session, auth: &auth };
-        let (err, body) = match self.core.handle(caller, &req) {
+        let (err, body) = match self.core.handle(caller, &req, self.core.last_zxid() + 1) {
             Handled::Reply { err, body, .. } => (err, body),
             Handled::Write(ops) => {
                 let applied = self.commit(self.session, ops);
@@ -154,14 +169,7 @@ impl Driver {
         if matches!(op, ModelOp::CloseSession) {
             self.new_session();
         }
-        if err != ErrorCode::Ok {
-            return Err(err);
-        }
-        Ok(match body {
-            Response::Create(c) => Some(c.path.into_bytes()),
-            Response::GetData(g) => Some(g.data.unwrap_or_default()),
-            _ => None,
-        })
+        Self::result(err, body)
     }
 }
 
@@ -208,6 +216,77 @@ proptest! {
         prop_assert_eq!(restored.sessions.len(), d.core.sessions.len());
         prop_assert_eq!(restored.snapshot(), snap);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// With up to `window` writes prepped before any is applied (a leader's
+    /// proposals in flight), every reply and the final tree are what one
+    /// write at a time gives: prep reads through the outstanding changes.
+    #[test]
+    fn pipelined_prep_matches_one_at_a_time(ops in proptest::collection::vec(op_strategy(), 1..60), window in 1..8usize) {
+        let mut serial = Driver::new();
+        let want: Vec<_> = ops.iter().map(|op| serial.run(op)).collect();
+        let mut d = Driver::new();
+        let mut in_flight: Vec<(usize, Request, Txn)> = Vec::new();
+        let mut got = vec![None; ops.len()];
+        let flush = |d: &mut Driver, in_flight: &mut Vec<(usize, Request, Txn)>, got: &mut Vec<Option<Result<Option<Vec<u8>>, ErrorCode>>>| {
+            for (i, req, txn) in in_flight.drain(..) {
+                let applied = d.core.apply(&txn);
+                d.log.push(txn);
+                let (err, body) = reply(&req, &applied.outcomes);
+                got[i] = Some(Driver::result(err, body));
+            }
+        };
+        for (i, op) in ops.iter().enumerate() {
+            let req = Driver::request(op);
+            if !matches!(op, ModelOp::Create { .. } | ModelOp::Delete { .. } | ModelOp::SetData { .. }) || in_flight.len() >= window {
+                flush(&mut d, &mut in_flight, &mut got);
+            }
+            if matches!(op, ModelOp::CloseSession | ModelOp::GetData { .. }) {
+                got[i] = Some(d.run(op));
+                continue;
+            }
+            let zxid = in_flight.last().map_or(d.core.last_zxid(), |(_, _, t)| t.zxid) + 1;
+            let caller = Caller { session_id: d.session, auth: &[] };
+            let Handled::Write(txn_ops) = d.core.handle(caller, &req, zxid) else { panic!("a write") };
+            d.now += 1;
+            in_flight.push((i, req, Txn { zxid, session_id: d.session, cxid: 0, time_ms: d.now, ops: txn_ops }));
+        }
+        flush(&mut d, &mut in_flight, &mut got);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            prop_assert_eq!(g.as_ref(), Some(w), "op {} {:?}", i, ops[i]);
+        }
+        prop_assert_eq!(snapshot(&d.core), snapshot(&serial.core));
+        prop_assert!(d.core.outstanding.is_empty(), "applying forgets every outstanding change");
+    }
+}
+
+#[test]
+fn outstanding_changes_are_seen_and_forgotten() {
+    let mut d = Driver::new();
+    let s = d.session;
+    let caller = Caller { session_id: s, auth: &[] };
+    let create = Driver::request(&ModelOp::Create { path: "/x".into(), ephemeral: true, sequential: false, data: vec![] });
+    let z = d.core.last_zxid();
+    // Two creates of /x in flight: the second fails at prep, not at apply.
+    let Handled::Write(first) = d.core.handle(caller, &create, z + 1) else { panic!() };
+    let Handled::Write(second) = d.core.handle(caller, &create, z + 2) else { panic!() };
+    assert!(matches!(first[0].op, Some(txn::Op::Create(_))));
+    assert_eq!(reply(&create, &[Outcome::Error(ErrorCode::NodeExists)]).0, ErrorCode::NodeExists);
+    assert!(matches!(&second[0].op, Some(txn::Op::Error(e)) if e.err == ErrorCode::NodeExists.as_i32()));
+    // A close in flight makes the ephemeral gone for prep, and refuses new ephemerals of that session.
+    let close = d.core.prep_close(s, z + 3);
+    assert!(matches!(close[0].op, Some(txn::Op::CloseSession(_))));
+    let Handled::Write(third) = d.core.handle(caller, &create, z + 4) else { panic!() };
+    assert!(matches!(&third[0].op, Some(txn::Op::Error(e)) if e.err == ErrorCode::SessionExpired.as_i32()));
+    assert!(d.core.expired(i64::MAX).is_empty(), "a closing session is not expired twice");
+    // Leadership lost: everything outstanding is forgotten.
+    d.core.outstanding.clear();
+    assert!(d.core.outstanding.is_empty());
+    let Handled::Write(again) = d.core.handle(caller, &create, z + 1) else { panic!() };
+    assert!(matches!(again[0].op, Some(txn::Op::Create(_))));
 }
 
 #[test]

@@ -38,6 +38,15 @@ impl Sessions {
         (((now_ms << 24) as u64 >> 8) as i64) | ((server_id as i64) << 56)
     }
 
+    pub fn secret(&self) -> u64 {
+        self.secret
+    }
+
+    /// The id the next new session of this member gets.
+    pub fn next_id(&self) -> i64 {
+        self.next_session_id
+    }
+
     pub fn allocate_id(&mut self) -> i64 {
         let id = self.next_session_id;
         self.next_session_id += 1;

@@ -47,10 +47,13 @@ pub struct SessionRecord {
 }
 
 /// The state as of `zxid`: applying the log's later txns to it gives the current state.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct Snapshot {
+    #[prost(int64, tag = "1")]
     pub zxid: i64,
+    #[prost(message, repeated, tag = "2")]
     pub nodes: Vec<NodeRecord>,
+    #[prost(message, repeated, tag = "3")]
     pub sessions: Vec<SessionRecord>,
 }
 

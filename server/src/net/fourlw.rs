@@ -11,7 +11,7 @@ pub const ZK_VERSION: &str = concat!("3.8.4-corral-", env!("CARGO_PKG_VERSION"),
 
 pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) -> String {
     let mut s = String::new();
-    let core = &p.core;
+    let core = p.replica.core();
     let st = &p.stats;
     let avg = if st.latency_count == 0 { 0.0 } else { st.latency_total_ms as f64 / st.latency_count as f64 };
     match word {

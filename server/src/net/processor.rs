@@ -1,22 +1,28 @@
-//! The processor: one thread that owns the core and the store and handles
-//! every input in arrival order, in batches: prep and apply each request,
-//! log the batch's txns with one fsync, then release the batch's replies and
-//! watch events. Nothing a client sees is ahead of what is durable, and each
-//! session's replies and events leave in the order they happened.
+//! The processor: the shell around the replica driver. One thread owns the
+//! [`Replica`] and the store and feeds every input to the replica in arrival
+//! order, in batches; then it carries out what the replica asks: writes to
+//! sled with one fsync per ready (group commit), replies and watch events to
+//! connections, snapshots in the background. The replica releases a write's
+//! reply only once its entry is committed (durable) and applied, and reads
+//! at once unless their session waits for an earlier write: nothing a client
+//! sees is ahead of what is durable, and each session's replies and events
+//! leave in the order they happened.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use protocol::{codes::xid, ConnectRequest, ConnectResponse, ErrorCode, Id, Jute, KeeperState, ReplyHeader, Request, Response, WatcherEvent};
+use raft::eraftpb::ConfState;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::core::watch::WatchEvent;
-use crate::core::{self, acl, Caller, Connect, Core, Handled};
-use crate::core::txn::{Txn, TxnOp};
+use crate::core::{self, acl};
+use crate::replica::log::LogSnapshot;
+use crate::replica::{Delivery, Now, Replica, ReplicaConfig};
 use crate::store::Store;
 
 use super::fourlw;
@@ -26,8 +32,6 @@ pub const BATCH_MAX: usize = 1024;
 /// Frames at most queued for one connection; a client that does not read
 /// its replies is disconnected rather than buffered without bound.
 pub const OUTPUT_QUEUE_MAX: usize = 65_536;
-/// Containers/TTL nodes deleted at most per check, as ZooKeeper's `znode.container.maxPerMinute` spirit.
-const EXPIRABLE_PER_CHECK_MAX: usize = 10_000;
 
 pub enum Input {
     /// `tls_ids`: identities from the client's TLS certificate (x509).
@@ -69,6 +73,9 @@ pub(super) struct Conn {
     pub latency_max_ms: u64,
     pub latency_total_ms: u64,
     pub latency_count: u64,
+    /// When each request still unanswered arrived, in order (replies of a
+    /// connection leave in request order).
+    pub started: VecDeque<Instant>,
 }
 
 #[derive(Default)]
@@ -81,26 +88,11 @@ pub(super) struct Stats {
     pub latency_count: u64,
 }
 
-pub struct Processor {
-    pub(super) core: Core,
-    store: Store,
-    pub(super) cfg: Arc<Config>,
-    pub(super) conns: HashMap<u64, Conn>,
-    session_conn: HashMap<i64, u64>,
-    pub(super) stats: Stats,
-    epoch: Instant,
-    last_container_check_ms: i64,
-    /// Txns logged since the last snapshot began; at `snapCount` another starts.
-    txns_since_snapshot: u64,
-    /// The snapshot being written in the background, if any.
-    snapshotting: Option<std::thread::JoinHandle<()>>,
-}
-
-/// What a batch releases after its fsync.
-#[derive(Default)]
-struct Pending {
-    txns: Vec<Txn>,
-    outputs: Vec<(u64, Output)>,
+/// A connection whose connect request the replica has not answered yet.
+struct Connecting {
+    addr: SocketAddr,
+    tls_ids: Vec<Id>,
+    out: mpsc::Sender<Output>,
 }
 
 fn wall_ms() -> i64 {
@@ -142,51 +134,80 @@ fn op_name(req: &Request) -> &'static str {
     }
 }
 
+pub struct Processor {
+    pub(super) replica: Replica,
+    store: Store,
+    pub(super) cfg: Arc<Config>,
+    pub(super) conns: HashMap<u64, Conn>,
+    connecting: HashMap<u64, Connecting>,
+    session_conn: HashMap<i64, u64>,
+    pub(super) stats: Stats,
+    epoch: Instant,
+    /// The snapshot being written in the background, if any.
+    snapshotting: Option<std::thread::JoinHandle<()>>,
+}
+
 impl Processor {
-    /// Opens the store and replays it into a fresh core.
-    pub fn recover(cfg: Arc<Config>, secret_source: impl FnOnce() -> u64) -> anyhow::Result<Processor> {
+    /// Opens the store and restarts the replica from it.
+    pub fn recover(cfg: Arc<Config>, random: impl Fn() -> u64) -> anyhow::Result<Processor> {
         std::fs::create_dir_all(&cfg.data_log_dir)
             .map_err(|e| anyhow::anyhow!("cannot create dataLogDir {}: {e}", cfg.data_log_dir.display()))?;
         let store = Store::open(&cfg.data_log_dir)?;
-        let secret = store.secret(secret_source)?;
+        let secret = store.secret(&random)?;
         let core_cfg = core::CoreConfig {
             min_session_timeout_ms: cfg.min_session_timeout_ms,
             max_session_timeout_ms: cfg.max_session_timeout_ms,
             extended_types: cfg.extended_types,
             super_digest: cfg.super_digest.clone(),
         };
-        let first_session_id = core::session::Sessions::initial_session_id(wall_ms(), cfg.my_id as u8);
-        let mut core = match store.load_snapshot()? {
-            Some(snap) => Core::restore(core_cfg, secret, first_session_id, &snap),
-            None => Core::new(core_cfg, secret, first_session_id),
-        };
-        let snapshot_zxid = core.last_zxid();
-        let mut n = 0usize;
-        for txn in store.replay(snapshot_zxid) {
-            core.apply(&txn?);
-            n += 1;
+        // raft ids start at 1; a standalone server without myid is member 1.
+        let raft_id = cfg.my_id.max(1);
+        let mut recovered = store.recover(&core_cfg, raft_id)?;
+        if recovered.conf_state.is_none() {
+            let cs = ConfState { voters: vec![raft_id], ..Default::default() };
+            store.set_conf_state(&cs)?;
+            recovered.conf_state = Some(cs);
         }
+        let (snapshot_index, entries) = (recovered.snapshot.as_ref().map_or(0, |s| s.index), recovered.entries.len());
         let epoch = Instant::now();
-        // Restarted sessions get a full timeout to reconnect, as in ZooKeeper.
-        core.sessions.reset_deadlines(0);
-        tracing::info!(snapshot_zxid = format!("{snapshot_zxid:#x}"), txns = n, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
-        Ok(Processor {
-            core,
+        let now = Now { mono_ms: 0, wall_ms: wall_ms() };
+        let first_session_id = core::session::Sessions::initial_session_id(now.wall_ms, cfg.my_id as u8);
+        let replica_cfg = ReplicaConfig {
+            id: raft_id,
+            voters: vec![raft_id],
+            core: core_cfg,
+            snap_count: cfg.snap_count,
+            container_check_interval_ms: cfg.container_check_interval_ms as i64,
+            election_tick: 10,
+            heartbeat_tick: 2,
+        };
+        let replica = Replica::new(replica_cfg, recovered, secret, first_session_id, random(), now)
+            .map_err(|e| anyhow::anyhow!("cannot start the replica: {e}"))?;
+        let mut p = Processor {
+            replica,
             store,
             cfg,
             conns: HashMap::new(),
+            connecting: HashMap::new(),
             session_conn: HashMap::new(),
-            stats: Stats { latency_min_ms: 0, ..Default::default() },
+            stats: Stats::default(),
             epoch,
-            last_container_check_ms: 0,
-            txns_since_snapshot: n as u64,
             snapshotting: None,
-        })
+        };
+        // Catch up: elect this member, commit and apply what the log holds.
+        p.drive();
+        let core = p.replica.core();
+        tracing::info!(snapshot_zxid = format!("{snapshot_index:#x}"), entries, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
+        Ok(p)
     }
 
     /// Milliseconds of the monotonic clock that session deadlines use.
     pub(super) fn mono_ms(&self) -> i64 {
         self.epoch.elapsed().as_millis() as i64
+    }
+
+    fn now(&self) -> Now {
+        Now { mono_ms: self.mono_ms(), wall_ms: wall_ms() }
     }
 
     /// Runs until `Shutdown` or until every sender is gone.
@@ -201,29 +222,81 @@ impl Processor {
                     Err(_) => break,
                 }
             }
-            let mut pending = Pending::default();
             for input in batch {
                 if matches!(input, Input::Shutdown) {
                     shutdown = true;
                     continue;
                 }
-                self.step(input, &mut pending);
+                self.step(input);
             }
-            if let Err(e) = self.store.append(&pending.txns) {
-                // Nothing of this batch was acknowledged; stopping is the only safe answer.
-                tracing::error!("cannot make txns durable, stopping: {e}");
-                std::process::exit(2);
-            }
-            self.txns_since_snapshot += pending.txns.len() as u64;
-            for (conn_id, out) in pending.outputs {
-                self.send(conn_id, out);
-            }
-            self.maybe_snapshot();
+            self.drive();
         }
         if let Some(h) = self.snapshotting.take() {
             let _ = h.join();
         }
         tracing::info!("processor stopped");
+    }
+
+    /// Carries out what the replica asks until it has nothing more.
+    fn drive(&mut self) {
+        loop {
+            let out = self.replica.poll();
+            if out.is_empty() {
+                break;
+            }
+            // One member: no peers to send to.
+            debug_assert!(out.messages.is_empty() && out.messages_after_persist.is_empty(), "a lone member sent raft messages");
+            if let Some(p) = &out.persist {
+                if let Err(e) = self.store.persist(p) {
+                    // Nothing of this ready was acknowledged; stopping is the only safe answer.
+                    tracing::error!("cannot make the log durable, stopping: {e}");
+                    std::process::exit(2);
+                }
+                self.replica.on_persisted(p.number);
+            }
+            for d in out.deliveries {
+                self.deliver(d);
+            }
+            if let Some(s) = out.snapshot {
+                self.snapshot(s);
+            }
+        }
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        match d {
+            Delivery::Reply { conn, xid, zxid, err, body } => {
+                let now_ms = wall_ms();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let ms = c.started.pop_front().map_or(0, |t| t.elapsed().as_millis() as u64);
+                    c.last_zxid = zxid;
+                    c.last_response_ms = now_ms;
+                    c.last_latency_ms = ms;
+                    c.latency_min_ms = if c.latency_count == 0 { ms } else { c.latency_min_ms.min(ms) };
+                    c.latency_max_ms = c.latency_max_ms.max(ms);
+                    c.latency_total_ms += ms;
+                    c.latency_count += 1;
+                    let s = &mut self.stats;
+                    s.latency_min_ms = if s.latency_count == 0 { ms } else { s.latency_min_ms.min(ms) };
+                    s.latency_max_ms = s.latency_max_ms.max(ms);
+                    s.latency_total_ms += ms;
+                    s.latency_count += 1;
+                }
+                self.send(conn, Output::Frame(frame(ReplyHeader { xid, zxid, err: err.as_i32() }, &body)));
+            }
+            Delivery::Event(e) => {
+                if let Some(conn) = self.session_conn.get(&e.session_id).copied() {
+                    self.send(conn, Output::Frame(event_frame(&e)));
+                }
+            }
+            Delivery::Connected { conn, session_id, timeout_ms, passwd } => self.connected(conn, session_id, timeout_ms, passwd),
+            Delivery::Close { conn } => {
+                if let Some(c) = self.connecting.remove(&conn) {
+                    let _ = c.out.try_send(Output::Close);
+                }
+                self.send(conn, Output::Close);
+            }
+        }
     }
 
     fn send(&mut self, conn_id: u64, out: Output) {
@@ -243,41 +316,29 @@ impl Processor {
     }
 
     fn drop_conn(&mut self, conn_id: u64) {
+        self.connecting.remove(&conn_id);
         if let Some(conn) = self.conns.remove(&conn_id) {
             if self.session_conn.get(&conn.session_id) == Some(&conn_id) {
                 self.session_conn.remove(&conn.session_id);
-                self.core.watches.remove_session(conn.session_id);
+                self.replica.on_disconnect(conn.session_id);
             }
         }
     }
 
-    /// Logs and applies ops as one txn; returns its outcomes and queues its events.
-    fn commit(&mut self, session_id: i64, cxid: i32, ops: Vec<TxnOp>, pending: &mut Pending) -> Vec<core::Outcome> {
-        let txn = self.core.next_txn(session_id, cxid, wall_ms(), ops);
-        let applied = self.core.apply(&txn);
-        pending.txns.push(txn);
-        self.queue_events(&applied.events, pending);
-        applied.outcomes
-    }
-
-    fn queue_events(&self, events: &[WatchEvent], pending: &mut Pending) {
-        for e in events {
-            if let Some(conn_id) = self.session_conn.get(&e.session_id) {
-                pending.outputs.push((*conn_id, Output::Frame(event_frame(e))));
-            }
-        }
-    }
-
-    fn step(&mut self, input: Input, pending: &mut Pending) {
+    fn step(&mut self, input: Input) {
         match input {
-            Input::Connect { conn_id, addr, tls_ids, req, out } => self.connect(conn_id, addr, tls_ids, req, out, pending),
-            Input::Request { conn_id, xid, req } => self.request(conn_id, xid, req, pending),
+            Input::Connect { conn_id, addr, tls_ids, req, out } => {
+                self.connecting.insert(conn_id, Connecting { addr, tls_ids, out });
+                let now = self.now();
+                self.replica.on_connect(conn_id, &req, now);
+            }
+            Input::Request { conn_id, xid, req } => self.request(conn_id, xid, req),
             Input::BadRequest { conn_id, xid, err, close } => {
                 if self.conns.contains_key(&conn_id) {
-                    let f = frame(ReplyHeader { xid, zxid: self.core.last_zxid(), err: err.as_i32() }, &Response::Empty);
-                    pending.outputs.push((conn_id, Output::Frame(f)));
+                    let f = frame(ReplyHeader { xid, zxid: self.replica.core().last_zxid(), err: err.as_i32() }, &Response::Empty);
+                    self.send(conn_id, Output::Frame(f));
                     if close {
-                        pending.outputs.push((conn_id, Output::Close));
+                        self.send(conn_id, Output::Close);
                     }
                 }
             }
@@ -285,62 +346,37 @@ impl Processor {
             Input::FourLetter { word, addr, reply } => {
                 let _ = reply.send(fourlw::run(self, &word, addr));
             }
-            Input::Tick => self.tick(pending),
+            Input::Tick => {
+                let now = self.now();
+                self.replica.on_tick(now);
+            }
             Input::Shutdown => {}
         }
     }
 
-    fn connect(
-        &mut self,
-        conn_id: u64,
-        addr: SocketAddr,
-        tls_ids: Vec<Id>,
-        req: ConnectRequest,
-        out: mpsc::Sender<Output>,
-        pending: &mut Pending,
-    ) {
-        let now = self.mono_ms();
-        let (session_id, timeout_ms) = match self.core.connect(&req, now) {
-            Connect::New { session_id, timeout_ms, op } => {
-                self.commit(session_id, 0, vec![op], pending);
-                self.core.touch(session_id, now);
-                (session_id, timeout_ms)
-            }
-            Connect::Resume { session_id, timeout_ms } => {
-                // The session moves here: its old connection (if any) is closed.
-                if let Some(old) = self.session_conn.remove(&session_id) {
-                    self.core.watches.remove_session(session_id);
-                    pending.outputs.push((old, Output::Close));
-                }
-                (session_id, timeout_ms)
-            }
-            Connect::Expired => {
-                tracing::info!(session = format!("{:#x}", req.session_id), %addr, "reconnect refused: session expired or bad password");
-                let resp = ConnectResponse { protocol_version: 0, time_out: 0, session_id: 0, passwd: vec![0; 16], read_only: false };
-                let _ = out.try_send(Output::Frame(Bytes::from(resp.to_bytes())));
-                let _ = out.try_send(Output::Close);
-                return;
-            }
-            Connect::ZxidAhead => {
-                tracing::warn!(%addr, seen = format!("{:#x}", req.last_zxid_seen), ours = format!("{:#x}", self.core.last_zxid()), "client has seen a later zxid than ours; refusing");
-                let _ = out.try_send(Output::Close);
-                return;
-            }
-        };
-        let resp = ConnectResponse {
-            protocol_version: 0,
-            time_out: timeout_ms,
-            session_id,
-            passwd: self.core.sessions.password(session_id),
-            read_only: false,
-        };
+    /// The replica answered a connect: a session is established (or refused).
+    fn connected(&mut self, conn_id: u64, session_id: i64, timeout_ms: i32, passwd: Vec<u8>) {
+        let Some(c) = self.connecting.remove(&conn_id) else { return };
+        if session_id == 0 {
+            tracing::info!(addr = %c.addr, "reconnect refused: session expired or bad password");
+            let resp = ConnectResponse { protocol_version: 0, time_out: 0, session_id: 0, passwd, read_only: false };
+            let _ = c.out.try_send(Output::Frame(Bytes::from(resp.to_bytes())));
+            let _ = c.out.try_send(Output::Close);
+            return;
+        }
+        // The session moves here: its old connection (if any) is closed.
+        if let Some(old) = self.session_conn.remove(&session_id) {
+            self.replica.on_disconnect(session_id);
+            self.send(old, Output::Close);
+        }
+        let resp = ConnectResponse { protocol_version: 0, time_out: timeout_ms, session_id, passwd, read_only: false };
         self.conns.insert(
             conn_id,
             Conn {
                 session_id,
-                out,
-                auth: std::iter::once(Id { scheme: "ip".into(), id: addr.ip().to_string() }).chain(tls_ids).collect(),
-                addr,
+                out: c.out,
+                auth: std::iter::once(Id { scheme: "ip".into(), id: c.addr.ip().to_string() }).chain(c.tls_ids).collect(),
+                addr: c.addr,
                 timeout_ms,
                 received: 0,
                 sent: 0,
@@ -354,120 +390,62 @@ impl Processor {
                 latency_max_ms: 0,
                 latency_total_ms: 0,
                 latency_count: 0,
+                started: VecDeque::new(),
             },
         );
         self.session_conn.insert(session_id, conn_id);
-        pending.outputs.push((conn_id, Output::Frame(Bytes::from(resp.to_bytes()))));
+        self.send(conn_id, Output::Frame(Bytes::from(resp.to_bytes())));
     }
 
-    fn request(&mut self, conn_id: u64, xid: i32, req: Request, pending: &mut Pending) {
-        let started = Instant::now();
-        let now = self.mono_ms();
+    fn request(&mut self, conn_id: u64, xid: i32, req: Request) {
         let Some(conn) = self.conns.get_mut(&conn_id) else { return };
         conn.received += 1;
         conn.last_op = op_name(&req);
         conn.last_cxid = xid;
         self.stats.received += 1;
         let session_id = conn.session_id;
-        if !self.core.touch(session_id, now) {
-            let f = frame(ReplyHeader { xid, zxid: self.core.last_zxid(), err: ErrorCode::SessionExpired.as_i32() }, &Response::Empty);
-            pending.outputs.push((conn_id, Output::Frame(f)));
-            pending.outputs.push((conn_id, Output::Close));
-            return;
-        }
-        let (err, body, close) = match &req {
-            Request::Auth(a) => match acl::authenticate(&a.scheme, &a.auth, self.core.config().super_digest.as_deref()) {
+        if let Request::Auth(a) = &req {
+            // Auth belongs to the connection: answered here, at once, as
+            // ZooKeeper does (it bypasses the request pipeline; zxid 0).
+            let (err, close) = match acl::authenticate(&a.scheme, &a.auth, self.replica.core().config().super_digest.as_deref()) {
                 Ok(ids) => {
-                    let conn = self.conns.get_mut(&conn_id).expect("checked above");
                     for id in ids {
                         if !conn.auth.contains(&id) {
                             conn.auth.push(id);
                         }
                     }
-                    (ErrorCode::Ok, Response::Empty, false)
+                    (ErrorCode::Ok, false)
                 }
                 // ZooKeeper answers AUTHFAILED and then closes the connection.
-                Err(e) => (e, Response::Empty, true),
-            },
-            _ => {
-                let auth = self.conns[&conn_id].auth.clone();
-                let caller = Caller { session_id, auth: &auth };
-                match self.core.handle(caller, &req) {
-                    Handled::Reply { err, body, events } => {
-                        self.queue_events(&events, pending);
-                        (err, body, false)
-                    }
-                    Handled::Write(ops) => {
-                        let outcomes = self.commit(session_id, xid, ops, pending);
-                        let (err, body) = core::reply(&req, &outcomes);
-                        (err, body, matches!(req, Request::CloseSession))
-                    }
-                }
+                Err(e) => (e, true),
+            };
+            self.send(conn_id, Output::Frame(frame(ReplyHeader { xid, zxid: 0, err: err.as_i32() }, &Response::Empty)));
+            if close {
+                self.send(conn_id, Output::Close);
             }
-        };
-        // Pings are answered on the ping xid whatever the client sent; auth
-        // and setWatches echo the client's xid (-4 and -8 from the Java client).
-        let xid = if matches!(req, Request::Ping) { xid::PING } else { xid };
-        // Auth replies carry zxid 0 in ZooKeeper (they bypass the request pipeline).
-        let zxid = if matches!(req, Request::Auth(_)) { 0 } else { self.core.last_zxid() };
-        let ms = started.elapsed().as_millis() as u64;
-        if let Some(conn) = self.conns.get_mut(&conn_id) {
-            conn.last_zxid = zxid;
-            conn.last_response_ms = wall_ms();
-            conn.last_latency_ms = ms;
-            conn.latency_min_ms = if conn.latency_count == 0 { ms } else { conn.latency_min_ms.min(ms) };
-            conn.latency_max_ms = conn.latency_max_ms.max(ms);
-            conn.latency_total_ms += ms;
-            conn.latency_count += 1;
-        }
-        pending.outputs.push((conn_id, Output::Frame(frame(ReplyHeader { xid, zxid, err: err.as_i32() }, &body))));
-        if close {
-            pending.outputs.push((conn_id, Output::Close));
-        }
-        let s = &mut self.stats;
-        s.latency_min_ms = if s.latency_count == 0 { ms } else { s.latency_min_ms.min(ms) };
-        s.latency_max_ms = s.latency_max_ms.max(ms);
-        s.latency_total_ms += ms;
-        s.latency_count += 1;
-    }
-
-    fn tick(&mut self, pending: &mut Pending) {
-        let now = self.mono_ms();
-        for (session_id, op) in self.core.expire(now) {
-            tracing::info!(session = format!("{session_id:#x}"), "session expired");
-            self.commit(session_id, 0, vec![op], pending);
-            if let Some(conn_id) = self.session_conn.get(&session_id).copied() {
-                pending.outputs.push((conn_id, Output::Close));
-            }
-        }
-        if now - self.last_container_check_ms >= self.cfg.container_check_interval_ms as i64 {
-            self.last_container_check_ms = now;
-            for op in self.core.expirable(wall_ms(), EXPIRABLE_PER_CHECK_MAX) {
-                self.commit(0, 0, vec![op], pending);
-            }
-        }
-    }
-
-    /// Starts a background snapshot once `snapCount` txns have been logged
-    /// since the last one. The copy is taken here, between batches, so it is
-    /// exactly the state at its zxid; writing it does not block requests.
-    fn maybe_snapshot(&mut self) {
-        if self.txns_since_snapshot < self.cfg.snap_count {
             return;
         }
+        conn.started.push_back(Instant::now());
+        let auth = conn.auth.clone();
+        let now = self.now();
+        self.replica.on_request(conn_id, session_id, &auth, xid, req, now);
+    }
+
+    /// Writes a snapshot the replica took in the background (one at a time:
+    /// if one is still being written, this one is skipped; the next comes
+    /// `snapCount` entries later and the log keeps everything meanwhile).
+    fn snapshot(&mut self, snap: LogSnapshot) {
         if self.snapshotting.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
         if let Some(h) = self.snapshotting.take() {
             let _ = h.join();
         }
-        self.txns_since_snapshot = 0;
-        let snap = self.core.snapshot();
         let store = self.store.clone();
         let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
             let started = Instant::now();
             match store.write_snapshot(&snap) {
-                Ok(()) => tracing::info!(zxid = format!("{:#x}", snap.zxid), nodes = snap.nodes.len(), ms = started.elapsed().as_millis() as u64, "snapshot written"),
+                Ok(()) => tracing::info!(index = format!("{:#x}", snap.index), nodes = snap.core.nodes.len(), ms = started.elapsed().as_millis() as u64, "snapshot written"),
                 // The log still holds everything: a failed snapshot costs restart time only.
                 Err(e) => tracing::error!("snapshot failed: {e}"),
             }

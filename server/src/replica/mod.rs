@@ -1,0 +1,628 @@
+//! The replica driver: one value that owns everything replicated — the core
+//! and raft-rs's `RawNode` over the in-memory [`log::Log`] — and is driven
+//! by plain calls. No I/O, no clock, no randomness: time comes in with each
+//! call, and what must happen comes out of [`Replica::poll`] as values
+//! (writes to make durable, raft messages to send, replies and watch events
+//! to deliver). The tokio shell and the simulator are its only callers.
+//!
+//! The path of one write: [`Replica::on_request`] prepares it against the
+//! tree plus every outstanding change into a txn whose zxid is the log index
+//! it will take, and proposes it; [`Replica::poll`] hands the entry out to
+//! be persisted; once the shell reports it durable ([`Replica::on_persisted`])
+//! and a quorum has it, raft commits it, the core applies it, and the reply
+//! (made from the pending proposal) and the watch events come out, in order.
+//! A read is answered at once unless its session still waits for an earlier
+//! write; then it waits behind that write (ZooKeeper's per-session order).
+
+pub mod log;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use prost::Message as _;
+use protocol::{ConnectRequest, ErrorCode, Id, Request, Response};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message};
+use raft::{RawNode, StateRole};
+
+use crate::core::txn::{Txn, TxnOp};
+use crate::core::watch::WatchEvent;
+use crate::core::{self, Caller, Connect, Core, CoreConfig, Handled};
+use log::{Log, LogSnapshot};
+
+/// Milliseconds of one raft tick.
+pub const RAFT_TICK_MS: i64 = 100;
+/// Containers/TTL nodes deleted at most per check, as ZooKeeper's `znode.container.maxPerMinute` spirit.
+const EXPIRABLE_PER_CHECK_MAX: usize = 10_000;
+/// Raft ticks at most replayed by one `on_tick` (after a long pause the
+/// clock jumps; replaying every missed tick would only delay the election).
+const TICKS_PER_CALL_MAX: i64 = 100;
+
+/// The two clocks a replica is given: monotonic milliseconds for deadlines
+/// (session expiry, raft ticks) and wall-clock milliseconds for the times
+/// stored in znodes (`ctime`, `mtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Now {
+    pub mono_ms: i64,
+    pub wall_ms: i64,
+}
+
+/// Settings of one replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This member's id (`myid`), never 0.
+    pub id: u64,
+    /// Every voting member's id, this one included.
+    pub voters: Vec<u64>,
+    pub core: CoreConfig,
+    /// Entries applied between snapshots (`snapCount`).
+    pub snap_count: u64,
+    /// How often empty containers and TTL nodes are looked for.
+    pub container_check_interval_ms: i64,
+    /// Raft ticks without a leader's heartbeat before an election.
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+}
+
+/// What the store kept, to restart from.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    pub conf_state: Option<ConfState>,
+    pub snapshot: Option<LogSnapshot>,
+    /// Entries after the snapshot, in index order.
+    pub entries: Vec<Entry>,
+}
+
+/// Writes the shell must make durable before reporting `number` persisted.
+#[derive(Debug, Default)]
+pub struct Persist {
+    pub number: u64,
+    /// Entries to append; any stored entry at or after the first one's index is replaced.
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// A snapshot received from the leader: it replaces the stored log.
+    pub snapshot: Option<LogSnapshot>,
+    /// Whether an fsync is needed before reporting it persisted (raft-rs's `must_sync`).
+    pub must_sync: bool,
+}
+
+/// One thing to deliver to a client, in the order given.
+#[derive(Debug, PartialEq)]
+pub enum Delivery {
+    /// The answer to a request (`xid` as the client sent it).
+    Reply { conn: u64, xid: i32, zxid: i64, err: ErrorCode, body: Response },
+    /// A watch event for a session (delivered if it is connected here).
+    Event(WatchEvent),
+    /// A connect answered: `session_id` 0 means refused (expired or bad password).
+    Connected { conn: u64, session_id: i64, timeout_ms: i32, passwd: Vec<u8> },
+    /// Close the connection (after anything queued before).
+    Close { conn: u64 },
+}
+
+/// Everything a replica asks of its shell; taken with [`Replica::poll`].
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Raft messages that may go out now.
+    pub messages: Vec<Message>,
+    /// Writes to make durable, then report with [`Replica::on_persisted`].
+    pub persist: Option<Persist>,
+    /// Raft messages that may go out only once `persist` is durable.
+    pub messages_after_persist: Vec<Message>,
+    pub deliveries: Vec<Delivery>,
+    /// A snapshot taken locally: the shell may store it and drop the log it covers.
+    pub snapshot: Option<LogSnapshot>,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.persist.is_none()
+            && self.messages_after_persist.is_empty()
+            && self.deliveries.is_empty()
+            && self.snapshot.is_none()
+    }
+}
+
+/// Why a request got no ordinary answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// This member cannot order writes now (no leader, or not the leader):
+    /// the connection is closed so the client retries elsewhere.
+    #[error("not the leader")]
+    NotLeader,
+}
+
+/// A write this member proposed and waits to see applied.
+#[derive(Debug)]
+enum Proposal {
+    Request { conn: u64, xid: i32, req: Request },
+    Connect { conn: u64, session_id: i64, timeout_ms: i32 },
+    /// Expiry, container removal: no one waits for a reply.
+    Internal,
+}
+
+/// A session's place in line: its requests are answered in the order sent.
+#[derive(Debug)]
+enum Slot {
+    /// A proposed write, by proposal id.
+    Write(u64),
+    /// A read that arrived while a write of its session was pending.
+    Read { conn: u64, xid: i32, req: Request, auth: Vec<Id> },
+}
+
+/// Routing of an entry back to the proposal that made it: the proposing
+/// member, its incarnation (proposal ids restart with the process) and the
+/// proposal id, in the entry's context.
+fn context(member: u64, incarnation: u64, proposal: u64) -> Vec<u8> {
+    [member, incarnation, proposal].iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+fn parse_context(ctx: &[u8]) -> Option<(u64, u64, u64)> {
+    let word = |i: usize| Some(u64::from_be_bytes(ctx.get(i * 8..i * 8 + 8)?.try_into().ok()?));
+    (ctx.len() == 24).then_some(())?;
+    Some((word(0)?, word(1)?, word(2)?))
+}
+
+pub struct Replica {
+    id: u64,
+    cfg: ReplicaConfig,
+    node: RawNode<Log>,
+    core: Core,
+    /// Distinguishes this process's proposals from an earlier one's.
+    incarnation: u64,
+    next_proposal: u64,
+    proposals: BTreeMap<u64, Proposal>,
+    /// Per session, its requests not yet answered, in arrival order.
+    lines: HashMap<i64, VecDeque<Slot>>,
+    out: Output,
+    /// Readies handed out for persisting and not yet reported back.
+    unpersisted: VecDeque<u64>,
+    now: Now,
+    last_tick_ms: i64,
+    last_container_check_ms: i64,
+    applied_since_snapshot: u64,
+    role: StateRole,
+    /// Fixed election timeouts (in ticks), drawn by a simulator from its seed
+    /// so a run replays exactly; `None` leaves raft-rs's own random choice.
+    pinned_election_ticks: Option<Vec<usize>>,
+    elections_pinned: usize,
+}
+
+impl Replica {
+    /// A replica restarted from `recovered` (empty for a new member).
+    /// `first_session_id` seeds this member's session ids and `incarnation`
+    /// must differ between runs of the same member; both come from the
+    /// shell (clock and randomness stay out of here).
+    pub fn new(cfg: ReplicaConfig, recovered: Recovered, secret: u64, first_session_id: i64, incarnation: u64, now: Now) -> Result<Replica, raft::Error> {
+        assert!(cfg.id != 0 && cfg.voters.contains(&cfg.id), "replica {} not among the voters {:?}", cfg.id, cfg.voters);
+        let mut conf_state = recovered.conf_state.unwrap_or_default();
+        if conf_state.voters.is_empty() {
+            conf_state.voters = cfg.voters.clone();
+        }
+        let core = match &recovered.snapshot {
+            Some(s) => Core::restore(cfg.core.clone(), secret, first_session_id, &s.core),
+            None => Core::new(cfg.core.clone(), secret, first_session_id),
+        };
+        let applied = recovered.snapshot.as_ref().map_or(0, |s| s.index);
+        let log = Log::restore(recovered.hard_state, conf_state, recovered.snapshot, recovered.entries);
+        let raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_tick,
+            heartbeat_tick: cfg.heartbeat_tick,
+            applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut node = RawNode::new(&raft_cfg, log, &logger)?;
+        // A lone member need not wait out an election timeout.
+        if cfg.voters.len() == 1 {
+            node.campaign()?;
+        }
+        Ok(Replica {
+            id: cfg.id,
+            cfg,
+            node,
+            core,
+            incarnation,
+            next_proposal: 1,
+            proposals: BTreeMap::new(),
+            lines: HashMap::new(),
+            out: Output::default(),
+            unpersisted: VecDeque::new(),
+            now,
+            last_tick_ms: now.mono_ms,
+            last_container_check_ms: now.mono_ms,
+            applied_since_snapshot: 0,
+            role: StateRole::Follower,
+            pinned_election_ticks: None,
+            elections_pinned: 0,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    /// The leader as this member knows it (0: none).
+    pub fn leader_id(&self) -> u64 {
+        self.node.raft.leader_id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.node.raft.raft_log.applied
+    }
+
+    /// Requests waiting for their write to be applied.
+    pub fn pending_count(&self) -> usize {
+        self.proposals.len()
+    }
+
+    /// Makes every later election timeout of this member come from `ticks`
+    /// in turn (cycled), instead of raft-rs's thread-local RNG.
+    pub fn pin_election_timeouts(&mut self, ticks: Vec<usize>) {
+        assert!(!ticks.is_empty());
+        self.pinned_election_ticks = Some(ticks);
+        self.pin();
+    }
+
+    fn pin(&mut self) {
+        // raft-rs draws a new timeout whenever it resets the election clock.
+        if let Some(t) = &self.pinned_election_ticks {
+            if self.node.raft.election_elapsed == 0 {
+                let ticks = t[self.elections_pinned % t.len()];
+                self.elections_pinned += 1;
+                self.node.raft.set_randomized_election_timeout(ticks);
+            }
+        }
+    }
+
+    /// A connect request on connection `conn`.
+    pub fn on_connect(&mut self, conn: u64, req: &ConnectRequest, now: Now) {
+        self.now = now;
+        match self.core.connect(req, now.mono_ms) {
+            Connect::New { session_id, timeout_ms, op } => {
+                if let Err(ReplicaError::NotLeader) = self.propose(session_id, 0, vec![op], Proposal::Connect { conn, session_id, timeout_ms }) {
+                    self.out.deliveries.push(Delivery::Close { conn });
+                }
+            }
+            Connect::Resume { session_id, timeout_ms } => {
+                let passwd = self.core.sessions.password(session_id);
+                self.out.deliveries.push(Delivery::Connected { conn, session_id, timeout_ms, passwd });
+            }
+            Connect::Expired => {
+                self.out.deliveries.push(Delivery::Connected { conn, session_id: 0, timeout_ms: 0, passwd: vec![0; 16] });
+                self.out.deliveries.push(Delivery::Close { conn });
+            }
+            Connect::ZxidAhead => self.out.deliveries.push(Delivery::Close { conn }),
+        }
+    }
+
+    /// A request of session `session_id`, connected on `conn` with the
+    /// authenticated ids `auth`.
+    pub fn on_request(&mut self, conn: u64, session_id: i64, auth: &[Id], xid: i32, req: Request, now: Now) {
+        self.now = now;
+        if !self.core.touch(session_id, now.mono_ms) {
+            self.reply(conn, xid, ErrorCode::SessionExpired, Response::Empty);
+            self.out.deliveries.push(Delivery::Close { conn });
+            return;
+        }
+        if is_write(&req) {
+            let zxid = self.next_index() as i64;
+            let caller = Caller { session_id, auth };
+            let Handled::Write(ops) = self.core.handle(caller, &req, zxid) else { unreachable!("a write is prepped") };
+            if let Err(ReplicaError::NotLeader) = self.propose(session_id, xid, ops, Proposal::Request { conn, xid, req }) {
+                self.out.deliveries.push(Delivery::Close { conn });
+            }
+            return;
+        }
+        match self.lines.get_mut(&session_id) {
+            Some(line) => line.push_back(Slot::Read { conn, xid, req, auth: auth.to_vec() }),
+            None => self.read(conn, session_id, auth, xid, &req),
+        }
+    }
+
+    /// The session's connection is gone: its watches go with it (they are
+    /// local to the member a client is connected to).
+    pub fn on_disconnect(&mut self, session_id: i64) {
+        self.core.watches.remove_session(session_id);
+    }
+
+    /// A raft message from a peer.
+    pub fn on_message(&mut self, msg: Message, now: Now) {
+        self.now = now;
+        if let Err(e) = self.node.step(msg) {
+            tracing::debug!("raft step: {e}");
+        }
+        self.pin();
+    }
+
+    /// Time passes: raft ticks, session expiry, container cleanup.
+    pub fn on_tick(&mut self, now: Now) {
+        self.now = now;
+        let ticks = ((now.mono_ms - self.last_tick_ms) / RAFT_TICK_MS).clamp(0, TICKS_PER_CALL_MAX);
+        if ticks > 0 {
+            self.last_tick_ms = now.mono_ms;
+        }
+        for _ in 0..ticks {
+            self.node.tick();
+            self.pin();
+        }
+        if !self.is_leader() {
+            return;
+        }
+        for session_id in self.core.expired(now.mono_ms) {
+            tracing::info!(session = format!("{session_id:#x}"), "session expired");
+            let zxid = self.next_index() as i64;
+            let ops = self.core.prep_close(session_id, zxid);
+            // Not leader any more: the next leader expires it.
+            let _ = self.propose(session_id, 0, ops, Proposal::Internal);
+        }
+        if now.mono_ms - self.last_container_check_ms >= self.cfg.container_check_interval_ms {
+            self.last_container_check_ms = now.mono_ms;
+            for path in self.core.expirable(now.wall_ms, EXPIRABLE_PER_CHECK_MAX) {
+                let zxid = self.next_index() as i64;
+                if let Some(op) = self.core.prep_delete_container(&path, zxid) {
+                    let _ = self.propose(0, 0, vec![op], Proposal::Internal);
+                }
+            }
+        }
+    }
+
+    /// When `on_tick` is next needed.
+    pub fn next_tick_ms(&self) -> i64 {
+        self.last_tick_ms + RAFT_TICK_MS
+    }
+
+    /// The writes of ready `number` (and every earlier one) are durable.
+    pub fn on_persisted(&mut self, number: u64) {
+        assert_eq!(self.unpersisted.front(), Some(&number), "persisted out of order");
+        self.unpersisted.pop_front();
+        self.node.on_persist_ready(number);
+    }
+
+    /// What must happen now. Call after every input until it is empty (or
+    /// a persist is outstanding: the next output comes after `on_persisted`).
+    pub fn poll(&mut self) -> Output {
+        if self.unpersisted.is_empty() && self.node.has_ready() {
+            self.handle_ready();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn handle_ready(&mut self) {
+        let mut rd = self.node.ready();
+        if let Some(ss) = rd.ss() {
+            self.role_changed(ss.raft_state);
+        }
+        self.out.messages.extend(rd.take_messages());
+        let mut persist = Persist { number: rd.number(), must_sync: rd.must_sync(), ..Default::default() };
+        if !rd.snapshot().is_empty() {
+            match LogSnapshot::from_raft(rd.snapshot()) {
+                Ok(snap) => {
+                    self.core = Core::restore(self.cfg.core.clone(), self.core.sessions.secret(), self.core.sessions.next_id(), &snap.core);
+                    self.node.mut_store().install(snap.clone());
+                    // Pending reads and writes of this member saw a state that is gone.
+                    self.fail_pending();
+                    persist.snapshot = Some(snap);
+                }
+                // The leader sent what no member of this version writes: stop with context.
+                Err(e) => panic!("undecodable snapshot at index {}: {e}", rd.snapshot().get_metadata().index),
+            }
+        }
+        self.apply(rd.take_committed_entries());
+        if !rd.entries().is_empty() {
+            self.node.mut_store().append(rd.entries());
+            persist.entries = rd.take_entries();
+        }
+        if let Some(hs) = rd.hs() {
+            self.node.mut_store().set_hard_state(hs.clone());
+            persist.hard_state = Some(hs.clone());
+        }
+        self.out.messages_after_persist.extend(rd.take_persisted_messages());
+        self.node.advance_append_async(rd);
+        self.unpersisted.push_back(persist.number);
+        self.out.persist = Some(persist);
+        self.pin();
+    }
+
+    fn role_changed(&mut self, role: StateRole) {
+        let was_leader = self.role == StateRole::Leader;
+        self.role = role;
+        if role == StateRole::Leader {
+            // A new leader gives every session a full timeout: their
+            // clients could not reach a leader meanwhile.
+            self.core.sessions.reset_deadlines(self.now.mono_ms);
+            tracing::info!(id = self.id, term = self.node.raft.term, "leading");
+        } else if was_leader {
+            tracing::info!(id = self.id, term = self.node.raft.term, "no longer leading");
+            self.fail_pending();
+        }
+    }
+
+    /// Leadership lost (or state replaced): proposals in flight may never
+    /// commit. Their clients are disconnected (they retry elsewhere, as
+    /// after ZooKeeper's leader loss) and prep forgets their changes.
+    fn fail_pending(&mut self) {
+        self.core.outstanding.clear();
+        let mut conns: Vec<u64> = Vec::new();
+        for p in std::mem::take(&mut self.proposals).into_values() {
+            match p {
+                Proposal::Request { conn, .. } | Proposal::Connect { conn, .. } => conns.push(conn),
+                Proposal::Internal => {}
+            }
+        }
+        for line in std::mem::take(&mut self.lines).into_values() {
+            for slot in line {
+                if let Slot::Read { conn, .. } = slot {
+                    conns.push(conn);
+                }
+            }
+        }
+        conns.sort_unstable();
+        conns.dedup();
+        for conn in conns {
+            self.out.deliveries.push(Delivery::Close { conn });
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        let Some(last) = entries.last().map(|e| e.index) else { return };
+        self.applied_since_snapshot += entries.len() as u64;
+        for entry in entries {
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+                continue; // a new leader's empty entry (conf changes come with membership changes)
+            }
+            let mut txn = match Txn::decode(entry.data.as_ref()) {
+                Ok(t) => t,
+                Err(e) => panic!("undecodable txn at index {}: {e}", entry.index),
+            };
+            assert_eq!(txn.zxid, entry.index as i64, "txn zxid differs from its log index");
+            txn.zxid = entry.index as i64;
+            let applied = self.core.apply(&txn);
+            self.out.deliveries.extend(applied.events.into_iter().map(Delivery::Event));
+            if let Some((member, incarnation, pid)) = parse_context(&entry.context) {
+                if member == self.id && incarnation == self.incarnation {
+                    self.complete(pid, &txn, &applied.outcomes);
+                }
+            }
+        }
+        self.node.advance_apply_to(last);
+        if self.applied_since_snapshot >= self.cfg.snap_count {
+            self.take_snapshot(last);
+        }
+    }
+
+    fn take_snapshot(&mut self, index: u64) {
+        self.applied_since_snapshot = 0;
+        let term = match raft::Storage::term(self.node.store(), index) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        let snap = LogSnapshot { index, term, conf_state: self.node.raft.prs().conf().to_conf_state(), core: self.core.snapshot() };
+        self.node.mut_store().compact(snap.clone());
+        self.out.snapshot = Some(snap);
+    }
+
+    /// A proposal of this member was applied: answer it, then the reads queued behind it.
+    fn complete(&mut self, pid: u64, txn: &Txn, outcomes: &[core::Outcome]) {
+        let Some(proposal) = self.proposals.remove(&pid) else { return };
+        let session_id = txn.session_id;
+        match proposal {
+            Proposal::Request { conn, xid, req } => {
+                let (err, body) = core::reply(&req, outcomes);
+                self.reply(conn, xid, err, body);
+                if matches!(req, Request::CloseSession) {
+                    self.out.deliveries.push(Delivery::Close { conn });
+                }
+            }
+            Proposal::Connect { conn, session_id, timeout_ms } => {
+                self.core.touch(session_id, self.now.mono_ms);
+                let passwd = self.core.sessions.password(session_id);
+                self.out.deliveries.push(Delivery::Connected { conn, session_id, timeout_ms, passwd });
+            }
+            Proposal::Internal => {}
+        }
+        let Some(line) = self.lines.get_mut(&session_id) else { return };
+        match line.pop_front() {
+            Some(Slot::Write(head)) => assert_eq!(head, pid, "session {session_id:#x}: write applied out of its order"),
+            other => panic!("session {session_id:#x}: applied write {pid} is not at the head of its line ({other:?})"),
+        }
+        while let Some(Slot::Read { .. }) = self.lines.get(&session_id).and_then(|l| l.front()) {
+            let Some(Slot::Read { conn, xid, req, auth }) = self.lines.get_mut(&session_id).and_then(|l| l.pop_front()) else { unreachable!() };
+            self.read(conn, session_id, &auth, xid, &req);
+        }
+        if self.lines.get(&session_id).is_some_and(|l| l.is_empty()) {
+            self.lines.remove(&session_id);
+        }
+    }
+
+    fn read(&mut self, conn: u64, session_id: i64, auth: &[Id], xid: i32, req: &Request) {
+        let caller = Caller { session_id, auth };
+        let Handled::Reply { err, body, events } = self.core.handle(caller, req, 0) else { unreachable!("a read is answered") };
+        self.out.deliveries.extend(events.into_iter().map(Delivery::Event));
+        let xid = if matches!(req, Request::Ping) { protocol::codes::xid::PING } else { xid };
+        self.reply(conn, xid, err, body);
+    }
+
+    fn reply(&mut self, conn: u64, xid: i32, err: ErrorCode, body: Response) {
+        self.out.deliveries.push(Delivery::Reply { conn, xid, zxid: self.core.last_zxid(), err, body });
+    }
+
+    fn next_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index() + 1
+    }
+
+    /// Proposes `ops` as the txn at the next index. On failure, whatever
+    /// prep recorded for it is forgotten with everything else outstanding.
+    fn propose(&mut self, session_id: i64, cxid: i32, ops: Vec<TxnOp>, proposal: Proposal) -> Result<(), ReplicaError> {
+        if !self.is_leader() {
+            self.core.outstanding.clear();
+            return Err(ReplicaError::NotLeader);
+        }
+        let zxid = self.next_index();
+        debug_assert!(!ops.iter().any(|o| o.op.is_none()), "txn op missing");
+        let txn = Txn { zxid: zxid as i64, session_id, cxid, time_ms: self.now.wall_ms, ops };
+        let pid = self.next_proposal;
+        self.next_proposal += 1;
+        if let Err(e) = self.node.propose(context(self.id, self.incarnation, pid), txn.encode_to_vec()) {
+            tracing::warn!("proposal dropped: {e}");
+            self.fail_pending();
+            return Err(ReplicaError::NotLeader);
+        }
+        assert_eq!(self.node.raft.raft_log.last_index(), zxid, "a proposal takes the next index");
+        // Internal proposals (an expiry, session 0's container removals) take
+        // their place in line too: a read after an expiry sees it.
+        self.lines.entry(session_id).or_default().push_back(Slot::Write(pid));
+        self.proposals.insert(pid, proposal);
+        Ok(())
+    }
+}
+
+/// Whether a request changes replicated state (and so goes through the log).
+pub fn is_write(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Create(_)
+            | Request::Create2(_)
+            | Request::CreateContainer(_)
+            | Request::CreateTtl(_)
+            | Request::Delete(_)
+            | Request::SetData(_)
+            | Request::SetAcl(_)
+            | Request::Check(_)
+            | Request::Multi(_)
+            | Request::CloseSession
+    )
+}
+
+/// The store's view of a newly created member: nothing yet.
+pub fn fresh() -> Recovered {
+    Recovered::default()
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("id", &self.id).field("term", &self.term()).field("leader", &self.leader_id()).finish()
+    }
+}
+
