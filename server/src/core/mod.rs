@@ -493,6 +493,13 @@ pub fn reply(req: &Request, outcomes: &[Outcome]) -> (ErrorCode, Response) {
             .collect();
         return (ErrorCode::Ok, Response::Multi(MultiResponse { results }));
     }
+    if let Request::Sync(r) = req {
+        // A sync's txn is empty unless its path was refused.
+        return match outcomes.first() {
+            Some(Outcome::Error(e)) => (*e, Response::Empty),
+            _ => (ErrorCode::Ok, Response::Sync(SyncResponse { path: r.path.clone() })),
+        };
+    }
     let outcome = outcomes.first().expect("a plain request has one outcome");
     match (outcome, req) {
         (Outcome::Error(e), _) => (*e, Response::Empty),

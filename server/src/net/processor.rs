@@ -296,6 +296,21 @@ impl Processor {
                 }
                 self.send(conn, Output::Close);
             }
+            Delivery::SessionClosed { session_id } => {
+                if let Some(conn) = self.session_conn.get(&session_id).copied() {
+                    self.send(conn, Output::Close);
+                }
+            }
+            Delivery::LeaderLost => {
+                tracing::warn!("no leader: closing every client connection");
+                for (_, c) in self.connecting.drain() {
+                    let _ = c.out.try_send(Output::Close);
+                }
+                let conns: Vec<u64> = self.conns.keys().copied().collect();
+                for conn in conns {
+                    self.send(conn, Output::Close);
+                }
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use protocol::{ConnectRequest, ErrorCode, Id, Request, Response};
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message};
 use raft::{RawNode, StateRole};
 
-use crate::core::txn::{Txn, TxnOp};
+use crate::core::txn::{CreateSessionTxn, ErrorTxn, Op, Txn, TxnOp};
 use crate::core::watch::WatchEvent;
 use crate::core::{self, Caller, Connect, Core, CoreConfig, Handled};
 use log::{Log, LogSnapshot};
@@ -72,6 +72,28 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
 }
 
+/// A message between members.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerMessage {
+    Raft(Message),
+    /// A follower's client write for the leader to prep and propose; the
+    /// entry's context routes the reply back to the origin's proposal.
+    Forward { incarnation: u64, proposal: u64, session_id: i64, cxid: i32, auth: Vec<Id>, req: Request },
+    /// A new session opened on a follower, for the leader to propose.
+    CreateSession { incarnation: u64, proposal: u64, session_id: i64, timeout_ms: i32 },
+    /// Sessions whose clients a follower heard from since its last batch:
+    /// only the leader expires sessions, so it must know they live.
+    Touch { sessions: Vec<i64> },
+}
+
+/// A message and the member it goes to (`from` is the sender).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub from: u64,
+    pub to: u64,
+    pub msg: PeerMessage,
+}
+
 /// Writes the shell must make durable before reporting `number` persisted.
 #[derive(Debug, Default)]
 pub struct Persist {
@@ -96,17 +118,23 @@ pub enum Delivery {
     Connected { conn: u64, session_id: i64, timeout_ms: i32, passwd: Vec<u8> },
     /// Close the connection (after anything queued before).
     Close { conn: u64 },
+    /// The session ended (closed or expired, on whichever member): close
+    /// its connection here, if it has one, after anything queued before.
+    SessionClosed { session_id: i64 },
+    /// This member has no leader: close every client connection so clients
+    /// move to a member that has one (ZooKeeper without read-only mode).
+    LeaderLost,
 }
 
 /// Everything a replica asks of its shell; taken with [`Replica::poll`].
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Raft messages that may go out now.
-    pub messages: Vec<Message>,
+    /// Messages that may go out now.
+    pub messages: Vec<Envelope>,
     /// Writes to make durable, then report with [`Replica::on_persisted`].
     pub persist: Option<Persist>,
-    /// Raft messages that may go out only once `persist` is durable.
-    pub messages_after_persist: Vec<Message>,
+    /// Messages that may go out only once `persist` is durable.
+    pub messages_after_persist: Vec<Envelope>,
     pub deliveries: Vec<Delivery>,
     /// A snapshot taken locally: the shell may store it and drop the log it covers.
     pub snapshot: Option<LogSnapshot>,
@@ -131,7 +159,17 @@ pub enum ReplicaError {
     NotLeader,
 }
 
-/// A write this member proposed and waits to see applied.
+/// A write this member proposed (or forwarded to the leader) and waits to
+/// see applied.
+#[derive(Debug)]
+struct Pending {
+    kind: Proposal,
+    /// The leader it was forwarded to (0: proposed here).
+    forwarded_to: u64,
+    /// When it is given up (connection closed) if not applied by then.
+    deadline_ms: i64,
+}
+
 #[derive(Debug)]
 enum Proposal {
     Request { conn: u64, xid: i32, req: Request },
@@ -139,6 +177,19 @@ enum Proposal {
     /// Expiry, container removal: no one waits for a reply.
     Internal,
 }
+
+impl Proposal {
+    fn conn(&self) -> Option<u64> {
+        match self {
+            Proposal::Request { conn, .. } | Proposal::Connect { conn, .. } => Some(*conn),
+            Proposal::Internal => None,
+        }
+    }
+}
+
+/// How long a forwarded write may wait for its entry, in election timeouts:
+/// past that the leader is presumed gone and the client told to retry.
+const FORWARD_TIMEOUT_ELECTIONS: i64 = 3;
 
 /// A session's place in line: its requests are answered in the order sent.
 #[derive(Debug)]
@@ -170,7 +221,10 @@ pub struct Replica {
     /// Distinguishes this process's proposals from an earlier one's.
     incarnation: u64,
     next_proposal: u64,
-    proposals: BTreeMap<u64, Proposal>,
+    proposals: BTreeMap<u64, Pending>,
+    /// Sessions heard from since the last touch batch sent to the leader.
+    touched: std::collections::BTreeSet<i64>,
+    leader: u64,
     /// Per session, its requests not yet answered, in arrival order.
     lines: HashMap<i64, VecDeque<Slot>>,
     out: Output,
@@ -230,6 +284,8 @@ impl Replica {
             incarnation,
             next_proposal: 1,
             proposals: BTreeMap::new(),
+            touched: Default::default(),
+            leader: 0,
             lines: HashMap::new(),
             out: Output::default(),
             unpersisted: VecDeque::new(),
@@ -299,13 +355,24 @@ impl Replica {
     /// A connect request on connection `conn`.
     pub fn on_connect(&mut self, conn: u64, req: &ConnectRequest, now: Now) {
         self.now = now;
+        if self.leader_id() == 0 {
+            // No leader: the client is better served by a member that has one.
+            self.out.deliveries.push(Delivery::Close { conn });
+            return;
+        }
         match self.core.connect(req, now.mono_ms) {
             Connect::New { session_id, timeout_ms, op } => {
-                if let Err(ReplicaError::NotLeader) = self.propose(session_id, 0, vec![op], Proposal::Connect { conn, session_id, timeout_ms }) {
-                    self.out.deliveries.push(Delivery::Close { conn });
+                let proposal = Proposal::Connect { conn, session_id, timeout_ms };
+                if self.is_leader() {
+                    self.propose(session_id, 0, vec![op], proposal);
+                } else {
+                    let pid = self.pend(session_id, proposal, self.leader_id());
+                    let msg = PeerMessage::CreateSession { incarnation: self.incarnation, proposal: pid, session_id, timeout_ms };
+                    self.send(self.leader_id(), msg);
                 }
             }
             Connect::Resume { session_id, timeout_ms } => {
+                self.touched.insert(session_id);
                 let passwd = self.core.sessions.password(session_id);
                 self.out.deliveries.push(Delivery::Connected { conn, session_id, timeout_ms, passwd });
             }
@@ -326,18 +393,26 @@ impl Replica {
             self.out.deliveries.push(Delivery::Close { conn });
             return;
         }
-        if is_write(&req) {
-            let zxid = self.next_index() as i64;
-            let caller = Caller { session_id, auth };
-            let Handled::Write(ops) = self.core.handle(caller, &req, zxid) else { unreachable!("a write is prepped") };
-            if let Err(ReplicaError::NotLeader) = self.propose(session_id, xid, ops, Proposal::Request { conn, xid, req }) {
-                self.out.deliveries.push(Delivery::Close { conn });
+        self.touched.insert(session_id);
+        if !goes_through_log(&req) {
+            match self.lines.get_mut(&session_id) {
+                Some(line) => line.push_back(Slot::Read { conn, xid, req, auth: auth.to_vec() }),
+                None => self.read(conn, session_id, auth, xid, &req),
             }
             return;
         }
-        match self.lines.get_mut(&session_id) {
-            Some(line) => line.push_back(Slot::Read { conn, xid, req, auth: auth.to_vec() }),
-            None => self.read(conn, session_id, auth, xid, &req),
+        let leader = self.leader_id();
+        if leader == 0 {
+            self.fail_session(session_id, Some(conn));
+        } else if self.is_leader() {
+            let zxid = self.next_index() as i64;
+            let ops = self.prep(Caller { session_id, auth }, &req, zxid);
+            self.propose(session_id, xid, ops, Proposal::Request { conn, xid, req });
+        } else {
+            let msg = PeerMessage::Forward { incarnation: self.incarnation, proposal: 0, session_id, cxid: xid, auth: auth.to_vec(), req: req.clone() };
+            let pid = self.pend(session_id, Proposal::Request { conn, xid, req }, leader);
+            let PeerMessage::Forward { incarnation, session_id, cxid, auth, req, .. } = msg else { unreachable!() };
+            self.send(leader, PeerMessage::Forward { incarnation, proposal: pid, session_id, cxid, auth, req });
         }
     }
 
@@ -347,13 +422,48 @@ impl Replica {
         self.core.watches.remove_session(session_id);
     }
 
-    /// A raft message from a peer.
-    pub fn on_message(&mut self, msg: Message, now: Now) {
+    /// A message from member `from`.
+    pub fn on_message(&mut self, from: u64, msg: PeerMessage, now: Now) {
         self.now = now;
-        if let Err(e) = self.node.step(msg) {
-            tracing::debug!("raft step: {e}");
+        match msg {
+            PeerMessage::Raft(m) => {
+                if let Err(e) = self.node.step(m) {
+                    tracing::debug!("raft step: {e}");
+                }
+                self.pin();
+            }
+            // Only the leader orders writes. A member that is not (any more)
+            // drops them: the origin gives up on them at its deadline or when
+            // it sees the new leader.
+            _ if !self.is_leader() => {}
+            PeerMessage::Forward { incarnation, proposal, session_id, cxid, auth, req } => {
+                if !self.core.sessions.contains(session_id) {
+                    return; // expired meanwhile: the origin closes the connection on the close txn
+                }
+                self.core.touch(session_id, now.mono_ms);
+                let zxid = self.next_index() as i64;
+                let ops = self.prep(Caller { session_id, auth: &auth }, &req, zxid);
+                let _ = self.propose_entry(session_id, cxid, ops, context(from, incarnation, proposal));
+            }
+            PeerMessage::CreateSession { incarnation, proposal, session_id, timeout_ms } => {
+                let op = TxnOp::new(Op::CreateSession(CreateSessionTxn { session_id, timeout_ms }));
+                let _ = self.propose_entry(session_id, 0, vec![op], context(from, incarnation, proposal));
+            }
+            PeerMessage::Touch { sessions } => {
+                for s in sessions {
+                    self.core.touch(s, now.mono_ms);
+                }
+            }
         }
-        self.pin();
+    }
+
+    /// The link to `peer` broke (its TCP connection closed): writes
+    /// forwarded to it may be lost, so their clients are told to retry.
+    pub fn on_peer_down(&mut self, peer: u64) {
+        let lost: Vec<i64> = self.pending_sessions(|p| p.forwarded_to == peer);
+        for s in lost {
+            self.fail_session(s, None);
+        }
     }
 
     /// Time passes: raft ticks, session expiry, container cleanup.
@@ -367,22 +477,32 @@ impl Replica {
             self.node.tick();
             self.pin();
         }
+        let late = self.pending_sessions(|p| p.forwarded_to != 0 && p.deadline_ms <= now.mono_ms);
+        for s in late {
+            tracing::info!(session = format!("{s:#x}"), "forwarded write not applied in time; closing its connection");
+            self.fail_session(s, None);
+        }
         if !self.is_leader() {
+            let leader = self.leader_id();
+            if leader != 0 && !self.touched.is_empty() {
+                let sessions = std::mem::take(&mut self.touched).into_iter().collect();
+                self.send(leader, PeerMessage::Touch { sessions });
+            }
             return;
         }
+        self.touched.clear();
         for session_id in self.core.expired(now.mono_ms) {
             tracing::info!(session = format!("{session_id:#x}"), "session expired");
             let zxid = self.next_index() as i64;
             let ops = self.core.prep_close(session_id, zxid);
-            // Not leader any more: the next leader expires it.
-            let _ = self.propose(session_id, 0, ops, Proposal::Internal);
+            self.propose(session_id, 0, ops, Proposal::Internal);
         }
         if now.mono_ms - self.last_container_check_ms >= self.cfg.container_check_interval_ms {
             self.last_container_check_ms = now.mono_ms;
             for path in self.core.expirable(now.wall_ms, EXPIRABLE_PER_CHECK_MAX) {
                 let zxid = self.next_index() as i64;
                 if let Some(op) = self.core.prep_delete_container(&path, zxid) {
-                    let _ = self.propose(0, 0, vec![op], Proposal::Internal);
+                    self.propose(0, 0, vec![op], Proposal::Internal);
                 }
             }
         }
@@ -412,9 +532,11 @@ impl Replica {
     fn handle_ready(&mut self) {
         let mut rd = self.node.ready();
         if let Some(ss) = rd.ss() {
-            self.role_changed(ss.raft_state);
+            self.soft_state_changed(ss.raft_state, ss.leader_id);
         }
-        self.out.messages.extend(rd.take_messages());
+        let from = self.id;
+        let wrap = |m: Message| Envelope { from, to: m.to, msg: PeerMessage::Raft(m) };
+        self.out.messages.extend(rd.take_messages().into_iter().map(wrap));
         let mut persist = Persist { number: rd.number(), must_sync: rd.must_sync(), ..Default::default() };
         if !rd.snapshot().is_empty() {
             match LogSnapshot::from_raft(rd.snapshot()) {
@@ -438,24 +560,36 @@ impl Replica {
             self.node.mut_store().set_hard_state(hs.clone());
             persist.hard_state = Some(hs.clone());
         }
-        self.out.messages_after_persist.extend(rd.take_persisted_messages());
+        self.out.messages_after_persist.extend(rd.take_persisted_messages().into_iter().map(wrap));
         self.node.advance_append_async(rd);
         self.unpersisted.push_back(persist.number);
         self.out.persist = Some(persist);
         self.pin();
     }
 
-    fn role_changed(&mut self, role: StateRole) {
+    fn soft_state_changed(&mut self, role: StateRole, leader: u64) {
         let was_leader = self.role == StateRole::Leader;
         self.role = role;
-        if role == StateRole::Leader {
+        if role == StateRole::Leader && !was_leader {
             // A new leader gives every session a full timeout: their
             // clients could not reach a leader meanwhile.
             self.core.sessions.reset_deadlines(self.now.mono_ms);
             tracing::info!(id = self.id, term = self.node.raft.term, "leading");
-        } else if was_leader {
+        } else if was_leader && role != StateRole::Leader {
             tracing::info!(id = self.id, term = self.node.raft.term, "no longer leading");
             self.fail_pending();
+        }
+        if leader != self.leader {
+            let old = self.leader;
+            self.leader = leader;
+            // Writes forwarded to the old leader may be lost with it.
+            if old != 0 && old != self.id {
+                self.on_peer_down(old);
+            }
+            if leader == 0 {
+                self.fail_pending();
+                self.out.deliveries.push(Delivery::LeaderLost);
+            }
         }
     }
 
@@ -464,18 +598,34 @@ impl Replica {
     /// after ZooKeeper's leader loss) and prep forgets their changes.
     fn fail_pending(&mut self) {
         self.core.outstanding.clear();
-        let mut conns: Vec<u64> = Vec::new();
-        for p in std::mem::take(&mut self.proposals).into_values() {
-            match p {
-                Proposal::Request { conn, .. } | Proposal::Connect { conn, .. } => conns.push(conn),
-                Proposal::Internal => {}
-            }
+        let sessions: Vec<i64> = self.lines.keys().copied().collect();
+        for s in sessions {
+            self.fail_session(s, None);
         }
-        for line in std::mem::take(&mut self.lines).into_values() {
-            for slot in line {
-                if let Slot::Read { conn, .. } = slot {
-                    conns.push(conn);
-                }
+        debug_assert!(self.proposals.is_empty(), "a pending proposal outside every line");
+        self.proposals.clear();
+    }
+
+    /// Sessions with a pending proposal matching `f`.
+    fn pending_sessions(&self, f: impl Fn(&Pending) -> bool) -> Vec<i64> {
+        let mut out: Vec<i64> = self
+            .lines
+            .iter()
+            .filter(|(_, line)| line.iter().any(|slot| matches!(slot, Slot::Write(pid) if self.proposals.get(pid).is_some_and(&f))))
+            .map(|(s, _)| *s)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Gives up on everything in the session's line: its connection (and
+    /// `conn`, if given) is closed, so the client retries what it must.
+    fn fail_session(&mut self, session_id: i64, conn: Option<u64>) {
+        let mut conns: Vec<u64> = conn.into_iter().collect();
+        for slot in self.lines.remove(&session_id).unwrap_or_default() {
+            match slot {
+                Slot::Write(pid) => conns.extend(self.proposals.remove(&pid).and_then(|p| p.kind.conn())),
+                Slot::Read { conn, .. } => conns.push(conn),
             }
         }
         conns.sort_unstable();
@@ -492,17 +642,23 @@ impl Replica {
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue; // a new leader's empty entry (conf changes come with membership changes)
             }
-            let mut txn = match Txn::decode(entry.data.as_ref()) {
+            let txn = match Txn::decode(entry.data.as_ref()) {
                 Ok(t) => t,
                 Err(e) => panic!("undecodable txn at index {}: {e}", entry.index),
             };
+            // Asserted on both sides: the proposer predicted this index.
             assert_eq!(txn.zxid, entry.index as i64, "txn zxid differs from its log index");
-            txn.zxid = entry.index as i64;
             let applied = self.core.apply(&txn);
             self.out.deliveries.extend(applied.events.into_iter().map(Delivery::Event));
             if let Some((member, incarnation, pid)) = parse_context(&entry.context) {
                 if member == self.id && incarnation == self.incarnation {
                     self.complete(pid, &txn, &applied.outcomes);
+                }
+            }
+            for op in &txn.ops {
+                if let Some(Op::CloseSession(c)) = &op.op {
+                    self.out.deliveries.push(Delivery::SessionClosed { session_id: c.session_id });
+                    self.fail_session(c.session_id, None);
                 }
             }
         }
@@ -525,9 +681,19 @@ impl Replica {
 
     /// A proposal of this member was applied: answer it, then the reads queued behind it.
     fn complete(&mut self, pid: u64, txn: &Txn, outcomes: &[core::Outcome]) {
-        let Some(proposal) = self.proposals.remove(&pid) else { return };
+        let Some(pending) = self.proposals.remove(&pid) else { return };
         let session_id = txn.session_id;
-        match proposal {
+        let head = self.lines.get_mut(&session_id).and_then(|l| l.pop_front());
+        let in_order = matches!(head, Some(Slot::Write(h)) if h == pid);
+        if !in_order {
+            // Only a forwarded write can overtake (one forward lost on the
+            // way, a later one not): the line is given up, the client retries.
+            assert!(pending.forwarded_to != 0, "session {session_id:#x}: local write {pid} applied out of its order ({head:?})");
+            self.lines.entry(session_id).or_default().push_front(head.unwrap_or(Slot::Write(pid)));
+            self.fail_session(session_id, pending.kind.conn());
+            return;
+        }
+        match pending.kind {
             Proposal::Request { conn, xid, req } => {
                 let (err, body) = core::reply(&req, outcomes);
                 self.reply(conn, xid, err, body);
@@ -537,15 +703,11 @@ impl Replica {
             }
             Proposal::Connect { conn, session_id, timeout_ms } => {
                 self.core.touch(session_id, self.now.mono_ms);
+                self.touched.insert(session_id);
                 let passwd = self.core.sessions.password(session_id);
                 self.out.deliveries.push(Delivery::Connected { conn, session_id, timeout_ms, passwd });
             }
             Proposal::Internal => {}
-        }
-        let Some(line) = self.lines.get_mut(&session_id) else { return };
-        match line.pop_front() {
-            Some(Slot::Write(head)) => assert_eq!(head, pid, "session {session_id:#x}: write applied out of its order"),
-            other => panic!("session {session_id:#x}: applied write {pid} is not at the head of its line ({other:?})"),
         }
         while let Some(Slot::Read { .. }) = self.lines.get(&session_id).and_then(|l| l.front()) {
             let Some(Slot::Read { conn, xid, req, auth }) = self.lines.get_mut(&session_id).and_then(|l| l.pop_front()) else { unreachable!() };
@@ -568,34 +730,75 @@ impl Replica {
         self.out.deliveries.push(Delivery::Reply { conn, xid, zxid: self.core.last_zxid(), err, body });
     }
 
+    fn send(&mut self, to: u64, msg: PeerMessage) {
+        self.out.messages.push(Envelope { from: self.id, to, msg });
+    }
+
     fn next_index(&self) -> u64 {
         self.node.raft.raft_log.last_index() + 1
     }
 
-    /// Proposes `ops` as the txn at the next index. On failure, whatever
-    /// prep recorded for it is forgotten with everything else outstanding.
-    fn propose(&mut self, session_id: i64, cxid: i32, ops: Vec<TxnOp>, proposal: Proposal) -> Result<(), ReplicaError> {
+    /// Prepares a write (or a sync: an empty txn whose apply means the
+    /// member has caught up with the leader as of the sync).
+    fn prep(&mut self, caller: Caller, req: &Request, zxid: i64) -> Vec<TxnOp> {
+        if let Request::Sync(r) = req {
+            return match core::path::validate(&r.path, false) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![TxnOp::new(Op::Error(ErrorTxn { err: e.as_i32() }))],
+            };
+        }
+        match self.core.handle(caller, req, zxid) {
+            Handled::Write(ops) => ops,
+            Handled::Reply { .. } => unreachable!("a write is prepped"),
+        }
+    }
+
+    /// Records a pending proposal in its session's line.
+    fn pend(&mut self, session_id: i64, kind: Proposal, forwarded_to: u64) -> u64 {
+        let pid = self.next_proposal;
+        self.next_proposal += 1;
+        let timeout = FORWARD_TIMEOUT_ELECTIONS * self.cfg.election_tick as i64 * 2 * RAFT_TICK_MS;
+        self.proposals.insert(pid, Pending { kind, forwarded_to, deadline_ms: self.now.mono_ms + timeout });
+        // Internal proposals (an expiry, session 0's container removals) take
+        // their place in line too: a read after an expiry sees it.
+        self.lines.entry(session_id).or_default().push_back(Slot::Write(pid));
+        pid
+    }
+
+    /// Proposes `ops` (prepared for the next index) as this member's own
+    /// proposal; on failure the session's line is given up.
+    fn propose(&mut self, session_id: i64, cxid: i32, ops: Vec<TxnOp>, kind: Proposal) {
+        let pid = self.pend(session_id, kind, 0);
+        if self.propose_entry(session_id, cxid, ops, context(self.id, self.incarnation, pid)).is_err() {
+            self.fail_session(session_id, None);
+        }
+    }
+
+    /// Appends the txn at the next index. On failure (not leader, or a
+    /// leadership transfer), what prep recorded is forgotten with
+    /// everything else outstanding.
+    fn propose_entry(&mut self, session_id: i64, cxid: i32, ops: Vec<TxnOp>, ctx: Vec<u8>) -> Result<(), ReplicaError> {
+        let zxid = self.next_index();
+        debug_assert!(!ops.iter().any(|o| o.op.is_none()), "txn op missing");
+        let txn = Txn { zxid: zxid as i64, session_id, cxid, time_ms: self.now.wall_ms, ops };
         if !self.is_leader() {
             self.core.outstanding.clear();
             return Err(ReplicaError::NotLeader);
         }
-        let zxid = self.next_index();
-        debug_assert!(!ops.iter().any(|o| o.op.is_none()), "txn op missing");
-        let txn = Txn { zxid: zxid as i64, session_id, cxid, time_ms: self.now.wall_ms, ops };
-        let pid = self.next_proposal;
-        self.next_proposal += 1;
-        if let Err(e) = self.node.propose(context(self.id, self.incarnation, pid), txn.encode_to_vec()) {
+        if let Err(e) = self.node.propose(ctx, txn.encode_to_vec()) {
             tracing::warn!("proposal dropped: {e}");
-            self.fail_pending();
+            self.core.outstanding.clear();
             return Err(ReplicaError::NotLeader);
         }
         assert_eq!(self.node.raft.raft_log.last_index(), zxid, "a proposal takes the next index");
-        // Internal proposals (an expiry, session 0's container removals) take
-        // their place in line too: a read after an expiry sees it.
-        self.lines.entry(session_id).or_default().push_back(Slot::Write(pid));
-        self.proposals.insert(pid, proposal);
         Ok(())
     }
+}
+
+/// Whether a request goes through the log: writes, and sync (which waits
+/// for an entry of its own to be applied here).
+pub fn goes_through_log(req: &Request) -> bool {
+    matches!(req, Request::Sync(_)) || is_write(req)
 }
 
 /// Whether a request changes replicated state (and so goes through the log).
