@@ -43,7 +43,8 @@ pub struct Store {
     /// Raft entries keyed by index (8 bytes BE), rust-protobuf encoded.
     entries: sled::Tree,
     meta: sled::Tree,
-    /// Snapshots, keyed `generation (8 bytes BE) | kind (n/s) | key`.
+    /// Snapshots, keyed `generation (8 bytes BE) | kind | key`: kind `n`
+    /// a node by path, `s` a session by id, `m` the secret.
     snap: sled::Tree,
 }
 
@@ -66,18 +67,6 @@ impl Store {
         let meta = db.open_tree("meta")?;
         let snap = db.open_tree("snapshot")?;
         Ok(Store { db, entries, meta, snap })
-    }
-
-    /// The secret that keys session passwords, created on first open with
-    /// `fresh` and kept for the life of the data directory.
-    pub fn secret(&self, fresh: impl FnOnce() -> u64) -> Result<u64, StoreError> {
-        if let Some(v) = self.meta.get("secret")? {
-            return be(&v, 0).filter(|_| v.len() == 8).ok_or_else(|| corrupt("secret", 0, "length"));
-        }
-        let s = fresh();
-        self.meta.insert("secret", &s.to_be_bytes())?;
-        self.db.flush()?;
-        Ok(s)
     }
 
     /// Writes what a ready asked for; fsyncs if `must_sync`.
@@ -186,6 +175,7 @@ impl Store {
             self.snap.apply_batch(batch)?;
         }
         let mut batch = sled::Batch::default();
+        batch.insert(key(b'm', b"secret"), &s.core.secret.to_be_bytes());
         for r in &s.core.sessions {
             batch.insert(key(b's', &r.session_id.to_be_bytes()), r.encode_to_vec());
         }
@@ -225,6 +215,9 @@ impl Store {
             match k.get(8) {
                 Some(b'n') => snap.nodes.push(NodeRecord::decode(v.as_ref()).map_err(bad)?),
                 Some(b's') => snap.sessions.push(SessionRecord::decode(v.as_ref()).map_err(bad)?),
+                Some(b'm') if k.get(9..) == Some(b"secret") => {
+                    snap.secret = be(&v, 0).filter(|_| v.len() == 8).ok_or_else(|| corrupt("snapshot secret", zxid as u64, "length"))?;
+                }
                 _ => return Err(corrupt("snapshot key", zxid as u64, "kind")),
             }
         }
@@ -253,13 +246,19 @@ impl Store {
         if legacy_log.is_empty() && legacy_marker.is_none() {
             return Ok(());
         }
-        let mut core = Core::new(core_cfg.clone(), 0, 0);
+        // The first format kept the password secret beside the log; it now
+        // travels in the snapshot, replicated.
+        let secret = match self.meta.get("secret")? {
+            Some(v) => be(&v, 0).filter(|_| v.len() == 8).ok_or_else(|| corrupt("legacy secret", 0, "length"))?,
+            None => 0,
+        };
+        let mut core = Core::new(core_cfg.clone(), secret, 0);
         if let Some(v) = legacy_marker {
             let (gen, zxid) = match (be(&v, 0), be(&v, 8)) {
                 (Some(g), Some(z)) if v.len() == 16 => (g, z as i64),
                 _ => return Err(corrupt("legacy snapshot marker", 0, "length")),
             };
-            core = Core::restore(core_cfg.clone(), 0, 0, &self.load_generation(gen, zxid)?);
+            core = Core::restore(core_cfg.clone(), secret, 0, &self.load_generation(gen, zxid)?);
         }
         for kv in legacy_log.range((core.last_zxid() as u64 + 1).to_be_bytes()..) {
             let (k, v) = kv?;
@@ -313,14 +312,12 @@ mod tests {
         let cfg = CoreConfig::default();
         {
             let s = Store::open(&dir).unwrap();
-            assert_eq!(s.secret(|| 42).unwrap(), 42);
             let hs = HardState { term: 2, vote: 1, commit: 2, ..Default::default() };
             s.persist(&Persist { number: 1, entries: vec![entry(1, 1), entry(2, 1), entry(3, 1)], hard_state: Some(hs), snapshot: None, must_sync: true }).unwrap();
             // A new leader's entries replace the tail.
             s.persist(&Persist { number: 2, entries: vec![entry(3, 2)], hard_state: None, snapshot: None, must_sync: true }).unwrap();
         }
         let s = Store::open(&dir).unwrap();
-        assert_eq!(s.secret(|| 7).unwrap(), 42);
         let r = s.recover(&cfg, 1).unwrap();
         assert_eq!(r.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(), vec![(1, 1), (2, 1), (3, 2)]);
         assert_eq!(r.hard_state.commit, 2);
@@ -329,7 +326,7 @@ mod tests {
             index: 2,
             term: 1,
             conf_state: ConfState { voters: vec![1], ..Default::default() },
-            core: Snapshot { zxid: 2, nodes: vec![NodeRecord { path: "/".into(), ..Default::default() }], sessions: vec![SessionRecord { session_id: 9, timeout_ms: 100 }] },
+            core: Snapshot { zxid: 2, nodes: vec![NodeRecord { path: "/".into(), ..Default::default() }], sessions: vec![SessionRecord { session_id: 9, timeout_ms: 100 }], secret: 42 },
         };
         s.write_snapshot(&snap).unwrap();
         drop(s);
@@ -359,6 +356,7 @@ mod tests {
             for t in [session, create] {
                 log.insert((t.zxid as u64).to_be_bytes(), t.encode_to_vec()).unwrap();
             }
+            db.open_tree("meta").unwrap().insert("secret", &42u64.to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
         let s = Store::open(&dir).unwrap();
@@ -367,6 +365,7 @@ mod tests {
         assert_eq!((snap.index, snap.term, snap.conf_state.voters.clone()), (2, 1, vec![3]));
         assert!(snap.core.nodes.iter().any(|n| n.path == "/kept" && n.data.as_deref() == Some(&b"v"[..])));
         assert_eq!(snap.core.sessions.len(), 1);
+        assert_eq!(snap.core.secret, 42, "session passwords stay valid across the conversion");
         assert_eq!(r.hard_state.commit, 2);
         drop(s);
         // Converting twice is harmless: the old log is gone.

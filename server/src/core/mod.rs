@@ -69,6 +69,7 @@ pub enum Outcome {
     Checked,
     SessionCreated,
     SessionClosed,
+    SecretSet,
     Error(ErrorCode),
 }
 
@@ -459,6 +460,10 @@ impl Core {
                     Outcome::AclSet(stat)
                 }
                 Op::Check(_) => Outcome::Checked,
+                Op::InitSecret(s) => {
+                    self.sessions.init_secret(s.secret);
+                    Outcome::SecretSet
+                }
                 Op::Error(e) => Outcome::Error(ErrorCode::from_i32(e.err).unwrap_or(ErrorCode::SystemError)),
             };
             applied.outcomes.push(outcome);

@@ -38,8 +38,18 @@ impl Sessions {
         (((now_ms << 24) as u64 >> 8) as i64) | ((server_id as i64) << 56)
     }
 
+    /// The secret keying passwords; 0 until the first leader's txn sets it.
     pub fn secret(&self) -> u64 {
         self.secret
+    }
+
+    /// Sets the secret if it is unset (a txn: the same on every replica).
+    pub fn init_secret(&mut self, secret: u64) -> bool {
+        if self.secret != 0 || secret == 0 {
+            return false;
+        }
+        self.secret = secret;
+        true
     }
 
     /// The id the next new session of this member gets.

@@ -55,6 +55,9 @@ pub struct Snapshot {
     pub nodes: Vec<NodeRecord>,
     #[prost(message, repeated, tag = "3")]
     pub sessions: Vec<SessionRecord>,
+    /// The replicated secret that keys session passwords (0: not yet set).
+    #[prost(uint64, tag = "4")]
+    pub secret: u64,
 }
 
 impl Core {
@@ -85,12 +88,15 @@ impl Core {
                 .iter()
                 .map(|(id, s)| SessionRecord { session_id: *id, timeout_ms: s.timeout_ms })
                 .collect(),
+            secret: self.sessions.secret(),
         }
     }
 
-    /// A core holding `snap`'s state. Panics if the snapshot is not a tree
-    /// (a node without its parent): that is corruption, not a user error.
+    /// A core holding `snap`'s state (`secret` only for a snapshot that
+    /// has none). Panics if the snapshot is not a tree (a node without its
+    /// parent): that is corruption, not a user error.
     pub fn restore(cfg: CoreConfig, secret: u64, first_session_id: i64, snap: &Snapshot) -> Core {
+        let secret = if snap.secret != 0 { snap.secret } else { secret };
         let mut core = Core::new(cfg, secret, first_session_id);
         let mut nodes = BTreeMap::new();
         for r in &snap.nodes {

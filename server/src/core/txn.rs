@@ -23,7 +23,7 @@ pub struct Txn {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TxnOp {
-    #[prost(oneof = "Op", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Op", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub op: Option<Op>,
 }
 
@@ -51,6 +51,17 @@ pub enum Op {
     /// applies only if the node is still empty.
     #[prost(message, tag = "9")]
     DeleteContainer(DeleteTxn),
+    /// The secret that keys session passwords, proposed once by the first
+    /// leader so that every member derives the same passwords (a session
+    /// resumes on any member).
+    #[prost(message, tag = "10")]
+    InitSecret(InitSecretTxn),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct InitSecretTxn {
+    #[prost(uint64, tag = "1")]
+    pub secret: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -153,7 +153,6 @@ impl Processor {
         std::fs::create_dir_all(&cfg.data_log_dir)
             .map_err(|e| anyhow::anyhow!("cannot create dataLogDir {}: {e}", cfg.data_log_dir.display()))?;
         let store = Store::open(&cfg.data_log_dir)?;
-        let secret = store.secret(&random)?;
         let core_cfg = core::CoreConfig {
             min_session_timeout_ms: cfg.min_session_timeout_ms,
             max_session_timeout_ms: cfg.max_session_timeout_ms,
@@ -181,7 +180,8 @@ impl Processor {
             election_tick: 10,
             heartbeat_tick: 2,
         };
-        let replica = Replica::new(replica_cfg, recovered, secret, first_session_id, random(), now)
+        let fresh_secret = random().max(1);
+        let replica = Replica::new(replica_cfg, recovered, fresh_secret, first_session_id, random(), now)
             .map_err(|e| anyhow::anyhow!("cannot start the replica: {e}"))?;
         let mut p = Processor {
             replica,

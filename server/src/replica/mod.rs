@@ -3,7 +3,7 @@
 //! by plain calls. No I/O, no clock, no randomness: time comes in with each
 //! call, and what must happen comes out of [`Replica::poll`] as values
 //! (writes to make durable, raft messages to send, replies and watch events
-//! to deliver). The tokio shell and the simulator are its only callers.
+//! to deliver). The shell (net::processor) and the simulator are its only callers.
 //!
 //! The path of one write: [`Replica::on_request`] prepares it against the
 //! tree plus every outstanding change into a txn whose zxid is the log index
@@ -23,7 +23,7 @@ use protocol::{ConnectRequest, ErrorCode, Id, Request, Response};
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message};
 use raft::{RawNode, StateRole};
 
-use crate::core::txn::{CreateSessionTxn, ErrorTxn, Op, Txn, TxnOp};
+use crate::core::txn::{CreateSessionTxn, ErrorTxn, InitSecretTxn, Op, Txn, TxnOp};
 use crate::core::watch::WatchEvent;
 use crate::core::{self, Caller, Connect, Core, CoreConfig, Handled};
 use log::{Log, LogSnapshot};
@@ -220,6 +220,9 @@ pub struct Replica {
     core: Core,
     /// Distinguishes this process's proposals from an earlier one's.
     incarnation: u64,
+    /// Proposed as the ensemble's password secret if none is set yet.
+    fresh_secret: u64,
+    secret_proposed_term: u64,
     next_proposal: u64,
     proposals: BTreeMap<u64, Pending>,
     /// Sessions heard from since the last touch batch sent to the leader.
@@ -243,18 +246,21 @@ pub struct Replica {
 
 impl Replica {
     /// A replica restarted from `recovered` (empty for a new member).
-    /// `first_session_id` seeds this member's session ids and `incarnation`
-    /// must differ between runs of the same member; both come from the
-    /// shell (clock and randomness stay out of here).
-    pub fn new(cfg: ReplicaConfig, recovered: Recovered, secret: u64, first_session_id: i64, incarnation: u64, now: Now) -> Result<Replica, raft::Error> {
+    /// `first_session_id` seeds this member's session ids; `incarnation`
+    /// must differ between runs of the same member; `fresh_secret` (non-zero)
+    /// becomes the ensemble's password secret if this member is its first
+    /// leader. All three come from the shell: clock and randomness stay out
+    /// of here.
+    pub fn new(cfg: ReplicaConfig, recovered: Recovered, fresh_secret: u64, first_session_id: i64, incarnation: u64, now: Now) -> Result<Replica, raft::Error> {
+        assert!(fresh_secret != 0, "a secret of 0 means unset");
         assert!(cfg.id != 0 && cfg.voters.contains(&cfg.id), "replica {} not among the voters {:?}", cfg.id, cfg.voters);
         let mut conf_state = recovered.conf_state.unwrap_or_default();
         if conf_state.voters.is_empty() {
             conf_state.voters = cfg.voters.clone();
         }
         let core = match &recovered.snapshot {
-            Some(s) => Core::restore(cfg.core.clone(), secret, first_session_id, &s.core),
-            None => Core::new(cfg.core.clone(), secret, first_session_id),
+            Some(s) => Core::restore(cfg.core.clone(), 0, first_session_id, &s.core),
+            None => Core::new(cfg.core.clone(), 0, first_session_id),
         };
         let applied = recovered.snapshot.as_ref().map_or(0, |s| s.index);
         let log = Log::restore(recovered.hard_state, conf_state, recovered.snapshot, recovered.entries);
@@ -282,6 +288,8 @@ impl Replica {
             node,
             core,
             incarnation,
+            fresh_secret,
+            secret_proposed_term: 0,
             next_proposal: 1,
             proposals: BTreeMap::new(),
             touched: Default::default(),
@@ -355,8 +363,9 @@ impl Replica {
     /// A connect request on connection `conn`.
     pub fn on_connect(&mut self, conn: u64, req: &ConnectRequest, now: Now) {
         self.now = now;
-        if self.leader_id() == 0 {
-            // No leader: the client is better served by a member that has one.
+        if self.leader_id() == 0 || self.core.sessions.secret() == 0 {
+            // No leader, or not yet the ensemble's first txn (passwords
+            // cannot be checked): a client is better served elsewhere or later.
             self.out.deliveries.push(Delivery::Close { conn });
             return;
         }
@@ -565,6 +574,13 @@ impl Replica {
         self.unpersisted.push_back(persist.number);
         self.out.persist = Some(persist);
         self.pin();
+        if self.is_leader() && self.core.sessions.secret() == 0 && self.secret_proposed_term != self.term() {
+            // This leader's first txn, ahead of any session's (proposing
+            // had to wait until the ready was advanced).
+            self.secret_proposed_term = self.term();
+            let op = TxnOp::new(Op::InitSecret(InitSecretTxn { secret: self.fresh_secret }));
+            self.propose(0, 0, vec![op], Proposal::Internal);
+        }
     }
 
     fn soft_state_changed(&mut self, role: StateRole, leader: u64) {
