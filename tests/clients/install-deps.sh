@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent installer for the stock-client test harness (fresh Debian, as root).
-#  - Debian packages: zookeeper (Apache ZooKeeper 3.8 jars + default-jre), zookeeper-bin (C client cli_mt)
+#  - Debian packages: zookeeper (Apache ZooKeeper 3.8 jars + default-jre), zookeeper-bin (C client cli_mt),
+#    openssl and a JDK 17 (javac) for the TLS and X.509 tests
 #  - $REPO/.venv with tests/clients/requirements.txt (kazoo, pytest, ...)
 # Safe to run repeatedly: does nothing (and no network) when all is present.
 set -euo pipefail
@@ -25,7 +26,7 @@ wait_for_apt() {
   done
 }
 
-APT_PKGS=(zookeeper zookeeper-bin procps openssl)  # openssl: the TLS tests make certificates
+APT_PKGS=(zookeeper zookeeper-bin procps openssl openjdk-17-jdk-headless)  # openssl: the TLS tests make certificates; the JDK (javac): x509.rs tests compare chain validation with Java PKIX
 pkgs_missing() {
   local p missing=()
   for p in "$@"; do

@@ -138,6 +138,14 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
 /// webpki's client verifier, plus acceptance of X.509 v1 client certificates
 /// (which webpki refuses and Java accepts) by checking their chain and
 /// handshake signatures with [`super::x509`].
+///
+/// The fallback runs only when the END ENTITY is v1 or v2 and webpki refused
+/// it; its chain is then validated as Java's PKIX does (`x509::verify_chain`:
+/// every intermediate a CA, path length, key usage, names, validity). A v3
+/// end entity is webpki's alone, so a v1 intermediate under it is refused
+/// even in the one case Java takes (a v1 intermediate self-issued by the
+/// trust anchor, for key rollover): stricter, and deliberately so, since it
+/// keeps the hand-written path away from v3 clients.
 #[derive(Debug)]
 struct V1TolerantVerifier {
     webpki: Arc<dyn rustls::server::danger::ClientCertVerifier>,
@@ -185,7 +193,7 @@ impl rustls::server::danger::ClientCertVerifier for V1TolerantVerifier {
             Err(_) if Self::is_v1(end_entity) => {
                 let inter: Vec<&[u8]> = intermediates.iter().map(|c| c.as_ref()).collect();
                 let anchors: Vec<&[u8]> = self.anchors.iter().map(|c| c.as_ref()).collect();
-                if super::x509::verify_chain(end_entity, &inter, &anchors, now.as_secs() as i64) {
+                if super::x509::verify_chain(end_entity, &inter, &anchors, i64::try_from(now.as_secs()).unwrap_or(i64::MAX)) {
                     Ok(rustls::server::danger::ClientCertVerified::assertion())
                 } else {
                     Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))
@@ -259,11 +267,14 @@ pub mod jks {
             self.buf = t;
             Ok(h)
         }
+        fn array<const N: usize>(&mut self) -> Result<[u8; N], JksError> {
+            self.take(N)?.try_into().map_err(|_| JksError::Truncated)
+        }
         fn u16(&mut self) -> Result<u16, JksError> {
-            Ok(u16::from_be_bytes(self.take(2)?.try_into().unwrap()))
+            Ok(u16::from_be_bytes(self.array()?))
         }
         fn u32(&mut self) -> Result<u32, JksError> {
-            Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap()))
+            Ok(u32::from_be_bytes(self.array()?))
         }
         fn utf(&mut self) -> Result<String, JksError> {
             let n = self.u16()? as usize;
