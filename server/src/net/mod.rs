@@ -61,25 +61,41 @@ struct Shared {
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Shared {
-    /// Counts a connection against `maxClientCnxns`; false if over the limit.
-    fn admit(&self, ip: IpAddr) -> bool {
-        let mut m = self.per_ip.lock().expect("per-ip map lock");
+    /// Counts a connection against `maxClientCnxns`; `None` if over the limit.
+    /// The count is given back when the returned [`Slot`] is dropped.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut m = self.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = m.entry(ip).or_default();
         if self.cfg.max_client_cnxns > 0 && *n >= self.cfg.max_client_cnxns {
-            return false;
+            return None;
         }
         *n += 1;
-        true
+        Some(Slot { shared: self.clone(), ip })
     }
 
     fn release(&self, ip: IpAddr) {
-        let mut m = self.per_ip.lock().expect("per-ip map lock");
+        // Called from `Slot::drop`, maybe while a task unwinds: must not panic.
+        let mut m = self.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = m.get_mut(&ip) {
-            *n -= 1;
+            *n = n.saturating_sub(1);
             if *n == 0 {
                 m.remove(&ip);
             }
         }
+    }
+}
+
+/// A connection's place in its address's `maxClientCnxns` count, moved into
+/// the connection task and given back when dropped, however the task ends
+/// (a panic included: a call at the end of the task would be skipped).
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.release(self.ip);
     }
 }
 
@@ -97,14 +113,15 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
             },
             _ = shared.stop.cancelled() => break,
         };
-        if !shared.admit(addr.ip()) {
+        let Some(slot) = shared.admit(addr.ip()) else {
             tracing::warn!(%addr, limit = shared.cfg.max_client_cnxns, "too many connections from this address (maxClientCnxns)");
             continue;
-        }
+        };
         let _ = socket.set_nodelay(true);
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let (tls, shared2) = (tls.clone(), shared.clone());
         shared.tracker.spawn(async move {
+            let _slot = slot;
             let (input, cfg, stop) = (shared2.input.clone(), shared2.cfg.clone(), shared2.stop.clone());
             let conn = async move {
                 match tls {
@@ -133,7 +150,6 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
                 _ = conn => {}
                 _ = shared2.stop.cancelled() => {}
             }
-            shared2.release(addr.ip());
         });
     }
 }
@@ -222,5 +238,42 @@ impl Server {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.done.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(max: u32) -> Arc<Shared> {
+        let mut cfg = Config::embedded_default();
+        cfg.max_client_cnxns = max;
+        Arc::new(Shared {
+            cfg: Arc::new(cfg),
+            input: mpsc::channel(1).0,
+            per_ip: Mutex::default(),
+            next_conn_id: AtomicU64::new(1),
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_task_gives_its_slot_back() {
+        let s = shared(2);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..5 {
+            let slot = s.admit(ip).expect("a free slot");
+            let task = tokio::spawn(async move {
+                let _slot = slot;
+                panic!("connection task dies");
+            });
+            assert!(task.await.unwrap_err().is_panic());
+        }
+        let (a, b) = (s.admit(ip), s.admit(ip));
+        assert!(a.is_some() && b.is_some());
+        assert!(s.admit(ip).is_none(), "maxClientCnxns holds");
+        drop((a, b));
+        assert!(s.per_ip.lock().unwrap().is_empty(), "every slot released");
     }
 }
