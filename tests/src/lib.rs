@@ -3,8 +3,9 @@
 //! port and data, and talk raw protocol when a stock client would hide what
 //! is under test.
 //!
-//! The binary is `$CORRAL_BIN`, else `target/{debug,release}/corral` of this
-//! workspace (the test command builds it first).
+//! The binary is `$CORRAL_BIN`, else `{debug,release}/corral` in
+//! `$CARGO_TARGET_DIR` or this workspace's `target` (the test command builds
+//! it first).
 
 pub mod zookeeper;
 
@@ -24,8 +25,10 @@ pub fn corral_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // CARGO_TARGET_DIR, when set, as cargo reads it (relative to where cargo runs, here the root).
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(|d| root.join(d)).unwrap_or_else(|| root.join("target"));
     for profile in ["debug", "release"] {
-        let p = root.join("target").join(profile).join("corral");
+        let p = target.join(profile).join("corral");
         if p.exists() {
             return p;
         }

@@ -29,25 +29,36 @@ fn keytool_store(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
-/// A TLS session, optionally with a client certificate (cert PEM, key PEM).
-async fn tls_session(addr: std::net::SocketAddr, ca_pem: &Path, client: Option<(&Path, &Path)>) -> std::io::Result<(Tls, ConnectResponse)> {
+fn client_config_builder(ca_pem: &Path) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca_pem).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots);
+        .with_root_certificates(roots)
+}
+
+/// A TLS session, optionally with a client certificate (cert PEM, key PEM).
+async fn tls_session(addr: std::net::SocketAddr, ca_pem: &Path, client: Option<(&Path, &Path)>) -> std::io::Result<(Tls, ConnectResponse)> {
+    let builder = client_config_builder(ca_pem);
     let config = match client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
             let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
+            // Not `with_client_auth_cert`: it parses the certificate with
+            // webpki, which refuses X.509 v1 (Java clients send them).
+            let signer = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
+            builder.with_client_cert_resolver(Arc::new(Present(Arc::new(rustls::sign::CertifiedKey::new(chain, signer)))))
         }
     };
+    tls_session_with(addr, config).await
+}
+
+async fn tls_session_with(addr: std::net::SocketAddr, config: rustls::ClientConfig) -> std::io::Result<(Tls, ConnectResponse)> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let mut tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await?;
@@ -185,5 +196,178 @@ async fn client_certificates_are_x509_identities_for_acls() {
     let mut plain = corral_tests::Raw::connect(server.addr);
     plain.handshake();
     assert_eq!(plain.call(1, &get).0.err, protocol::ErrorCode::NoAuth.as_i32());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An openssl PKI in `dir`: `ca.pem`/`ca.key` (v3, CA:TRUE), a server
+/// certificate for 127.0.0.1 with its key in `server-all.pem`, and
+/// `alice.pem`/`alice.key`, an ordinary v3 client certificate (CA:FALSE,
+/// digitalSignature, clientAuth) the CA issued.
+fn openssl_pki(dir: &Path) {
+    let p = |n: &str| dir.join(n);
+    run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Corral Test CA", "-keyout"]).arg(p("ca.key")).arg("-out").arg(p("ca.pem")));
+    issue(dir, "server", "/CN=127.0.0.1", Some("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE"), "ca");
+    issue(dir, "alice", "/O=Corral Test/CN=alice", Some("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth"), "ca");
+    std::fs::write(p("server-all.pem"), [std::fs::read(p("server.key")).unwrap(), std::fs::read(p("server.pem")).unwrap()].concat()).unwrap();
+}
+
+/// `NAME.key` and `NAME.pem` with `subject`, issued by `issuer` (`ISSUER.pem`
+/// and `ISSUER.key`, whatever that certificate is). Without `ext`, openssl
+/// makes an X.509 v1 certificate.
+fn issue(dir: &Path, name: &str, subject: &str, ext: Option<&str>, issuer: &str) {
+    let p = |n: String| dir.join(n);
+    run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout"]).arg(p(format!("{name}.key"))).arg("-out").arg(p(format!("{name}.csr"))));
+    let mut cmd = Command::new("openssl");
+    cmd.args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"]).arg(p(format!("{name}.csr")));
+    cmd.arg("-CA").arg(p(format!("{issuer}.pem"))).arg("-CAkey").arg(p(format!("{issuer}.key"))).arg("-out").arg(p(format!("{name}.pem")));
+    if let Some(ext) = ext {
+        std::fs::write(p(format!("{name}.ext")), format!("{ext}\n")).unwrap();
+        cmd.arg("-extfile").arg(p(format!("{name}.ext")));
+    }
+    run(&mut cmd);
+    let text = Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(p(format!("{name}.pem"))).output().unwrap();
+    let version = if ext.is_some() { "Version: 3 (0x2)" } else { "Version: 1 (0x0)" };
+    assert!(String::from_utf8_lossy(&text.stdout).contains(version), "{name}: expected {version}");
+}
+
+fn concat(dir: &Path, out: &str, parts: &[&str]) {
+    let bytes: Vec<u8> = parts.iter().flat_map(|n| std::fs::read(dir.join(n)).unwrap()).collect();
+    std::fs::write(dir.join(out), bytes).unwrap();
+}
+
+async fn who_am_i(tls: &mut Tls) -> Vec<(String, String)> {
+    let (h, body) = call(tls, 1, &protocol::Request::WhoAmI).await;
+    assert_eq!(h.err, 0);
+    protocol::WhoAmIResponse::from_bytes(&body).unwrap().client_info.into_iter().map(|c| (c.auth_scheme, c.user)).collect()
+}
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f).await.expect("timed out")
+}
+
+const ADMIN: &str = "CN=admin,O=Corral Test";
+
+/// Issue 14: the holder of an ordinary client certificate signs a v1 (or v3)
+/// certificate naming the superUser with its own key; Corral must refuse
+/// the chain [forged, own], as Java's PKIX does (the issuer is no CA). The
+/// superUser's real certificate, a v1 one from the CA, is super.
+#[tokio::test]
+async fn forged_superuser_certificates_are_refused_and_the_real_one_is_super() {
+    let dir = std::env::temp_dir().join(format!("corral-tls-forge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n);
+    openssl_pki(&dir);
+    issue(&dir, "forged-v1", "/O=Corral Test/CN=admin", None, "alice");
+    issue(&dir, "forged-v3", "/O=Corral Test/CN=admin", Some("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth"), "alice");
+    issue(&dir, "admin", "/O=Corral Test/CN=admin", None, "ca");
+    concat(&dir, "forged-v1-chain.pem", &["forged-v1.pem", "alice.pem"]);
+    concat(&dir, "forged-v3-chain.pem", &["forged-v3.pem", "alice.pem"]);
+
+    let server = Corral::start_with(&format!(
+        "secureClientPort=0\nssl.keyStore.location={}\nssl.trustStore.location={}\nssl.clientAuth=need\nX509AuthenticationProvider.superUser={ADMIN}",
+        p("server-all.pem").display(),
+        p("ca.pem").display()
+    ));
+    let addr = secure_addr(&server);
+
+    for forged in ["forged-v1", "forged-v3"] {
+        let r = within(tls_session(addr, &p("ca.pem"), Some((&p(&format!("{forged}-chain.pem")), &p(&format!("{forged}.key")))))).await;
+        if let Ok((mut tls, _)) = r {
+            panic!("{forged}: a certificate signed by a client's own key got a session: {:?}", who_am_i(&mut tls).await);
+        }
+    }
+
+    // The real superUser certificate (v1, issued by the CA): super.
+    let (mut tls, resp) = within(tls_session(addr, &p("ca.pem"), Some((&p("admin.pem"), &p("admin.key"))))).await.unwrap();
+    assert_ne!(resp.session_id, 0);
+    let ids = who_am_i(&mut tls).await;
+    assert!(ids.contains(&("super".into(), ADMIN.into())), "{ids:?}");
+    assert!(ids.contains(&("x509".into(), ADMIN.into())), "{ids:?}");
+
+    // An ordinary client is itself, not super.
+    let (mut tls, _) = within(tls_session(addr, &p("ca.pem"), Some((&p("alice.pem"), &p("alice.key"))))).await.unwrap();
+    let ids = who_am_i(&mut tls).await;
+    assert!(ids.iter().all(|(scheme, _)| scheme != "super"), "{ids:?}");
+    assert!(ids.contains(&("x509".into(), "CN=alice,O=Corral Test".into())), "{ids:?}");
+    assert!(server.log().lines().all(|l| !l.contains("panicked")), "{}", server.log());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Presents a fixed certificate chain whatever the server asks, without the
+/// checks `with_client_auth_cert` makes on it.
+#[derive(Debug)]
+struct Present(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Present {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Replaces the first `needle` in `der` by `with` (same length).
+fn patch(der: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let at = der.windows(needle.len()).position(|w| w == needle).expect("needle in certificate");
+    let mut out = der.to_vec();
+    out[at..at + with.len()].copy_from_slice(with);
+    out
+}
+
+/// Issue 14: a certificate with a non-ASCII byte in its validity (or version
+/// 255) panicked the connection task before authentication, and the panic
+/// leaked the address's maxClientCnxns slot: maxClientCnxns such handshakes
+/// locked the address out of both ports. Now they are refused, and the
+/// address can still connect.
+#[tokio::test]
+async fn hostile_certificates_neither_panic_nor_lock_out_the_address() {
+    const MAX: usize = 3;
+    let dir = std::env::temp_dir().join(format!("corral-tls-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n);
+    openssl_pki(&dir);
+    let server = Corral::start_with(&format!(
+        "maxClientCnxns={MAX}\nsecureClientPort=0\nssl.keyStore.location={}\nssl.trustStore.location={}\nssl.clientAuth=need",
+        p("server-all.pem").display(),
+        p("ca.pem").display()
+    ));
+    let addr = secure_addr(&server);
+
+    let alice = CertificateDer::from_pem_file(p("alice.pem")).unwrap().to_vec();
+    let utc = alice.windows(2).position(|w| w == [0x17, 0x0d]).expect("a UTCTime validity");
+    // "YYMMDD...": a two-byte character across the old code's s[..2] boundary.
+    let mut non_ascii = alice.clone();
+    non_ascii[utc + 3..utc + 5].copy_from_slice("é".as_bytes());
+    let version_255 = patch(&alice, &[0xa0, 0x03, 0x02, 0x01, 0x02], &[0xa0, 0x03, 0x02, 0x01, 0xff]);
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(p("alice.key")).unwrap();
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
+
+    for (what, cert) in [("non-ASCII validity", non_ascii), ("version 255", version_255)] {
+        for attempt in 0..2 * MAX {
+            let presented = rustls::sign::CertifiedKey::new(vec![CertificateDer::from(cert.clone())], signer.clone());
+            let config = client_config_builder(&p("ca.pem")).with_client_cert_resolver(Arc::new(Present(Arc::new(presented))));
+            let r = tokio::time::timeout(Duration::from_secs(10), tls_session_with(addr, config)).await.unwrap();
+            assert!(r.is_err(), "{what}, attempt {attempt}: a malformed certificate got a session");
+        }
+    }
+    // Wait for the server to have closed every refused connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.four_letter("ruok") != "imok" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The address is not locked out: the plain port and the TLS port serve it.
+    assert_eq!(server.four_letter("ruok"), "imok", "the plain port refuses this address");
+    let (mut tls, resp) = tokio::time::timeout(Duration::from_secs(10), tls_session(addr, &p("ca.pem"), Some((&p("alice.pem"), &p("alice.key")))))
+        .await
+        .unwrap()
+        .expect("a good client from the same address");
+    assert_ne!(resp.session_id, 0);
+    assert!(!who_am_i(&mut tls).await.is_empty());
+    let log = server.log();
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
