@@ -16,7 +16,7 @@
 
 pub mod log;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use prost::Message as _;
 use protocol::{ConnectRequest, ErrorCode, Id, Request, Response};
@@ -226,13 +226,18 @@ pub struct Replica {
     next_proposal: u64,
     proposals: BTreeMap<u64, Pending>,
     /// Sessions heard from since the last touch batch sent to the leader.
-    touched: std::collections::BTreeSet<i64>,
+    touched: BTreeSet<i64>,
     leader: u64,
-    /// Per session, its requests not yet answered, in arrival order.
-    lines: HashMap<i64, VecDeque<Slot>>,
+    /// Per session, its requests not yet answered, in arrival order
+    /// (ordered maps throughout: a simulation replays exactly).
+    lines: BTreeMap<i64, VecDeque<Slot>>,
+    /// Applied txns, kept only when a simulator asks (`record_applied`).
+    applied_log: Option<Vec<(u64, Txn)>>,
     out: Output,
     /// Readies handed out for persisting and not yet reported back.
     unpersisted: VecDeque<u64>,
+    /// A snapshot installed by ready `.0`, at index `.1`, to report applied once persisted.
+    snapshot_applied: Option<(u64, u64)>,
     now: Now,
     last_tick_ms: i64,
     last_container_check_ms: i64,
@@ -294,9 +299,11 @@ impl Replica {
             proposals: BTreeMap::new(),
             touched: Default::default(),
             leader: 0,
-            lines: HashMap::new(),
+            lines: BTreeMap::new(),
+            applied_log: None,
             out: Output::default(),
             unpersisted: VecDeque::new(),
+            snapshot_applied: None,
             now,
             last_tick_ms: now.mono_ms,
             last_container_check_ms: now.mono_ms,
@@ -334,6 +341,13 @@ impl Replica {
 
     pub fn applied_index(&self) -> u64 {
         self.node.raft.raft_log.applied
+    }
+
+    /// The leader's view of each follower's replication, for diagnostics.
+    pub fn progress(&self) -> String {
+        let mut v: Vec<String> = self.node.raft.prs().iter().map(|(id, p)| format!("{id}:{:?} match {:#x} next {:#x}", p.state, p.matched, p.next_idx)).collect();
+        v.sort();
+        v.join(", ")
     }
 
     /// Requests waiting for their write to be applied.
@@ -467,12 +481,50 @@ impl Replica {
     }
 
     /// The link to `peer` broke (its TCP connection closed): writes
-    /// forwarded to it may be lost, so their clients are told to retry.
-    pub fn on_peer_down(&mut self, peer: u64) {
+    /// forwarded to it may be lost, so their clients are told to retry. If
+    /// it was the leader, an election starts at once instead of after an
+    /// election timeout (pre-vote keeps a merely cut-off follower from
+    /// disturbing a leader the others still hear).
+    pub fn on_peer_down(&mut self, peer: u64, now: Now) {
+        self.now = now;
+        self.fail_forwarded_to(peer);
+        // A snapshot in flight to it is lost with the link.
+        self.on_unreachable(peer);
+        if peer != self.id && peer == self.leader_id() && self.cfg.voters.len() > 1 {
+            tracing::info!(id = self.id, leader = peer, "link to the leader lost; campaigning");
+            let _ = self.node.campaign();
+            self.pin();
+        }
+    }
+
+    /// A message to `peer` could not be sent (its link is down). Raft
+    /// retransmits appends by itself, but a lost snapshot must be reported
+    /// or the leader waits for it forever.
+    pub fn on_unreachable(&mut self, peer: u64) {
+        if self.is_leader() && peer != self.id {
+            if self.node.raft.prs().get(peer).is_some_and(|p| p.state == raft::ProgressState::Snapshot) {
+                self.node.report_snapshot(peer, raft::SnapshotStatus::Failure);
+            }
+            self.node.report_unreachable(peer);
+        }
+    }
+
+    fn fail_forwarded_to(&mut self, peer: u64) {
         let lost: Vec<i64> = self.pending_sessions(|p| p.forwarded_to == peer);
         for s in lost {
             self.fail_session(s, None);
         }
+    }
+
+    /// Keeps every applied txn for [`Replica::take_applied`] (a simulator's
+    /// check that replicas agree; not for production: it grows).
+    pub fn record_applied(&mut self) {
+        self.applied_log.get_or_insert_with(Vec::new);
+    }
+
+    /// The txns applied since the last call, with their log index.
+    pub fn take_applied(&mut self) -> Vec<(u64, Txn)> {
+        self.applied_log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Time passes: raft ticks, session expiry, container cleanup.
@@ -527,6 +579,12 @@ impl Replica {
         assert_eq!(self.unpersisted.front(), Some(&number), "persisted out of order");
         self.unpersisted.pop_front();
         self.node.on_persist_ready(number);
+        if let Some((n, index)) = self.snapshot_applied {
+            if n <= number {
+                self.snapshot_applied = None;
+                self.node.advance_apply_to(index);
+            }
+        }
     }
 
     /// What must happen now. Call after every input until it is empty (or
@@ -570,6 +628,11 @@ impl Replica {
             persist.hard_state = Some(hs.clone());
         }
         self.out.messages_after_persist.extend(rd.take_persisted_messages().into_iter().map(wrap));
+        if let Some(s) = &persist.snapshot {
+            // The core holds the snapshot's state now; raft learns it is
+            // applied once it is persisted (raft-rs checks that order).
+            self.snapshot_applied = Some((persist.number, s.index));
+        }
         self.node.advance_append_async(rd);
         self.unpersisted.push_back(persist.number);
         self.out.persist = Some(persist);
@@ -600,7 +663,7 @@ impl Replica {
             self.leader = leader;
             // Writes forwarded to the old leader may be lost with it.
             if old != 0 && old != self.id {
-                self.on_peer_down(old);
+                self.fail_forwarded_to(old);
             }
             if leader == 0 {
                 self.fail_pending();
@@ -665,6 +728,9 @@ impl Replica {
             // Asserted on both sides: the proposer predicted this index.
             assert_eq!(txn.zxid, entry.index as i64, "txn zxid differs from its log index");
             let applied = self.core.apply(&txn);
+            if let Some(log) = &mut self.applied_log {
+                log.push((entry.index, txn.clone()));
+            }
             self.out.deliveries.extend(applied.events.into_iter().map(Delivery::Event));
             if let Some((member, incarnation, pid)) = parse_context(&entry.context) {
                 if member == self.id && incarnation == self.incarnation {
