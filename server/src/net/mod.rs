@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fourlw;
+pub mod peer;
 pub mod processor;
 pub mod tls;
 pub mod x509;
