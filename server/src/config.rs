@@ -25,13 +25,113 @@ pub enum ConfigError {
     Io { file: PathBuf, source: std::io::Error },
 }
 
-/// One `server.N=host:peerPort:electionPort[:role][;clientPort]` line.
+/// One `server.N=host:quorumPort:electionPort[:participant|:observer][;[clientAddress:]clientPort]`
+/// line, as ZooKeeper's `QuorumPeer.QuorumServer` parses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
+    /// `N`: 1..=255 (ZooKeeper keeps it in the top byte of session ids; 0 is raft's "none").
     pub id: u64,
+    /// A host name or an IP address (an IPv6 literal without its brackets).
     pub host: String,
+    /// The quorum port (ZooKeeper's `quorumPort`): Corral's peer transport
+    /// listens and dials here, for replication and elections alike.
     pub peer_port: u16,
+    /// ZooKeeper's leader-election port: parsed and checked as ZooKeeper
+    /// does (it must differ from the quorum port), otherwise unused.
     pub election_port: u16,
+    pub role: PeerRole,
+    /// The client address after `;` (ZooKeeper 3.5+ form); `0.0.0.0` when
+    /// only a port is given. Parsed; Corral listens on `clientPort` /
+    /// `clientPortAddress`.
+    pub client_addr: Option<SocketAddr>,
+}
+
+/// A member's role in the ensemble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerRole {
+    #[default]
+    Participant,
+    /// A non-voting member: parsed, but refused for now.
+    Observer,
+}
+
+impl Peer {
+    /// `host:quorumPort`, with an IPv6 literal in brackets: what to resolve and dial.
+    pub fn quorum_host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.peer_port)
+        } else {
+            format!("{}:{}", self.host, self.peer_port)
+        }
+    }
+}
+
+/// Server ids Corral accepts: raft reserves 0, session ids carry the id in one byte.
+const SERVER_ID_MAX: u64 = 255;
+
+/// Parses the value of a `server.N` line; the message names what is wrong.
+fn parse_server(id: u64, value: &str) -> Result<Peer, String> {
+    let format = "expected host:quorumPort:electionPort[:participant|:observer][;[clientAddress:]clientPort]";
+    let server_client = split_java(value, ';');
+    if server_client.is_empty() || server_client.len() > 2 {
+        return Err(format!("{format}, found {value:?}"));
+    }
+    if server_client[0].contains('|') {
+        return Err("multiple addresses per server are not supported".into());
+    }
+    let parts = split_with_leading_hostname(server_client[0])?;
+    if !(3..=4).contains(&parts.len()) || parts[0].is_empty() {
+        return Err(format!("{format}, found {value:?}"));
+    }
+    let port = |s: &str| match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("bad port {s:?} in {value:?}")),
+    };
+    let (peer_port, election_port) = (port(parts[1])?, port(parts[2])?);
+    if peer_port == election_port {
+        return Err(format!("the quorum and election ports must be different, found {value:?}"));
+    }
+    let role = match parts.get(3).map(|r| r.trim().to_ascii_lowercase()) {
+        None => PeerRole::Participant,
+        Some(r) if r == "participant" => PeerRole::Participant,
+        Some(r) if r == "observer" => PeerRole::Observer,
+        Some(r) => return Err(format!("unknown role {r:?}: expected participant or observer")),
+    };
+    let client_addr = match server_client.get(1) {
+        None => None,
+        Some(c) => {
+            let cp = split_with_leading_hostname(c)?;
+            if cp.is_empty() || cp.len() > 2 {
+                return Err(format!("the client address should be a port or address:port, found {c:?}"));
+            }
+            let ip: IpAddr = match cp.len() {
+                2 => cp[0].parse().map_err(|_| format!("the client address must be an IP address, found {:?}", cp[0]))?,
+                _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            };
+            let port = cp[cp.len() - 1].parse::<u16>().map_err(|_| format!("bad client port {:?}", cp[cp.len() - 1]))?;
+            Some(SocketAddr::new(ip, port))
+        }
+    };
+    Ok(Peer { id, host: parts[0].to_owned(), peer_port, election_port, role, client_addr })
+}
+
+/// Java's `String.split` on one character: trailing empty strings are dropped.
+fn split_java(s: &str, sep: char) -> Vec<&str> {
+    let mut v: Vec<&str> = s.split(sep).collect();
+    while v.last() == Some(&"") {
+        v.pop();
+    }
+    v
+}
+
+/// ZooKeeper's `ConfigUtils.splitWithLeadingHostname`: `[v6]:a:b` keeps the
+/// bracketed address whole (without brackets); anything else splits on `:`.
+fn split_with_leading_hostname(s: &str) -> Result<Vec<&str>, String> {
+    let Some(rest) = s.strip_prefix('[') else { return Ok(split_java(s, ':')) };
+    let Some(i) = rest.find("]:") else { return Err(format!("{s:?} starts with '[' but has no matching ']:'")) };
+    let mut v = vec![&rest[..i]];
+    v.extend(split_java(&rest[i + 2..], ':'));
+    Ok(v)
 }
 
 #[derive(Debug, Clone)]
@@ -107,7 +207,31 @@ impl Config {
                 message: format!("myid must be a number, found {:?}", s.trim()),
             })?;
         }
+        cfg.check_ensemble(&myid)?;
         Ok(cfg)
+    }
+
+    /// Checks this member's place in the ensemble once `my_id` is known
+    /// (`myid_file` names where it came from, for messages): with more than
+    /// one `server.N` line, `myid` must name one of them.
+    pub fn check_ensemble(&self, myid_file: &Path) -> Result<(), ConfigError> {
+        if self.peers.len() > 1 && self.my_id == 0 {
+            return Err(ConfigError::Invalid {
+                file: myid_file.into(),
+                message: format!(
+                    "missing: {} lists {} servers, so this member's id (one of its server.N) must be in dataDir/myid",
+                    self.source.display(),
+                    self.peers.len()
+                ),
+            });
+        }
+        if self.my_id != 0 && !self.peers.is_empty() && !self.peers.iter().any(|p| p.id == self.my_id) {
+            return Err(ConfigError::Invalid {
+                file: myid_file.into(),
+                message: format!("myid is {}, but {} has no server.{} line", self.my_id, self.source.display(), self.my_id),
+            });
+        }
+        Ok(())
     }
 
     /// Parses zoo.cfg text; relative paths stay relative to the working directory, as in ZooKeeper.
@@ -222,16 +346,12 @@ impl Config {
             }
             cfg.snap_count = n;
         }
-        for (key, (line, v)) in &values {
-            if let Some(id) = key.strip_prefix("server.") {
-                let id: u64 = id.parse().map_err(|_| bad(key, *line, "server id must be a number".into()))?;
-                let addr = v.split(';').next().unwrap_or_default();
-                let parts: Vec<&str> = addr.split(':').collect();
-                if parts.len() < 3 {
-                    return Err(bad(key, *line, format!("expected host:peerPort:electionPort, found {v:?}")));
-                }
-                let port = |s: &str| s.parse::<u16>().map_err(|_| bad(key, *line, format!("bad port {s:?}")));
-                cfg.peers.push(Peer { id, host: parts[0].into(), peer_port: port(parts[1])?, election_port: port(parts[2])? });
+        cfg.peers = servers(&values, &bad, cfg.extended_types)?;
+        if let Some((line, v)) = values.get("peerType") {
+            match v.to_ascii_lowercase().as_str() {
+                "participant" => {}
+                "observer" => return Err(bad("peerType", *line, "observers are not supported yet".into())),
+                _ => return Err(bad("peerType", *line, format!("expected participant or observer, found {v:?}"))),
             }
         }
         for (key, (line, _)) in &values {
@@ -244,6 +364,35 @@ impl Config {
 }
 
 type Values = BTreeMap<String, (usize, String)>;
+
+/// The `server.N` lines, by id: each parsed as ZooKeeper does, ids in range and unique.
+fn servers(values: &Values, bad: &dyn Fn(&str, usize, String) -> ConfigError, extended_types: bool) -> Result<Vec<Peer>, ConfigError> {
+    let mut peers: BTreeMap<u64, (usize, Peer)> = BTreeMap::new();
+    // In file order, so that a duplicate is reported on its later line.
+    let mut lines: Vec<(&String, &(usize, String))> = values.iter().filter(|(k, _)| k.starts_with("server.")).collect();
+    lines.sort_by_key(|(_, (line, _))| *line);
+    for (key, (line, v)) in lines {
+        let Some(n) = key.strip_prefix("server.") else { continue };
+        let id: u64 = n.parse().map_err(|_| bad(key, *line, "server id must be a number".into()))?;
+        if !(1..=SERVER_ID_MAX).contains(&id) {
+            return Err(bad(key, *line, format!("server id must be between 1 and {SERVER_ID_MAX}")));
+        }
+        // ZooKeeper's EphemeralType.validateServerId: with extended types
+        // (TTL nodes) the session id's top byte 0xff is reserved.
+        if extended_types && id == SERVER_ID_MAX {
+            return Err(bad(key, *line, format!("server id {SERVER_ID_MAX} is reserved when extendedTypesEnabled is true")));
+        }
+        let peer = parse_server(id, v).map_err(|m| bad(key, *line, m))?;
+        if peer.role == PeerRole::Observer {
+            return Err(bad(key, *line, "observers are not supported yet".into()));
+        }
+        if let Some((other, _)) = peers.get(&id) {
+            return Err(bad(key, *line, format!("server id {id} is already defined on line {other}")));
+        }
+        peers.insert(id, (*line, peer));
+    }
+    Ok(peers.into_values().map(|(_, p)| p).collect())
+}
 
 /// The `ssl.*` keys of a secure client port, as ZooKeeper's `X509Util` reads them.
 fn tls_config(values: &Values, bad: &dyn Fn(&str, usize, String) -> ConfigError, file: &Path) -> Result<TlsConfig, ConfigError> {
@@ -327,7 +476,7 @@ const KNOWN_KEYS: &[&str] = &[
     "standaloneEnabled",
     "reconfigEnabled",
     "preAllocSize",
-    "snapCount",
+    "peerType",
 ];
 
 #[cfg(test)]
@@ -347,7 +496,17 @@ mod tests {
         assert_eq!(c.client_addr, "127.0.0.1:2999".parse().unwrap());
         assert_eq!(c.four_letter_words, vec!["ruok", "mntr"]);
         assert!(c.extended_types);
-        assert_eq!(c.peers, vec![Peer { id: 1, host: "127.0.0.1".into(), peer_port: 2888, election_port: 3888 }]);
+        assert_eq!(
+            c.peers,
+            vec![Peer {
+                id: 1,
+                host: "127.0.0.1".into(),
+                peer_port: 2888,
+                election_port: 3888,
+                role: PeerRole::Participant,
+                client_addr: None
+            }]
+        );
     }
 
     #[test]
@@ -376,5 +535,103 @@ mod tests {
         assert!(e.contains("minSessionTimeout"), "{e}");
         let e = parse("dataDir=/x\njust some words\n").unwrap_err().to_string();
         assert!(e.starts_with("zoo.cfg:2:"), "{e}");
+    }
+
+    fn server(value: &str) -> Result<Peer, String> {
+        let c = parse(&format!("dataDir=/x\nserver.3={value}\n")).map_err(|e| e.to_string())?;
+        Ok(c.peers.into_iter().next().expect("one server"))
+    }
+
+    #[test]
+    fn server_lines_in_every_zookeeper_form() {
+        let p = server("zk1.example:2888:3888").unwrap();
+        assert_eq!((p.id, p.host.as_str(), p.peer_port, p.election_port), (3, "zk1.example", 2888, 3888));
+        assert_eq!((p.role, p.client_addr), (PeerRole::Participant, None));
+        assert_eq!(p.quorum_host_port(), "zk1.example:2888");
+        assert_eq!(server("h:1:2:participant").unwrap().role, PeerRole::Participant);
+        assert_eq!(server("h:1:2: Participant").unwrap().role, PeerRole::Participant);
+        assert_eq!(server("h:1:2;2181").unwrap().client_addr, Some("0.0.0.0:2181".parse().unwrap()));
+        assert_eq!(server("h:1:2:participant;10.0.0.1:2182").unwrap().client_addr, Some("10.0.0.1:2182".parse().unwrap()));
+        assert_eq!(server("h:1:2;").unwrap().client_addr, None, "Java's split drops the empty tail");
+        let p = server("[fe80::1]:2888:3888;[::1]:2181").unwrap();
+        assert_eq!((p.host.as_str(), p.peer_port, p.election_port), ("fe80::1", 2888, 3888));
+        assert_eq!(p.client_addr, Some("[::1]:2181".parse().unwrap()));
+        assert_eq!(p.quorum_host_port(), "[fe80::1]:2888");
+        // Sorted by id, not by key text ("server.10" < "server.2").
+        let c = parse("dataDir=/x\nserver.10=a:1:2\nserver.2=b:1:2\nserver.1=c:1:2\n").unwrap();
+        assert_eq!(c.peers.iter().map(|p| p.id).collect::<Vec<_>>(), vec![1, 2, 10]);
+    }
+
+    #[test]
+    fn bad_server_lines_name_file_line_and_key() {
+        let cases = [
+            ("h:1:2:observer", "observers are not supported yet"),
+            ("h:1:2:leader", "unknown role"),
+            ("h:2888", "expected host:quorumPort:electionPort"),
+            ("h:1:2:participant:5", "expected host:quorumPort:electionPort"),
+            ("::1:2888:3888", "expected host:quorumPort:electionPort"),
+            (":2888:3888", "expected host:quorumPort:electionPort"),
+            ("h:1:2;3;4", "expected host:quorumPort:electionPort"),
+            ("h:port:2", "bad port \"port\""),
+            ("h:0:2", "bad port \"0\""),
+            ("h:70000:2", "bad port"),
+            ("h:2888:2888", "must be different"),
+            ("a:1:2|b:1:2", "multiple addresses"),
+            ("[::1:2888:3888", "no matching ']:'"),
+            ("h:1:2;localhost:2181", "must be an IP address"),
+            ("h:1:2;1.2.3.4:5:6", "should be a port or address:port"),
+            ("h:1:2;x", "bad client port"),
+        ];
+        for (value, want) in cases {
+            let e = server(value).unwrap_err();
+            assert!(e.starts_with("zoo.cfg:2: server.3: "), "{value}: {e}");
+            assert!(e.contains(want), "{value}: {e}");
+        }
+        let e = parse("dataDir=/x\nserver.x=h:1:2\n").unwrap_err().to_string();
+        assert_eq!(e, "zoo.cfg:2: server.x: server id must be a number");
+        for id in ["0", "256"] {
+            let e = parse(&format!("dataDir=/x\nserver.{id}=h:1:2\n")).unwrap_err().to_string();
+            assert!(e.contains("between 1 and 255"), "{e}");
+        }
+        assert!(parse("dataDir=/x\nserver.255=h:1:2\n").is_ok());
+        let e = parse("dataDir=/x\nextendedTypesEnabled=true\nserver.255=h:1:2\n").unwrap_err().to_string();
+        assert!(e.starts_with("zoo.cfg:3: server.255:") && e.contains("reserved"), "{e}");
+        let e = parse("dataDir=/x\nserver.1=a:1:2\nserver.01=b:1:2\n").unwrap_err().to_string();
+        assert!(e.starts_with("zoo.cfg:3: server.01:") && e.contains("already defined on line 2"), "{e}");
+        let e = parse("dataDir=/x\npeerType=observer\n").unwrap_err().to_string();
+        assert_eq!(e, "zoo.cfg:2: peerType: observers are not supported yet");
+        assert!(parse("dataDir=/x\npeerType=participant\n").is_ok());
+    }
+
+    #[test]
+    fn myid_must_name_one_of_the_servers() {
+        let myid = Path::new("/data/myid");
+        let mut c = parse("dataDir=/data\nserver.1=a:1:2\nserver.2=b:1:2\nserver.3=c:1:2\n").unwrap();
+        let e = c.check_ensemble(myid).unwrap_err().to_string();
+        assert!(e.starts_with("/data/myid: missing: zoo.cfg lists 3 servers"), "{e}");
+        c.my_id = 4;
+        let e = c.check_ensemble(myid).unwrap_err().to_string();
+        assert_eq!(e, "/data/myid: myid is 4, but zoo.cfg has no server.4 line");
+        c.my_id = 2;
+        c.check_ensemble(myid).unwrap();
+        // One server (or none) needs no myid: standalone.
+        let c = parse("dataDir=/data\nserver.1=a:1:2\n").unwrap();
+        c.check_ensemble(myid).unwrap();
+        parse("dataDir=/data\n").unwrap().check_ensemble(myid).unwrap();
+    }
+
+    #[test]
+    fn load_reads_myid_from_the_data_dir_and_checks_it() {
+        let dir = std::env::temp_dir().join(format!("corral-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(&cfg, format!("dataDir={}\nserver.1=a:1:2\nserver.2=b:1:2\n", dir.display())).unwrap();
+        let e = Config::load(&cfg).unwrap_err().to_string();
+        assert!(e.contains("myid: missing"), "{e}");
+        std::fs::write(dir.join("myid"), "2\n").unwrap();
+        assert_eq!(Config::load(&cfg).unwrap().my_id, 2);
+        std::fs::write(dir.join("myid"), "7\n").unwrap();
+        assert!(Config::load(&cfg).unwrap_err().to_string().contains("no server.7 line"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
