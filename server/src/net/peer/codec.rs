@@ -311,20 +311,10 @@ mod tests {
     }
 
     fn raft_message() -> Message {
-        let mut m = Message::default();
+        let e = Entry { index: 42, term: 7, data: b"txn".to_vec().into(), context: b"ctx".to_vec().into(), ..Default::default() };
+        let mut m =
+            Message { from: 1, to: 2, term: 7, index: 41, log_term: 6, commit: 40, entries: vec![e].into(), ..Default::default() };
         m.set_msg_type(MessageType::MsgAppend);
-        m.from = 1;
-        m.to = 2;
-        m.term = 7;
-        m.index = 41;
-        m.log_term = 6;
-        m.commit = 40;
-        let mut e = Entry::default();
-        e.index = 42;
-        e.term = 7;
-        e.data = b"txn".to_vec().into();
-        e.context = b"ctx".to_vec().into();
-        m.entries = vec![e].into();
         m
     }
 
@@ -334,8 +324,7 @@ mod tests {
         assert_eq!(roundtrip(&env), env);
         let mut snap = Message::default();
         snap.set_msg_type(MessageType::MsgSnapshot);
-        let mut s = Snapshot::default();
-        s.data = vec![0xab; 100_000].into();
+        let mut s = Snapshot { data: vec![0xab; 100_000].into(), ..Default::default() };
         s.mut_metadata().index = 99;
         s.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
         snap.set_snapshot(s);

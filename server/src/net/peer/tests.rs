@@ -109,8 +109,7 @@ async fn three_members_exchange_messages_in_order() {
         }
     }
     // A raft message travels too.
-    let mut raft = raft::eraftpb::Message::default();
-    raft.term = 9;
+    let raft = raft::eraftpb::Message { term: 9, ..Default::default() };
     ms[0].net.send(Envelope { from: 1, to: 2, msg: PeerMessage::Raft(raft.clone()) });
     for m in ms.iter_mut() {
         let mut next: BTreeMap<u64, i64> = BTreeMap::new();
