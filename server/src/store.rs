@@ -56,13 +56,38 @@ const SNAPSHOT_CONF: &str = "raft_snapshot_conf";
 /// The pre-raft format's snapshot marker: generation, zxid.
 const LEGACY_SNAPSHOT: &str = "snapshot";
 
+/// How long a start waits for a previous process to release the data
+/// directory (after kill -9 the old process may still be exiting).
+const LOCK_WAIT_MS_MAX: u64 = 10_000;
+
+/// Opens sled, waiting (bounded) while another process holds its lock.
+fn open_waiting_for_lock(path: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    let mut logged = false;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") => {
+                if started.elapsed().as_millis() as u64 >= LOCK_WAIT_MS_MAX {
+                    return Err(sled::Error::Io(e).into());
+                }
+                if !logged {
+                    tracing::warn!(path = %path.display(), "data directory locked by another process (still exiting?); waiting up to {} s", LOCK_WAIT_MS_MAX / 1000);
+                    logged = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 fn be(v: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(v.get(at..at + 8)?.try_into().ok()?))
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir.join("corral.sled")).open()?;
+        let db = open_waiting_for_lock(&dir.join("corral.sled"))?;
         let entries = db.open_tree("raft_log")?;
         let meta = db.open_tree("meta")?;
         let snap = db.open_tree("snapshot")?;

@@ -13,6 +13,13 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
     let mut s = String::new();
     let core = p.replica.core();
     let st = &p.stats;
+    let mode = if p.cfg.peers.len() <= 1 {
+        "standalone"
+    } else if p.replica.is_leader() {
+        "leader"
+    } else {
+        "follower"
+    };
     let avg = if st.latency_count == 0 { 0.0 } else { st.latency_total_ms as f64 / st.latency_count as f64 };
     match word {
         "ruok" => s.push_str("imok"),
@@ -32,13 +39,13 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
             let _ = writeln!(s, "Connections: {}", p.conns.len());
             let _ = writeln!(s, "Outstanding: 0");
             let _ = writeln!(s, "Zxid: {:#x}", core.last_zxid());
-            let _ = writeln!(s, "Mode: standalone");
+            let _ = writeln!(s, "Mode: {mode}");
             let _ = writeln!(s, "Node count: {}", core.tree.len());
         }
         "mntr" => {
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", ZK_VERSION.to_string()),
-                ("zk_server_state", "standalone".into()),
+                ("zk_server_state", mode.into()),
                 ("zk_avg_latency", format!("{avg:.4}")),
                 ("zk_max_latency", st.latency_max_ms.to_string()),
                 ("zk_min_latency", st.latency_min_ms.to_string()),
@@ -53,6 +60,12 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
                 ("zk_global_sessions", core.sessions.len().to_string()),
                 ("zk_last_zxid", format!("{:#x}", core.last_zxid())),
                 ("zk_log_entries", p.store().log_len().to_string()),
+                ("zk_zxid", format!("{:#x}", core.last_zxid())),
+                ("zk_raft_term", p.replica.term().to_string()),
+                ("zk_raft_leader", p.replica.leader_id().to_string()),
+                ("zk_raft_commit_index", p.replica.commit_index().to_string()),
+                ("zk_raft_applied_index", p.replica.applied_index().to_string()),
+                ("zk_pending_writes", p.replica.pending_count().to_string()),
                 ("zk_data_dir_size", p.store().size_on_disk().to_string()),
             ];
             for (k, v) in rows {
@@ -72,6 +85,9 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
             let _ = writeln!(s, "serverId={}", c.my_id);
             let _ = writeln!(s, "jute.maxbuffer={}", c.max_frame_bytes);
             let _ = writeln!(s, "extendedTypesEnabled={}", c.extended_types);
+            for peer in &c.peers {
+                let _ = writeln!(s, "server.{}={}:{}:{}:participant", peer.id, peer.host, peer.peer_port, peer.election_port);
+            }
         }
         "cons" => {
             for c in p.conns_by_addr() {

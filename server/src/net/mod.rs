@@ -155,6 +155,42 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
     }
 }
 
+/// Starts the links to the other members: listens on this member's quorum
+/// port (`server.N=host:quorumPort:electionPort`; the election port is not
+/// used, raft elects over the same links) and feeds what arrives to the
+/// processor.
+async fn start_peers(cfg: &Config, stop: CancellationToken, input: mpsc::Sender<Input>) -> anyhow::Result<peer::PeerNet> {
+    let resolve = |p: &crate::config::Peer| {
+        let hp = p.quorum_host_port();
+        let source = cfg.source.display().to_string();
+        let id = p.id;
+        async move {
+            tokio::net::lookup_host(&hp)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| anyhow::anyhow!("cannot resolve {hp} (server.{id} in {source})"))
+        }
+    };
+    let mut addrs = Vec::new();
+    for p in &cfg.peers {
+        addrs.push((p.id, resolve(p).await?));
+    }
+    let me = addrs.iter().find(|(id, _)| *id == cfg.my_id).map(|(_, a)| *a).ok_or_else(|| anyhow::anyhow!("myid {} is not among the server.N lines of {}", cfg.my_id, cfg.source.display()))?;
+    let (net, mut events) = peer::PeerNet::start(cfg.my_id, me, addrs, stop.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on the quorum port {me} (server.{} in {}): {e}", cfg.my_id, cfg.source.display()))?;
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if input.send(Input::Peer(ev)).await.is_err() {
+                break;
+            }
+        }
+    });
+    tracing::info!(quorum = %me, members = cfg.peers.len(), "ensemble member");
+    Ok(net)
+}
+
 /// The auth ids of a TLS client whose certificate names `dn`.
 fn x509_ids(dn: &str, super_user: Option<&str>) -> Vec<protocol::Id> {
     let mut ids = Vec::new();
@@ -174,7 +210,7 @@ impl Server {
             Some(t) => Some(tls::acceptor(t).map_err(|e| anyhow::anyhow!("{e} (secureClientPort in {})", cfg.source.display()))?),
             None => None,
         };
-        let processor = Processor::recover(cfg.clone(), random_u64)?;
+        let mut processor = Processor::recover(cfg.clone(), random_u64)?;
         let bind = |addr: SocketAddr, key: &'static str| {
             let cfg = cfg.clone();
             async move {
@@ -192,8 +228,12 @@ impl Server {
         let secure_addr = secure.as_ref().map(|l| l.local_addr()).transpose()?;
 
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
-        let processor_thread = std::thread::Builder::new().name("processor".into()).spawn(move || processor.run(rx))?;
         let shutdown = CancellationToken::new();
+        let peers = if cfg.peers.len() > 1 { Some(start_peers(&cfg, shutdown.clone(), tx.clone()).await?) } else { None };
+        if let Some(p) = &peers {
+            processor.set_peers(p.clone());
+        }
+        let processor_thread = std::thread::Builder::new().name("processor".into()).spawn(move || processor.run(rx))?;
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             input: tx.clone(),
@@ -204,7 +244,9 @@ impl Server {
         });
 
         let tick_tx = tx.clone();
-        let tick_ms = (cfg.tick_ms / 2).clamp(10, 1000) as u64;
+        // The replica counts raft ticks and session deadlines from the
+        // times it is given; this only has to come often enough.
+        let tick_ms = crate::replica::RAFT_TICK_MS as u64 / 2;
         let tick_stop = shutdown.clone();
         shared.tracker.spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(tick_ms));

@@ -26,6 +26,7 @@ use crate::replica::{Delivery, Now, Replica, ReplicaConfig};
 use crate::store::Store;
 
 use super::fourlw;
+use super::peer::{PeerEvent, PeerNet};
 
 /// Inputs at most taken into one batch (one fsync).
 pub const BATCH_MAX: usize = 1024;
@@ -43,6 +44,8 @@ pub enum Input {
     Closed { conn_id: u64 },
     /// `addr` is the asking connection's, listed by `cons` as ZooKeeper does.
     FourLetter { word: String, addr: SocketAddr, reply: oneshot::Sender<String> },
+    /// Something from the peer transport.
+    Peer(PeerEvent),
     Tick,
     Shutdown,
 }
@@ -145,6 +148,8 @@ pub struct Processor {
     epoch: Instant,
     /// The snapshot being written in the background, if any.
     snapshotting: Option<std::thread::JoinHandle<()>>,
+    /// The links to the other members (none when standalone).
+    peers: Option<PeerNet>,
 }
 
 impl Processor {
@@ -161,9 +166,10 @@ impl Processor {
         };
         // raft ids start at 1; a standalone server without myid is member 1.
         let raft_id = cfg.my_id.max(1);
+        let voters: Vec<u64> = if cfg.peers.len() > 1 { cfg.peers.iter().map(|p| p.id).collect() } else { vec![raft_id] };
         let mut recovered = store.recover(&core_cfg, raft_id)?;
         if recovered.conf_state.is_none() {
-            let cs = ConfState { voters: vec![raft_id], ..Default::default() };
+            let cs = ConfState { voters: voters.clone(), ..Default::default() };
             store.set_conf_state(&cs)?;
             recovered.conf_state = Some(cs);
         }
@@ -173,7 +179,7 @@ impl Processor {
         let first_session_id = core::session::Sessions::initial_session_id(now.wall_ms, cfg.my_id as u8);
         let replica_cfg = ReplicaConfig {
             id: raft_id,
-            voters: vec![raft_id],
+            voters,
             core: core_cfg,
             snap_count: cfg.snap_count,
             container_check_interval_ms: cfg.container_check_interval_ms as i64,
@@ -183,7 +189,7 @@ impl Processor {
         let fresh_secret = random().max(1);
         let replica = Replica::new(replica_cfg, recovered, fresh_secret, first_session_id, random(), now)
             .map_err(|e| anyhow::anyhow!("cannot start the replica: {e}"))?;
-        let mut p = Processor {
+        let p = Processor {
             replica,
             store,
             cfg,
@@ -193,12 +199,29 @@ impl Processor {
             stats: Stats::default(),
             epoch,
             snapshotting: None,
+            peers: None,
         };
-        // Catch up: elect this member, commit and apply what the log holds.
-        p.drive();
         let core = p.replica.core();
         tracing::info!(snapshot_zxid = format!("{snapshot_index:#x}"), entries, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
         Ok(p)
+    }
+
+    /// Connects the processor to the other members (before `run`).
+    pub fn set_peers(&mut self, peers: PeerNet) {
+        self.peers = Some(peers);
+    }
+
+    fn send_all(&mut self, envelopes: Vec<crate::replica::Envelope>) {
+        let Some(peers) = &self.peers else {
+            debug_assert!(envelopes.is_empty(), "a lone member sent raft messages");
+            return;
+        };
+        for env in envelopes {
+            let to = env.to;
+            if !peers.send(env) {
+                self.replica.on_unreachable(to);
+            }
+        }
     }
 
     /// Milliseconds of the monotonic clock that session deadlines use.
@@ -212,6 +235,9 @@ impl Processor {
 
     /// Runs until `Shutdown` or until every sender is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        // Catch up first (a lone member elects itself, commits and applies
+        // what its log holds), before any client's input.
+        self.drive();
         let mut shutdown = false;
         while !shutdown {
             let Some(first) = rx.blocking_recv() else { break };
@@ -244,8 +270,8 @@ impl Processor {
             if out.is_empty() {
                 break;
             }
-            // One member: no peers to send to.
-            debug_assert!(out.messages.is_empty() && out.messages_after_persist.is_empty(), "a lone member sent raft messages");
+            // A leader sends while its own fsync runs (raft thesis 10.2.1).
+            self.send_all(out.messages);
             if let Some(p) = &out.persist {
                 if let Err(e) = self.store.persist(p) {
                     // Nothing of this ready was acknowledged; stopping is the only safe answer.
@@ -254,6 +280,7 @@ impl Processor {
                 }
                 self.replica.on_persisted(p.number);
             }
+            self.send_all(out.messages_after_persist);
             for d in out.deliveries {
                 self.deliver(d);
             }
@@ -365,6 +392,15 @@ impl Processor {
                 let now = self.now();
                 self.replica.on_tick(now);
             }
+            Input::Peer(PeerEvent::Message(env)) => {
+                let now = self.now();
+                self.replica.on_message(env.from, env.msg, now);
+            }
+            Input::Peer(PeerEvent::Down(peer)) => {
+                let now = self.now();
+                self.replica.on_peer_down(peer, now);
+            }
+            Input::Peer(PeerEvent::Up(_)) => {}
             Input::Shutdown => {}
         }
     }

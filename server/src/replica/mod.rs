@@ -283,8 +283,11 @@ impl Replica {
         raft_cfg.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut node = RawNode::new(&raft_cfg, log, &logger)?;
-        // A lone member need not wait out an election timeout.
-        if cfg.voters.len() == 1 {
+        // A lone member need not wait out an election timeout, nor need a
+        // brand-new ensemble: its lowest member stands at once (the others
+        // grant their pre-votes, having no leader yet).
+        let fresh = node.raft.raft_log.last_index() == 0 && node.raft.term == 0;
+        if cfg.voters.len() == 1 || (fresh && cfg.voters.iter().min() == Some(&cfg.id)) {
             node.campaign()?;
         }
         Ok(Replica {

@@ -253,12 +253,13 @@ impl PeerNet {
     /// Queues `env` for its peer and returns at once (never blocks, never
     /// awaits: callable from the processor thread). Dropped if the link to
     /// `env.to` is down; if its queue is full the link is broken (queue
-    /// dropped, `Down` reported, redialed).
+    /// dropped, `Down` reported, redialed). Returns whether it was queued:
+    /// the replica must hear of a dropped one (`Replica::on_unreachable`).
     ///
     /// # Panics
     /// If `env.from` is not this member or `env.to` is not a peer: a bug in
     /// the caller, not something the network can cause.
-    pub fn send(&self, env: Envelope) {
+    pub fn send(&self, env: Envelope) -> bool {
         assert_eq!(env.from, self.shared.my_id, "a message sent in another member's name");
         let Some(slot) = self.shared.peers.get(&env.to) else {
             panic!("a message for {}, who is not a peer of {}", env.to, self.shared.my_id);
@@ -266,18 +267,22 @@ impl PeerNet {
         let mut link = slot.link();
         let Some(l) = link.as_ref() else {
             tracing::trace!(to = env.to, "link down, message dropped");
-            return;
+            return false;
         };
         match l.queue.try_send(env) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 tracing::warn!(peer = slot.id, limit = self.shared.send_queue_max, "send queue full, breaking the link");
                 if let Some(l) = link.take() {
                     l.broken.cancel();
                 }
+                false
             }
             // The link task is gone (stopping): nothing to deliver to.
-            Err(TrySendError::Closed(_)) => drop(link.take()),
+            Err(TrySendError::Closed(_)) => {
+                drop(link.take());
+                false
+            }
         }
     }
 
