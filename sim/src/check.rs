@@ -55,7 +55,7 @@ struct Ack {
 
 pub struct Checker {
     /// index → (hash of the txn, session, cxid).
-    log: BTreeMap<u64, (u64, i64, i32)>,
+    log: BTreeMap<u64, (u64, i64, i32, u64)>,
     txns: BTreeMap<u64, Txn>,
     /// (session, cxid) → index, for client requests (cxid > 0).
     requests: BTreeMap<(i64, i32), u64>,
@@ -104,9 +104,9 @@ impl Checker {
             }
             let hash = fnv(&txn.encode_to_vec());
             match self.log.get(&index) {
-                Some((h, s, c)) if *h != hash => {
+                Some((h, s, c, first)) if *h != hash => {
                     return Err(format!(
-                        "replicas disagree at zxid {index:#x}: member {node} applied session {:#x} cxid {} but another applied session {s:#x} cxid {c}",
+                        "replicas disagree at zxid {index:#x}: member {node} applied session {:#x} cxid {} but member {first} applied session {s:#x} cxid {c}",
                         txn.session_id, txn.cxid
                     ))
                 }
@@ -119,7 +119,7 @@ impl Checker {
                             }
                         }
                     }
-                    self.log.insert(index, (hash, txn.session_id, txn.cxid));
+                    self.log.insert(index, (hash, txn.session_id, txn.cxid, node));
                     self.txns.insert(index, txn);
                 }
             }

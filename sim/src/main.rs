@@ -1,7 +1,7 @@
 //! `corral-sim`: runs seeds of the deterministic simulation.
 //!
 //! ```text
-//! corral-sim run [--seeds N] [--seed S] [--start S] [--nodes 3|5] [--clients C] [--bug B] [--minutes M]
+//! corral-sim run [--seeds N] [--seed S] [--start S] [--nodes 3|5] [--clients C] [--bug B] [--minutes M] [--trace LINES]
 //! ```
 //! Exit 0 when every seed passes, 1 when a violation is found, 2 on a usage error.
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use corral_sim::{run, Bug, SimConfig};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: corral-sim run [--seeds N | --seed S] [--start S] [--nodes 3|5] [--clients C] [--bug lost-ack] [--minutes M]");
+    eprintln!("usage: corral-sim run [--seeds N | --seed S] [--start S] [--nodes 3|5] [--clients C] [--bug lost-ack] [--minutes M] [--trace LINES]");
     ExitCode::from(2)
 }
 
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             "--nodes" => num(value).map(|n| cfg.nodes = n as usize),
             "--clients" => num(value).map(|n| cfg.clients = n as usize),
             "--minutes" => num(value).map(|n| minutes = Some(n)),
+            "--trace" => num(value).map(|n| cfg.trace_lines = n as usize),
             "--bug" => value.parse::<Bug>().map(|b| cfg.bug = Some(b)).map_err(|e| eprintln!("{e}")),
             _ => return usage(),
         };
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
         if single.is_some() {
-            println!("seed {seed}: ok ({} events, {} ops, {} reads checked, {} crashes, {} partitions, {} leaders, trace {:016x})", report.events, report.ops_ok, report.reads_checked, report.crashes, report.partitions, report.leaders, report.trace_hash);
+            println!("seed {seed}: ok ({} events, {} ops, {} reads checked, {} crashes, {} wipes, {} partitions, {} leaders, trace {:016x})", report.events, report.ops_ok, report.reads_checked, report.crashes, report.wipes, report.partitions, report.leaders, report.trace_hash);
             break;
         }
         seed += 1;

@@ -48,7 +48,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { nodes: 3, clients: 4, safety_ms: 6_000, liveness_ms: 20_000, fault_every_ms: 700, bug: None, trace_lines: 80 }
+        SimConfig { nodes: 3, clients: 4, safety_ms: 6_000, liveness_ms: 20_000, fault_every_ms: 700, bug: None, trace_lines: 400 }
     }
 }
 
@@ -72,6 +72,8 @@ pub struct Report {
     pub ops_indeterminate: u64,
     pub reads_checked: u64,
     pub crashes: u32,
+    /// Crashes that also lost the whole disk.
+    pub wipes: u32,
     pub partitions: u32,
     pub leaders: u32,
     pub log_len: usize,
@@ -192,6 +194,7 @@ impl World {
             ops_indeterminate: 0,
             reads_checked: 0,
             crashes: 0,
+            wipes: 0,
             partitions: 0,
             leaders: 0,
             log_len: 0,
@@ -701,6 +704,20 @@ impl World {
                 let down = self.rng.gen_range(50..2_000);
                 self.schedule(down, Ev::Restart { node: i });
             }
+            9 if self.rng.gen_bool(0.3) => {
+                // A member loses its whole disk and comes back empty. Raft
+                // (like ZooKeeper) survives a minority of lost disks, so a
+                // wipe happens only while every member is up and caught up.
+                if !self.fully_redundant() {
+                    return;
+                }
+                self.crash(i);
+                self.report.wipes += 1;
+                self.note(format!("member {} wiped", i + 1));
+                self.members[i].disk = Disk::default();
+                let down = self.rng.gen_range(50..2_000);
+                self.schedule(down, Ev::Restart { node: i });
+            }
             3..=4 => {
                 // Isolate one member.
                 self.report.partitions += 1;
@@ -749,6 +766,13 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Every member up, done recovering and applied up to the leader's commit.
+    fn fully_redundant(&self) -> bool {
+        let replicas: Vec<&Replica> = self.members.iter().filter_map(|m| m.replica.as_ref()).collect();
+        let Some(commit) = replicas.iter().find(|r| r.is_leader()).map(|r| r.commit_index()) else { return false };
+        replicas.len() == self.members.len() && replicas.iter().all(|r| !r.is_recovering() && r.applied_index() >= commit)
     }
 
     fn cut_link(&mut self, a: usize, b: usize) {

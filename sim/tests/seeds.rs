@@ -15,7 +15,7 @@ fn assert_passes(report: &Report, nodes: usize) {
 }
 
 /// Seeds that found bugs once (see docs/simulation.md), then a range.
-const REGRESSIONS: &[u64] = &[1, 2, 33, 106, 110];
+const REGRESSIONS: &[u64] = &[1, 2, 15, 21, 33, 90, 106, 110];
 
 #[test]
 fn fixed_seeds_three_members() {
@@ -70,6 +70,7 @@ fn faults_really_happen() {
     let cfg = SimConfig::default();
     let reports: Vec<Report> = (500..520).map(|s| run(s, &cfg)).collect();
     assert!(reports.iter().map(|r| r.crashes).sum::<u32>() > 10);
+    assert!(reports.iter().map(|r| r.wipes).sum::<u32>() > 0, "no member lost its disk");
     assert!(reports.iter().map(|r| r.partitions).sum::<u32>() > 10);
     assert!(reports.iter().map(|r| r.leaders).sum::<u32>() > 20, "leaders change under faults");
     assert!(reports.iter().map(|r| r.reads_checked).sum::<u64>() > 100);

@@ -66,7 +66,7 @@ async fn main() {
     println!("corral binary: {}", corral_tests::corral_bin().display());
     let mut rows = Vec::new();
     for (name, f) in [("serial creates, 1 session", 0), ("creates, 32 sessions", 1), ("getData, 32 sessions", 2)] {
-        let mut run = |hosts: String| async move {
+        let run = |hosts: String| async move {
             match f {
                 0 => serial_creates(&hosts).await,
                 1 => parallel(&hosts, true).await,

@@ -46,6 +46,8 @@ pub struct Corral {
     pub dir: PathBuf,
     pub addr: SocketAddr,
     extra_cfg: String,
+    /// `myid`, for an ensemble member.
+    myid: Option<u64>,
 }
 
 impl Corral {
@@ -63,9 +65,16 @@ impl Corral {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
-        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned() };
+        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned(), myid: None };
         c.spawn();
         c
+    }
+
+    /// Removes the member's data (not its myid): it restarts empty.
+    pub fn wipe(&mut self) {
+        self.kill();
+        let data = self.dir.join("data");
+        let _ = std::fs::remove_dir_all(&data);
     }
 
     fn write_cfg(&self) -> PathBuf {
@@ -82,6 +91,11 @@ impl Corral {
 
     fn spawn(&mut self) {
         let cfg = self.write_cfg();
+        if let Some(id) = self.myid {
+            let data = self.dir.join("data");
+            std::fs::create_dir_all(&data).expect("data dir");
+            std::fs::write(data.join("myid"), format!("{id}\n")).expect("write myid");
+        }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("corral.log")).expect("log file");
         let mut child = Command::new(corral_bin())
             .arg("server")
@@ -176,6 +190,85 @@ impl Drop for Corral {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A loopback port free at the time of asking (the quorum ports of an
+/// ensemble must be known before any member starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().unwrap().port()
+}
+
+/// An ensemble of real `corral` processes on loopback, from generated
+/// zoo.cfg files with `server.N` lines and `myid` files.
+pub struct Ensemble {
+    pub members: Vec<Corral>,
+}
+
+impl Ensemble {
+    /// Starts `n` members with `extra_cfg` appended to each zoo.cfg, and
+    /// waits until one of them leads.
+    pub fn start(n: usize, extra_cfg: &str) -> Ensemble {
+        let servers: String = (1..=n).map(|i| format!("server.{i}=127.0.0.1:{}:{}\n", free_port(), free_port())).collect();
+        let members = (1..=n)
+            .map(|i| {
+                let dir = std::env::temp_dir().join(format!("corral-ens-{}-{}", std::process::id(), NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("create test dir");
+                let mut c = Corral {
+                    child: None,
+                    stdout: Default::default(),
+                    dir,
+                    addr: "127.0.0.1:0".parse().unwrap(),
+                    extra_cfg: format!("{servers}{extra_cfg}"),
+                    myid: Some(i as u64),
+                };
+                c.spawn();
+                c
+            })
+            .collect();
+        let e = Ensemble { members };
+        e.wait_for_leader(Duration::from_secs(30));
+        e
+    }
+
+    /// Every member's client address, as a connect string.
+    pub fn hosts(&self) -> String {
+        self.members.iter().map(|m| m.hosts()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The `srvr` mode of member `i` (index), or `None` if it does not answer.
+    pub fn mode(&self, i: usize) -> Option<String> {
+        let m = &self.members[i];
+        if m.child.is_none() {
+            return None;
+        }
+        let mut s = TcpStream::connect(m.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"srvr").ok()?;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.lines().find_map(|l| l.strip_prefix("Mode: ").map(str::to_owned))
+    }
+
+    /// The index of the member that leads, waiting up to `timeout`.
+    pub fn wait_for_leader(&self, timeout: Duration) -> usize {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(i) = (0..self.members.len()).find(|i| self.mode(*i).as_deref() == Some("leader")) {
+                return i;
+            }
+            assert!(std::time::Instant::now() < deadline, "no leader within {timeout:?}");
+            // Polled: leadership is visible only through the members' 4lw answers.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The zxid member `i` reports (`mntr` zk_zxid).
+    pub fn zxid(&self, i: usize) -> Option<i64> {
+        let out = self.members[i].four_letter("mntr");
+        let v = out.lines().find_map(|l| l.strip_prefix("zk_zxid\t"))?;
+        i64::from_str_radix(v.trim_start_matches("0x"), 16).ok()
     }
 }
 

@@ -273,6 +273,9 @@ impl Processor {
             // A leader sends while its own fsync runs (raft thesis 10.2.1).
             self.send_all(out.messages);
             if let Some(p) = &out.persist {
+                if let Some(s) = &p.snapshot {
+                    tracing::info!(zxid = format!("{:#x}", s.index), nodes = s.core.nodes.len(), "installed a snapshot from the leader");
+                }
                 if let Err(e) = self.store.persist(p) {
                     // Nothing of this ready was acknowledged; stopping is the only safe answer.
                     tracing::error!("cannot make the log durable, stopping: {e}");

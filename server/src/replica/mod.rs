@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use prost::Message as _;
 use protocol::{ConnectRequest, ErrorCode, Id, Request, Response};
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType};
 use raft::{RawNode, StateRole};
 
 use crate::core::txn::{CreateSessionTxn, ErrorTxn, InitSecretTxn, Op, Txn, TxnOp};
@@ -84,6 +84,10 @@ pub enum PeerMessage {
     /// Sessions whose clients a follower heard from since its last batch:
     /// only the leader expires sessions, so it must know they live.
     Touch { sessions: Vec<i64> },
+    /// A member found with an empty log asks the others for their term
+    /// before it takes part (see [`Replica::on_message`]).
+    TermQuery,
+    TermReply { term: u64 },
 }
 
 /// A message and the member it goes to (`from` is the sender).
@@ -238,6 +242,9 @@ pub struct Replica {
     unpersisted: VecDeque<u64>,
     /// A snapshot installed by ready `.0`, at index `.1`, to report applied once persisted.
     snapshot_applied: Option<(u64, u64)>,
+    /// Set while a member found with an empty log (brand new, or wiped)
+    /// learns the ensemble's term: the terms the others answered.
+    recovering: Option<BTreeMap<u64, u64>>,
     now: Now,
     last_tick_ms: i64,
     last_container_check_ms: i64,
@@ -283,13 +290,12 @@ impl Replica {
         raft_cfg.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut node = RawNode::new(&raft_cfg, log, &logger)?;
-        // A lone member need not wait out an election timeout, nor need a
-        // brand-new ensemble: its lowest member stands at once (the others
-        // grant their pre-votes, having no leader yet).
-        let fresh = node.raft.raft_log.last_index() == 0 && node.raft.term == 0;
-        if cfg.voters.len() == 1 || (fresh && cfg.voters.iter().min() == Some(&cfg.id)) {
+        // A lone member need not wait out an election timeout.
+        if cfg.voters.len() == 1 {
             node.campaign()?;
         }
+        let empty = node.raft.raft_log.last_index() == 0 && node.raft.term == 0;
+        let recovering = (empty && cfg.voters.len() > 1).then(BTreeMap::new);
         Ok(Replica {
             id: cfg.id,
             cfg,
@@ -307,6 +313,7 @@ impl Replica {
             out: Output::default(),
             unpersisted: VecDeque::new(),
             snapshot_applied: None,
+            recovering,
             now,
             last_tick_ms: now.mono_ms,
             last_container_check_ms: now.mono_ms,
@@ -351,6 +358,12 @@ impl Replica {
         let mut v: Vec<String> = self.node.raft.prs().iter().map(|(id, p)| format!("{id}:{:?} match {:#x} next {:#x}", p.state, p.matched, p.next_idx)).collect();
         v.sort();
         v.join(", ")
+    }
+
+    /// Whether this member, found with an empty log, is still learning the
+    /// ensemble's term (it takes no part in raft meanwhile).
+    pub fn is_recovering(&self) -> bool {
+        self.recovering.is_some()
     }
 
     /// Requests waiting for their write to be applied.
@@ -452,7 +465,46 @@ impl Replica {
     pub fn on_message(&mut self, from: u64, msg: PeerMessage, now: Now) {
         self.now = now;
         match msg {
-            PeerMessage::Raft(m) => {
+            PeerMessage::TermQuery => {
+                let term = if self.recovering.is_some() { 0 } else { self.term() };
+                self.send(from, PeerMessage::TermReply { term });
+                // It has an empty log now, whatever it had acknowledged
+                // before: forget that (raft-rs would ignore its rejections
+                // as stale and never send it the snapshot it needs).
+                let last = self.node.raft.raft_log.last_index();
+                if self.is_leader() {
+                    if let Some(p) = self.node.raft.mut_prs().get_mut(from) {
+                        p.matched = 0;
+                        p.next_idx = last + 1;
+                        p.become_probe();
+                    }
+                }
+            }
+            PeerMessage::TermReply { term } => {
+                if let Some(answers) = &mut self.recovering {
+                    answers.insert(from, term);
+                    self.try_finish_recovery();
+                }
+            }
+            // Nothing of raft before the term is known (see `try_finish_recovery`).
+            PeerMessage::Raft(_) if self.recovering.is_some() => {}
+            PeerMessage::Raft(mut m) => {
+                let last = self.node.raft.raft_log.last_index();
+                match m.get_msg_type() {
+                    // A member whose data was wiped is remembered by the
+                    // leader as having entries it no longer has: the leader's
+                    // commit hint must not point past its log (raft-rs would
+                    // stop the member); it catches up by snapshot instead.
+                    MessageType::MsgHeartbeat if m.commit > last => m.commit = last,
+                    // Nor may it vote before it has a log again: it may have
+                    // voted in this term before it lost its data. A brand-new
+                    // ensemble's candidates have empty logs too.
+                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote if last == 0 && m.index > 0 => {
+                        tracing::info!(id = self.id, candidate = from, "no vote before this member has a log");
+                        return;
+                    }
+                    _ => {}
+                }
                 if let Err(e) = self.node.step(m) {
                     tracing::debug!("raft step: {e}");
                 }
@@ -483,6 +535,35 @@ impl Replica {
         }
     }
 
+    /// A member found with an empty log may have lost its data: it may have
+    /// voted and acknowledged entries in a term it no longer knows, and a
+    /// stale leader of an older term could then commit over entries the
+    /// ensemble already committed. So before it takes part it learns the
+    /// highest term of all other members, adopts it and counts its vote in
+    /// that term as spent. A brand-new ensemble needs only a majority: if a
+    /// majority never had a term, no leader ever existed. Its lowest member
+    /// then stands at once rather than after an election timeout.
+    fn try_finish_recovery(&mut self) {
+        let Some(answers) = &self.recovering else { return };
+        let others = self.cfg.voters.len() - 1;
+        let majority = self.cfg.voters.len() / 2 + 1;
+        let max = answers.values().copied().max().unwrap_or(0);
+        let all = answers.len() == others;
+        let new_ensemble = answers.len() + 1 >= majority && max == 0;
+        if !all && !new_ensemble {
+            return;
+        }
+        self.recovering = None;
+        if max > 0 {
+            tracing::info!(id = self.id, term = max, "empty log: joining at the ensemble's term, no vote in it");
+            self.node.raft.become_follower(max, raft::INVALID_ID);
+            self.node.raft.vote = self.id;
+        } else if self.cfg.voters.iter().min() == Some(&self.id) {
+            let _ = self.node.campaign();
+        }
+        self.pin();
+    }
+
     /// The link to `peer` broke (its TCP connection closed): writes
     /// forwarded to it may be lost, so their clients are told to retry. If
     /// it was the leader, an election starts at once instead of after an
@@ -493,7 +574,7 @@ impl Replica {
         self.fail_forwarded_to(peer);
         // A snapshot in flight to it is lost with the link.
         self.on_unreachable(peer);
-        if peer != self.id && peer == self.leader_id() && self.cfg.voters.len() > 1 {
+        if peer != self.id && peer == self.leader_id() && self.cfg.voters.len() > 1 && self.snapshot_applied.is_none() {
             tracing::info!(id = self.id, leader = peer, "link to the leader lost; campaigning");
             let _ = self.node.campaign();
             self.pin();
@@ -537,6 +618,19 @@ impl Replica {
         if ticks > 0 {
             self.last_tick_ms = now.mono_ms;
         }
+        if let Some(answers) = &self.recovering {
+            if ticks > 0 {
+                let ask: Vec<u64> = self.cfg.voters.iter().copied().filter(|v| *v != self.id && !answers.contains_key(v)).collect();
+                for peer in ask {
+                    self.send(peer, PeerMessage::TermQuery);
+                }
+            }
+            return;
+        }
+        // While an installed snapshot awaits its sync, raft's applied index
+        // lags the log's start: an election now would read entries that are
+        // gone (raft-rs looks for unapplied conf changes). Time resumes after.
+        let ticks = if self.snapshot_applied.is_some() { 0 } else { ticks };
         for _ in 0..ticks {
             self.node.tick();
             self.pin();

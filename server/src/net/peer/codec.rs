@@ -80,7 +80,7 @@ pub struct WireEnvelope {
     pub from: u64,
     #[prost(uint64, tag = "2")]
     pub to: u64,
-    #[prost(oneof = "WireMessage", tags = "3, 4, 5, 6")]
+    #[prost(oneof = "WireMessage", tags = "3, 4, 5, 6, 7, 8")]
     pub msg: Option<WireMessage>,
 }
 
@@ -96,6 +96,19 @@ pub enum WireMessage {
     CreateSession(WireCreateSession),
     #[prost(message, tag = "6")]
     Touch(WireTouch),
+    #[prost(message, tag = "7")]
+    TermQuery(WireTermQuery),
+    #[prost(message, tag = "8")]
+    TermReply(WireTermReply),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireTermQuery {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireTermReply {
+    #[prost(uint64, tag = "1")]
+    pub term: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -171,6 +184,8 @@ pub fn to_wire(env: &Envelope) -> Result<WireEnvelope, PeerCodecError> {
             })
         }
         PeerMessage::Touch { sessions } => WireMessage::Touch(WireTouch { sessions: sessions.clone() }),
+        PeerMessage::TermQuery => WireMessage::TermQuery(WireTermQuery {}),
+        PeerMessage::TermReply { term } => WireMessage::TermReply(WireTermReply { term: *term }),
     };
     Ok(WireEnvelope { from: env.from, to: env.to, msg: Some(msg) })
 }
@@ -194,6 +209,8 @@ pub fn from_wire(wire: WireEnvelope) -> Result<Envelope, PeerCodecError> {
             timeout_ms: c.timeout_ms,
         },
         WireMessage::Touch(t) => PeerMessage::Touch { sessions: t.sessions },
+        WireMessage::TermQuery(_) => PeerMessage::TermQuery,
+        WireMessage::TermReply(t) => PeerMessage::TermReply { term: t.term },
     };
     Ok(Envelope { from: wire.from, to: wire.to, msg })
 }

@@ -1,0 +1,191 @@
+//! A 3-member ensemble of real `corral` processes on loopback (generated
+//! zoo.cfg files with `server.N` lines, `myid` files), driven by the stock
+//! Rust client: leader kill -9 with sessions and ephemerals kept and no
+//! acknowledged write lost; all members killed mid-write; a wiped member
+//! rebuilt from the others; a session whose member died expiring on the
+//! leader.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corral_tests::{connect, ephemeral, persistent, Ensemble};
+use zookeeper_client as zk;
+
+/// Retries `f` while it fails with a transient error (connection loss
+/// during a failover), for at most `limit`.
+async fn retry<T, F, Fut>(limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, zk::Error>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline && matches!(e, zk::Error::ConnectionLoss | zk::Error::Timeout) => {
+                tokio::time::sleep(Duration::from_millis(20)).await; // a client's retry backoff, not synchronisation
+            }
+            Err(e) => panic!("gave up after {limit:?}: {e}"),
+        }
+    }
+}
+
+/// Writers on every member create nodes under `/d` until stopped or until
+/// an error; the acknowledged paths are returned through `acked`.
+fn spawn_writers(ens: &Ensemble, acked: Arc<Mutex<BTreeSet<String>>>, progress: Arc<tokio::sync::watch::Sender<usize>>) -> Vec<tokio::task::JoinHandle<()>> {
+    ens.members
+        .iter()
+        .enumerate()
+        .map(|(w, m)| {
+            let (host, acked, progress) = (m.hosts(), acked.clone(), progress.clone());
+            tokio::spawn(async move {
+                let zk = connect(&host, Duration::from_secs(10)).await;
+                for i in 0..20_000 {
+                    let path = format!("/d/w{w}-{i}");
+                    match zk.create(&path, path.as_bytes(), &persistent()).await {
+                        Ok(_) => {
+                            let n = {
+                                let mut a = acked.lock().unwrap();
+                                a.insert(path);
+                                a.len()
+                            };
+                            progress.send_replace(n);
+                        }
+                        // Connection loss: this writer's part is over (its
+                        // in-flight create is indeterminate, not acknowledged).
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn assert_all_present(hosts: &str, acked: &BTreeSet<String>) {
+    let zk = connect(hosts, Duration::from_secs(10)).await;
+    retry(Duration::from_secs(20), || zk.sync("/d")).await;
+    let present: BTreeSet<String> = retry(Duration::from_secs(20), || zk.list_children("/d")).await.into_iter().map(|c| format!("/d/{c}")).collect();
+    let lost: Vec<_> = acked.difference(&present).collect();
+    assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), lost.iter().take(5).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_keeps_sessions_ephemerals_and_acknowledged_writes() {
+    let mut ens = Ensemble::start(3, "");
+    let leader = ens.wait_for_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    // A client on a follower, with an ephemeral; another with the full connect string.
+    let on_follower = connect(&ens.members[follower].hosts(), Duration::from_secs(10)).await;
+    on_follower.create("/d", b"", &persistent()).await.unwrap();
+    on_follower.create("/eph", b"mine", &ephemeral()).await.unwrap();
+    let roaming = connect(&ens.hosts(), Duration::from_secs(10)).await;
+    let roaming_session = roaming.session_id();
+    roaming.create("/eph2", b"", &ephemeral()).await.unwrap();
+
+    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let (tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let writers = spawn_writers(&ens, acked.clone(), Arc::new(tx));
+    tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|n| *n >= 300)).await.expect("300 writes within 60 s").unwrap();
+
+    let killed_at = Instant::now();
+    ens.members[leader].kill();
+    // A write through the roaming session succeeds on the new leader.
+    retry(Duration::from_secs(20), || roaming.set_data("/d", b"after the kill", None)).await;
+    let failover = killed_at.elapsed();
+    let new_leader = ens.wait_for_leader(Duration::from_secs(20));
+    assert_ne!(new_leader, leader);
+    assert_eq!(roaming.session_id(), roaming_session, "the session survives the failover");
+    for w in writers {
+        let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
+    }
+
+    // Ephemerals of live sessions are still there.
+    let check = connect(&ens.members[new_leader].hosts(), Duration::from_secs(10)).await;
+    assert_eq!(retry(Duration::from_secs(10), || check.get_data("/eph")).await.0, b"mine");
+    assert!(retry(Duration::from_secs(10), || check.check_stat("/eph2")).await.is_some());
+    let acked_now = acked.lock().unwrap().clone();
+    assert_all_present(&ens.members[new_leader].hosts(), &acked_now).await;
+
+    // The old leader comes back and catches up.
+    ens.members[leader].restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let target = ens.zxid(new_leader).expect("leader zxid");
+    while ens.zxid(leader).is_none_or(|z| z < target) {
+        assert!(Instant::now() < deadline, "restarted member did not catch up");
+        std::thread::sleep(Duration::from_millis(20)); // polled through mntr
+    }
+    assert_all_present(&ens.members[leader].hosts(), &acked_now).await;
+    eprintln!("failover: first write {failover:?} after kill -9 of the leader; {} writes acknowledged", acked_now.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_members_killed_mid_write_lose_nothing_acknowledged() {
+    let mut ens = Ensemble::start(3, "");
+    let zk = connect(&ens.hosts(), Duration::from_secs(10)).await;
+    zk.create("/d", b"", &persistent()).await.unwrap();
+    drop(zk);
+    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let (tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let writers = spawn_writers(&ens, acked.clone(), Arc::new(tx));
+    tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|n| *n >= 500)).await.expect("500 writes within 60 s").unwrap();
+    for m in &mut ens.members {
+        m.kill();
+    }
+    for w in writers {
+        let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    for m in &mut ens.members {
+        m.restart();
+    }
+    ens.wait_for_leader(Duration::from_secs(30));
+    assert_all_present(&ens.hosts(), &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_member_is_rebuilt_from_a_snapshot() {
+    let mut ens = Ensemble::start(3, "snapCount=50\n");
+    let leader = ens.wait_for_leader(Duration::from_secs(30));
+    let zk = connect(&ens.members[leader].hosts(), Duration::from_secs(10)).await;
+    zk.create("/d", b"", &persistent()).await.unwrap();
+    let mut acked = BTreeSet::new();
+    for i in 0..300 {
+        let p = format!("/d/n{i}");
+        zk.create(&p, p.as_bytes(), &persistent()).await.unwrap();
+        acked.insert(p);
+    }
+    let victim = (leader + 1) % 3;
+    ens.members[victim].wipe();
+    ens.members[victim].restart();
+    let target = ens.zxid(leader).expect("leader zxid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ens.zxid(victim).is_none_or(|z| z < target) {
+        assert!(Instant::now() < deadline, "wiped member was not rebuilt");
+        std::thread::sleep(Duration::from_millis(20)); // polled through mntr
+    }
+    assert_all_present(&ens.members[victim].hosts(), &acked).await;
+    // The log was compacted, so the member must have been sent a snapshot.
+    let log = ens.members[victim].log();
+    assert!(log.contains("installed a snapshot"), "expected a snapshot install in the log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_member_died_expires_on_the_leader() {
+    let mut ens = Ensemble::start(3, "");
+    let leader = ens.wait_for_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    let observer = connect(&ens.members[leader].hosts(), Duration::from_secs(10)).await;
+    // Only this member in its connect string: when it dies the client cannot move.
+    let doomed = connect(&ens.members[follower].hosts(), Duration::from_millis(1_000)).await;
+    doomed.create("/doomed", b"", &ephemeral()).await.unwrap();
+    let (_, gone) = observer.check_and_watch_stat("/doomed").await.unwrap();
+    let killed_at = Instant::now();
+    ens.members[follower].kill();
+    let event = tokio::time::timeout(Duration::from_secs(20), gone.changed()).await.expect("the ephemeral goes with its session");
+    assert_eq!(event.event_type, zk::EventType::NodeDeleted);
+    let waited = killed_at.elapsed();
+    // Not before the session timeout: the leader heard from it until the kill.
+    assert!(waited >= Duration::from_millis(300), "expired after only {waited:?}");
+    assert!(observer.check_stat("/doomed").await.unwrap().is_none());
+}
