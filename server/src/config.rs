@@ -167,6 +167,9 @@ pub struct Config {
     pub peers: Vec<Peer>,
     /// From `dataDir/myid`, 0 when absent (standalone).
     pub my_id: u64,
+    /// Test-only faults, from the command line's `--unsafe-test-bug` only
+    /// (never from zoo.cfg): see [`crate::testbug`].
+    pub unsafe_test_bugs: Vec<crate::testbug::TestBug>,
 }
 
 impl Config {
@@ -194,6 +197,7 @@ impl Config {
             x509_super_user: None,
             peers: Vec::new(),
             my_id: 0,
+            unsafe_test_bugs: Vec::new(),
         }
     }
 

@@ -58,3 +58,4 @@ pub mod core;
 pub mod net;
 pub mod replica;
 pub mod store;
+pub mod testbug;

@@ -10,7 +10,9 @@ use corral::net::Server;
 
 const USAGE: &str = "usage: corral                  run standalone on 127.0.0.1:2181 with data in ./corral-data
        corral server ZOO_CFG    run with a ZooKeeper zoo.cfg (and dataDir/myid)
-       corral --version         print the version";
+       corral --version         print the version
+test only: corral server ZOO_CFG --unsafe-test-bug BUG [--unsafe-test-bug BUG ...]
+                                break a guarantee on purpose (lost-ack, stale-read, overlay-skip, expire-on-follower)";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -20,9 +22,32 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [] => Ok(Config::embedded_default()),
-        ["server", path] => Config::load(&PathBuf::from(path)),
+    let mut bugs = Vec::new();
+    let mut rest: Vec<&str> = Vec::new();
+    let mut it = args.iter().map(String::as_str);
+    while let Some(a) = it.next() {
+        if a == "--unsafe-test-bug" {
+            match it.next().map(str::parse::<corral::testbug::TestBug>) {
+                Some(Ok(b)) => bugs.push(b),
+                Some(Err(e)) => {
+                    eprintln!("corral: {e}");
+                    return ExitCode::from(64);
+                }
+                None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(64);
+                }
+            }
+        } else {
+            rest.push(a);
+        }
+    }
+    let cfg = match rest.as_slice() {
+        [] if bugs.is_empty() => Ok(Config::embedded_default()),
+        ["server", path] => Config::load(&PathBuf::from(path)).map(|mut c| {
+            c.unsafe_test_bugs = std::mem::take(&mut bugs);
+            c
+        }),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use corral_sim::{run, Bug, SimConfig};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: corral-sim run [--seeds N | --seed S] [--start S] [--nodes 3|5] [--clients C] [--bug lost-ack] [--minutes M] [--trace LINES]");
+    eprintln!("usage: corral-sim run [--seeds N | --seed S] [--start S] [--nodes 3|5] [--clients C] [--bug lost-ack|stale-read|overlay-skip|expire-on-follower] [--minutes M] [--trace LINES]");
     ExitCode::from(2)
 }
 
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
             for line in &v.trace {
                 println!("  {line}");
             }
-            let bug = cfg.bug.map(|b| format!(" --bug {b:?}").to_lowercase().replace("lostack", "lost-ack")).unwrap_or_default();
+            let bug = cfg.bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
             println!("replay: cargo run --release -p corral-sim -- run --seed {seed} --nodes {}{bug}", cfg.nodes);
             summary(ran, ops, sim_ms, started);
             return ExitCode::from(1);

@@ -14,22 +14,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::check::Checker;
 use crate::client::{self, Client, ClientState, InFlight};
 
-/// Test-only faults a run can turn on, to prove the checks catch them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bug {
-    /// The shell reports writes durable before the disk has them.
-    LostAck,
-}
-
-impl std::str::FromStr for Bug {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Bug, String> {
-        match s {
-            "lost-ack" => Ok(Bug::LostAck),
-            other => Err(format!("unknown bug {other:?} (known: lost-ack)")),
-        }
-    }
-}
+/// Test-only faults a run can turn on, to prove the checks catch them (the
+/// server's own switches; `lost-ack` is played by the simulated shell).
+pub use corral::testbug::TestBug as Bug;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -290,6 +277,7 @@ impl World {
             container_check_interval_ms: 1_000,
             election_tick: 10,
             heartbeat_tick: 2,
+            test_bugs: self.cfg.bug.into_iter().filter(|b| *b != Bug::LostAck).collect(),
         };
         m.life += 1;
         let life = m.life;

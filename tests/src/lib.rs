@@ -48,6 +48,8 @@ pub struct Corral {
     extra_cfg: String,
     /// `myid`, for an ensemble member.
     myid: Option<u64>,
+    /// Extra command-line arguments after `server zoo.cfg`.
+    args: Vec<String>,
 }
 
 impl Corral {
@@ -65,7 +67,7 @@ impl Corral {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
-        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned(), myid: None };
+        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned(), myid: None, args: Vec::new() };
         c.spawn();
         c
     }
@@ -89,6 +91,13 @@ impl Corral {
         cfg
     }
 
+    /// Restarts on the same port and data with extra command-line arguments.
+    pub fn restart_with_args(&mut self, args: &[&str]) {
+        self.kill();
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
         let cfg = self.write_cfg();
         if let Some(id) = self.myid {
@@ -100,6 +109,7 @@ impl Corral {
         let mut child = Command::new(corral_bin())
             .arg("server")
             .arg(&cfg)
+            .args(&self.args)
             .stdout(Stdio::piped())
             .stderr(log)
             .env("RUST_LOG", "info")
@@ -222,6 +232,7 @@ impl Ensemble {
                     addr: "127.0.0.1:0".parse().unwrap(),
                     extra_cfg: format!("{servers}{extra_cfg}"),
                     myid: Some(i as u64),
+                    args: Vec::new(),
                 };
                 c.spawn();
                 c

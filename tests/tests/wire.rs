@@ -116,6 +116,20 @@ fn command_line_usage_and_version() {
     let missing = run(&["server", "/nonexistent/zoo.cfg"]);
     assert_eq!(missing.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/zoo.cfg: cannot read"));
+    // Test-only bug switches: only named ones, only with a zoo.cfg.
+    let unknown = run(&["server", "/nonexistent/zoo.cfg", "--unsafe-test-bug", "nonsense"]);
+    assert_eq!(unknown.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown test bug"));
+    let alone = run(&["--unsafe-test-bug", "lost-ack"]);
+    assert_eq!(alone.status.code(), Some(64), "no bug switch on the embedded default");
+}
+
+#[test]
+fn a_test_bug_is_announced_loudly() {
+    let mut server = Corral::start_with("");
+    server.restart_with_args(&["--unsafe-test-bug", "stale-read"]);
+    assert!(server.log().contains("UNSAFE TEST BUG ON"), "{}", server.log());
+    assert!(server.four_letter("ruok").contains("imok"));
 }
 
 #[test]

@@ -22,7 +22,8 @@ use crate::config::Config;
 use crate::core::watch::WatchEvent;
 use crate::core::{self, acl};
 use crate::replica::log::LogSnapshot;
-use crate::replica::{Delivery, Now, Replica, ReplicaConfig};
+use crate::replica::{Delivery, Now, Persist, Replica, ReplicaConfig};
+use crate::testbug::TestBug;
 use crate::store::Store;
 
 use super::fourlw;
@@ -185,7 +186,11 @@ impl Processor {
             container_check_interval_ms: cfg.container_check_interval_ms as i64,
             election_tick: 10,
             heartbeat_tick: 2,
+            test_bugs: cfg.unsafe_test_bugs.clone(),
         };
+        for b in &cfg.unsafe_test_bugs {
+            tracing::error!(bug = %b, "UNSAFE TEST BUG ON: this server deliberately breaks its guarantees; never use it for real data");
+        }
         let fresh_secret = random().max(1);
         let replica = Replica::new(replica_cfg, recovered, fresh_secret, first_session_id, random(), now)
             .map_err(|e| anyhow::anyhow!("cannot start the replica: {e}"))?;
@@ -276,12 +281,19 @@ impl Processor {
                 if let Some(s) = &p.snapshot {
                     tracing::info!(zxid = format!("{:#x}", s.index), nodes = s.core.nodes.len(), "installed a snapshot from the leader");
                 }
-                if let Err(e) = self.store.persist(p) {
-                    // Nothing of this ready was acknowledged; stopping is the only safe answer.
-                    tracing::error!("cannot make the log durable, stopping: {e}");
-                    std::process::exit(2);
+                if self.cfg.unsafe_test_bugs.contains(&TestBug::LostAck) {
+                    // The bug: acknowledged before the disk has it; written without an fsync.
+                    self.replica.on_persisted(p.number);
+                    let unsynced = Persist { must_sync: false, entries: p.entries.clone(), hard_state: p.hard_state.clone(), snapshot: p.snapshot.clone(), number: p.number };
+                    let _ = self.store.persist(&unsynced);
+                } else {
+                    if let Err(e) = self.store.persist(p) {
+                        // Nothing of this ready was acknowledged; stopping is the only safe answer.
+                        tracing::error!("cannot make the log durable, stopping: {e}");
+                        std::process::exit(2);
+                    }
+                    self.replica.on_persisted(p.number);
                 }
-                self.replica.on_persisted(p.number);
             }
             self.send_all(out.messages_after_persist);
             for d in out.deliveries {

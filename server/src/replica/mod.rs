@@ -26,6 +26,7 @@ use raft::{RawNode, StateRole};
 use crate::core::txn::{CreateSessionTxn, ErrorTxn, InitSecretTxn, Op, Txn, TxnOp};
 use crate::core::watch::WatchEvent;
 use crate::core::{self, Caller, Connect, Core, CoreConfig, Handled};
+use crate::testbug::TestBug;
 use log::{Log, LogSnapshot};
 
 /// Milliseconds of one raft tick.
@@ -60,6 +61,8 @@ pub struct ReplicaConfig {
     /// Raft ticks without a leader's heartbeat before an election.
     pub election_tick: usize,
     pub heartbeat_tick: usize,
+    /// Test-only faults (see [`crate::testbug`]); empty in production.
+    pub test_bugs: Vec<TestBug>,
 }
 
 /// What the store kept, to restart from.
@@ -434,6 +437,10 @@ impl Replica {
         }
         self.touched.insert(session_id);
         if !goes_through_log(&req) {
+            if self.bug(TestBug::StaleRead) {
+                self.read(conn, session_id, auth, xid, &req);
+                return;
+            }
             match self.lines.get_mut(&session_id) {
                 Some(line) => line.push_back(Slot::Read { conn, xid, req, auth: auth.to_vec() }),
                 None => self.read(conn, session_id, auth, xid, &req),
@@ -641,6 +648,9 @@ impl Replica {
             self.fail_session(s, None);
         }
         if !self.is_leader() {
+            if self.bug(TestBug::ExpireOnFollower) {
+                self.expire_locally(now.mono_ms);
+            }
             let leader = self.leader_id();
             if leader != 0 && !self.touched.is_empty() {
                 let sessions = std::mem::take(&mut self.touched).into_iter().collect();
@@ -917,9 +927,30 @@ impl Replica {
         self.node.raft.raft_log.last_index() + 1
     }
 
+    fn bug(&self, b: TestBug) -> bool {
+        self.cfg.test_bugs.contains(&b)
+    }
+
+    /// The `expire-on-follower` bug: a follower drops sessions its own
+    /// clock finds expired, outside the log, and so diverges.
+    fn expire_locally(&mut self, now_ms: i64) {
+        for session_id in self.core.sessions.expired(now_ms) {
+            let paths: Vec<String> = self.core.tree.ephemerals(session_id).cloned().collect();
+            let zxid = self.core.last_zxid();
+            for p in paths {
+                self.core.tree.delete(&p, zxid);
+            }
+            self.core.sessions.close(session_id);
+            self.out.deliveries.push(Delivery::SessionClosed { session_id });
+        }
+    }
+
     /// Prepares a write (or a sync: an empty txn whose apply means the
     /// member has caught up with the leader as of the sync).
     fn prep(&mut self, caller: Caller, req: &Request, zxid: i64) -> Vec<TxnOp> {
+        if self.bug(TestBug::OverlaySkip) {
+            self.core.outstanding.clear();
+        }
         if let Request::Sync(r) = req {
             return match core::path::validate(&r.path, false) {
                 Ok(()) => Vec::new(),
