@@ -167,6 +167,10 @@ pub struct Config {
     pub peers: Vec<Peer>,
     /// From `dataDir/myid`, 0 when absent (standalone).
     pub my_id: u64,
+    /// `readConsistency=linearizable` (Corral's own key; default
+    /// `sequential`, ZooKeeper's model): every data read is confirmed
+    /// through the leader and a quorum first.
+    pub linearizable_reads: bool,
     /// Test-only faults, from the command line's `--unsafe-test-bug` only
     /// (never from zoo.cfg): see [`crate::testbug`].
     pub unsafe_test_bugs: Vec<crate::testbug::TestBug>,
@@ -197,6 +201,7 @@ impl Config {
             x509_super_user: None,
             peers: Vec::new(),
             my_id: 0,
+            linearizable_reads: false,
             unsafe_test_bugs: Vec::new(),
         }
     }
@@ -320,6 +325,13 @@ impl Config {
                 words.push(w.to_owned());
             }
             cfg.four_letter_words = words;
+        }
+        if let Some((line, v)) = values.get("readConsistency") {
+            cfg.linearizable_reads = match v.as_str() {
+                "linearizable" => true,
+                "sequential" => false,
+                other => return Err(bad("readConsistency", *line, format!("not linearizable or sequential: {other:?}"))),
+            };
         }
         if let Some((line, v)) = values.get("extendedTypesEnabled") {
             cfg.extended_types = parse_bool(v).ok_or_else(|| bad("extendedTypesEnabled", *line, format!("not true/false: {v:?}")))?;
@@ -448,6 +460,7 @@ const KNOWN_KEYS: &[&str] = &[
     "maxSessionTimeout",
     "4lw.commands.whitelist",
     "extendedTypesEnabled",
+    "readConsistency",
     "jute.maxbuffer",
     "DigestAuthenticationProvider.superDigest",
     "X509AuthenticationProvider.superUser",
@@ -637,5 +650,13 @@ mod tests {
         std::fs::write(dir.join("myid"), "7\n").unwrap();
         assert!(Config::load(&cfg).unwrap_err().to_string().contains("no server.7 line"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn read_consistency() {
+        assert!(!parse("dataDir=/x\n").unwrap().linearizable_reads, "ZooKeeper's model by default");
+        assert!(parse("dataDir=/x\nreadConsistency=linearizable\n").unwrap().linearizable_reads);
+        let e = parse("dataDir=/x\nreadConsistency=strong\n").unwrap_err().to_string();
+        assert!(e.contains(":2: readConsistency"), "{e}");
     }
 }

@@ -70,6 +70,8 @@ pub struct Checker {
     acks: Vec<Ack>,
     sequential: BTreeSet<String>,
     pub reads_checked: u64,
+    /// The highest log index of a write acknowledged so far.
+    acked_upto: u64,
 }
 
 impl Default for Checker {
@@ -92,6 +94,7 @@ impl Checker {
             acks: Vec::new(),
             sequential: BTreeSet::new(),
             reads_checked: 0,
+            acked_upto: 0,
         }
     }
 
@@ -192,6 +195,22 @@ impl Checker {
         Ok(())
     }
 
+    /// The highest log index of a write acknowledged so far.
+    pub fn acked_upto(&self) -> u64 {
+        self.acked_upto
+    }
+
+    /// A linearizable read (invoked after writes up to `acked_before` were
+    /// acknowledged) answered at `zxid` must reflect them all.
+    pub fn linearizable(&self, client: usize, xid: i32, req: &Request, zxid: i64, acked_before: u64) -> Result<(), Failure> {
+        if corral::replica::reads_data(req) && (zxid as u64) < acked_before {
+            return Err(format!(
+                "client {client}: linearizable read xid {xid} answered at zxid {zxid:#x}, but a write at {acked_before:#x} was acknowledged before it was sent"
+            ));
+        }
+        Ok(())
+    }
+
     /// A reply a client received, in its session's order.
     pub fn reply(&mut self, client: usize, session_id: i64, xid: i32, req: &Request, zxid: i64, err: ErrorCode, body: &Response) -> Result<(), Failure> {
         match (req, err, body) {
@@ -211,6 +230,9 @@ impl Checker {
         }
         if corral::replica::goes_through_log(req) && !matches!(req, Request::CloseSession) {
             self.acks.push(Ack { client, session_id, xid, reply_zxid: zxid });
+            if let Some(index) = self.requests.get(&(session_id, xid)) {
+                self.acked_upto = self.acked_upto.max(*index);
+            }
         }
         if let (Request::Create(c), ErrorCode::Ok, Response::Create(r)) = (req, err, body) {
             if c.flags & 2 != 0 && !self.sequential.insert(r.path.clone()) {
@@ -263,5 +285,21 @@ impl Checker {
 
     pub fn acks(&self) -> usize {
         self.acks.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::GetDataRequest;
+
+    #[test]
+    fn a_linearizable_read_must_reflect_writes_acknowledged_before_it() {
+        let c = Checker::new();
+        let get = Request::GetData(GetDataRequest { path: "/r".into(), watch: false });
+        assert!(c.linearizable(0, 1, &get, 0x10, 0x10).is_ok());
+        assert!(c.linearizable(0, 1, &get, 0x11, 0x10).is_ok());
+        assert!(c.linearizable(0, 1, &get, 0x0f, 0x10).is_err(), "stale");
+        assert!(c.linearizable(0, 1, &Request::Ping, 0x0f, 0x10).is_ok(), "pings read nothing");
     }
 }

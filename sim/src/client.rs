@@ -35,6 +35,9 @@ pub struct InFlight {
     pub xid: i32,
     pub req: Request,
     pub invoked_ms: i64,
+    /// The highest index of a write acknowledged to anyone before this was
+    /// sent: a linearizable read must reflect it.
+    pub acked_before: u64,
 }
 
 #[derive(Debug)]

@@ -29,13 +29,15 @@ pub struct SimConfig {
     /// Mean simulated milliseconds between faults.
     pub fault_every_ms: i64,
     pub bug: Option<Bug>,
+    /// `readConsistency=linearizable` on every member; `None`: drawn from the seed.
+    pub linearizable: Option<bool>,
     /// Trace lines kept for a failure report.
     pub trace_lines: usize,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { nodes: 3, clients: 4, safety_ms: 6_000, liveness_ms: 20_000, fault_every_ms: 700, bug: None, trace_lines: 400 }
+        SimConfig { nodes: 3, clients: 4, safety_ms: 6_000, liveness_ms: 20_000, fault_every_ms: 700, bug: None, linearizable: None, trace_lines: 400 }
     }
 }
 
@@ -157,6 +159,7 @@ pub(crate) struct World {
     next_conn: u64,
     checker: Checker,
     phase: Phase,
+    linearizable: bool,
     trace: VecDeque<String>,
     trace_hash: u64,
     events: u64,
@@ -170,7 +173,8 @@ fn mix(h: u64, v: u64) -> u64 {
 
 impl World {
     pub(crate) fn new(seed: u64, cfg: SimConfig) -> World {
-        let rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let linearizable = cfg.linearizable.unwrap_or_else(|| rng.gen_bool(0.5));
         let report = Report {
             seed,
             violation: None,
@@ -199,6 +203,7 @@ impl World {
             next_conn: 1,
             checker: Checker::new(),
             phase: Phase::Safety,
+            linearizable,
             trace: VecDeque::new(),
             trace_hash: 0xcbf2_9ce4_8422_2325,
             events: 0,
@@ -278,6 +283,7 @@ impl World {
             election_tick: 10,
             heartbeat_tick: 2,
             test_bugs: self.cfg.bug.into_iter().filter(|b| *b != Bug::LostAck).collect(),
+            linearizable_reads: self.linearizable,
         };
         m.life += 1;
         let life = m.life;
@@ -864,7 +870,9 @@ impl World {
         }
         let cl = &mut self.clients[c];
         let xid = if matches!(req, Request::Ping) { protocol::codes::xid::PING } else { cl.take_xid() };
-        cl.in_flight.push_back(InFlight { xid, req: req.clone(), invoked_ms: self.now_ms });
+        let acked_before = self.checker.acked_upto();
+        let cl = &mut self.clients[c];
+        cl.in_flight.push_back(InFlight { xid, req: req.clone(), invoked_ms: self.now_ms, acked_before });
         cl.last_sent_ms = self.now_ms;
         let life = self.members[node].life;
         // A connection is ordered: every request takes the same 1 ms.
@@ -962,6 +970,11 @@ impl World {
         }
         if let Err(e) = self.checker.reply(c, session, xid, &f.req, zxid, err, &body) {
             self.fail(e);
+        }
+        if self.linearizable {
+            if let Err(e) = self.checker.linearizable(c, xid, &f.req, zxid, f.acked_before) {
+                self.fail(e);
+            }
         }
     }
 }

@@ -189,3 +189,22 @@ async fn a_session_whose_member_died_expires_on_the_leader() {
     assert!(waited >= Duration::from_millis(300), "expired after only {waited:?}");
     assert!(observer.check_stat("/doomed").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linearizable_reads_see_every_write_acknowledged_before_them() {
+    // Sequentially consistent reads (ZooKeeper's model) may lag on a
+    // follower; with readConsistency=linearizable a read through any member
+    // sees a write acknowledged through another one just before.
+    let ens = Ensemble::start(3, "readConsistency=linearizable\n");
+    let leader = ens.wait_for_leader(Duration::from_secs(30));
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let writer = connect(&ens.members[a].hosts(), Duration::from_secs(10)).await;
+    let reader = connect(&ens.members[b].hosts(), Duration::from_secs(10)).await;
+    writer.create("/lin", b"0", &persistent()).await.unwrap();
+    for i in 1..=200 {
+        let v = i.to_string();
+        writer.set_data("/lin", v.as_bytes(), None).await.unwrap();
+        let (got, _) = reader.get_data("/lin").await.unwrap();
+        assert_eq!(got, v.as_bytes(), "read {i} through member {} missed the write acknowledged through member {}", b + 1, a + 1);
+    }
+}

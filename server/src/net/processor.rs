@@ -187,6 +187,7 @@ impl Processor {
             election_tick: 10,
             heartbeat_tick: 2,
             test_bugs: cfg.unsafe_test_bugs.clone(),
+            linearizable_reads: cfg.linearizable_reads,
         };
         for b in &cfg.unsafe_test_bugs {
             tracing::error!(bug = %b, "UNSAFE TEST BUG ON: this server deliberately breaks its guarantees; never use it for real data");

@@ -63,6 +63,10 @@ pub struct ReplicaConfig {
     pub heartbeat_tick: usize,
     /// Test-only faults (see [`crate::testbug`]); empty in production.
     pub test_bugs: Vec<TestBug>,
+    /// `readConsistency=linearizable`: every data read first confirms,
+    /// through the leader and a quorum (raft's ReadIndex), that this member
+    /// has applied everything committed when the read arrived.
+    pub linearizable_reads: bool,
 }
 
 /// What the store kept, to restart from.
@@ -203,8 +207,21 @@ const FORWARD_TIMEOUT_ELECTIONS: i64 = 3;
 enum Slot {
     /// A proposed write, by proposal id.
     Write(u64),
-    /// A read that arrived while a write of its session was pending.
-    Read { conn: u64, xid: i32, req: Request, auth: Vec<Id> },
+    /// A read that arrived while a write of its session was pending, or
+    /// (`gate`: a read-index request id) a linearizable read waiting until
+    /// this member has applied everything committed when it arrived.
+    Read { conn: u64, xid: i32, req: Request, auth: Vec<Id>, gate: Option<u64> },
+    /// A write held back behind a linearizable read of its session.
+    Held { conn: u64, xid: i32, req: Request, auth: Vec<Id> },
+}
+
+/// A linearizable read's ReadIndex request.
+#[derive(Debug)]
+struct ReadGate {
+    /// The commit index the leader confirmed (by a quorum heartbeat) after the read arrived.
+    index: Option<u64>,
+    issued_ms: i64,
+    deadline_ms: i64,
 }
 
 /// Routing of an entry back to the proposal that made it: the proposing
@@ -238,6 +255,13 @@ pub struct Replica {
     /// Per session, its requests not yet answered, in arrival order
     /// (ordered maps throughout: a simulation replays exactly).
     lines: BTreeMap<i64, VecDeque<Slot>>,
+    /// Set while a ready is being handled (nothing may be proposed then).
+    in_ready: bool,
+    /// Sessions whose held write may go once the ready is advanced.
+    resume_after_ready: BTreeSet<i64>,
+    /// Linearizable reads waiting for their read index, by request id.
+    gates: BTreeMap<u64, ReadGate>,
+    next_gate: u64,
     /// Applied txns, kept only when a simulator asks (`record_applied`).
     applied_log: Option<Vec<(u64, Txn)>>,
     out: Output,
@@ -312,6 +336,10 @@ impl Replica {
             touched: Default::default(),
             leader: 0,
             lines: BTreeMap::new(),
+            gates: BTreeMap::new(),
+            next_gate: 1,
+            in_ready: false,
+            resume_after_ready: BTreeSet::new(),
             applied_log: None,
             out: Output::default(),
             unpersisted: VecDeque::new(),
@@ -441,12 +469,31 @@ impl Replica {
                 self.read(conn, session_id, auth, xid, &req);
                 return;
             }
-            match self.lines.get_mut(&session_id) {
-                Some(line) => line.push_back(Slot::Read { conn, xid, req, auth: auth.to_vec() }),
-                None => self.read(conn, session_id, auth, xid, &req),
+            let gate = (self.cfg.linearizable_reads && reads_data(&req)).then(|| self.read_index());
+            match (self.lines.get_mut(&session_id), gate) {
+                (Some(line), gate) => line.push_back(Slot::Read { conn, xid, req, auth: auth.to_vec(), gate }),
+                (None, None) => self.read(conn, session_id, auth, xid, &req),
+                (None, Some(gate)) => {
+                    let slot = Slot::Read { conn, xid, req, auth: auth.to_vec(), gate: Some(gate) };
+                    self.lines.insert(session_id, VecDeque::from([slot]));
+                }
             }
             return;
         }
+        // Behind a linearizable read of its session, a write waits: it must
+        // not reach the log before that read is answered (FIFO per session).
+        if let Some(line) = self.lines.get_mut(&session_id) {
+            if line.iter().any(|s| matches!(s, Slot::Read { gate: Some(_), .. } | Slot::Held { .. })) {
+                line.push_back(Slot::Held { conn, xid, req, auth: auth.to_vec() });
+                return;
+            }
+        }
+        self.submit(conn, session_id, auth, xid, req);
+    }
+
+    /// Sends a write of a session to the log: proposed here on the leader,
+    /// forwarded to it on a follower. Its slot goes at the back of the line.
+    fn submit(&mut self, conn: u64, session_id: i64, auth: &[Id], xid: i32, req: Request) {
         let leader = self.leader_id();
         if leader == 0 {
             self.fail_session(session_id, Some(conn));
@@ -647,6 +694,19 @@ impl Replica {
             tracing::info!(session = format!("{s:#x}"), "forwarded write not applied in time; closing its connection");
             self.fail_session(s, None);
         }
+        for s in self.gated_sessions(|g| g.index.is_none() && g.deadline_ms <= now.mono_ms) {
+            tracing::info!(session = format!("{s:#x}"), "linearizable read not confirmed in time; closing its connection");
+            self.fail_session(s, None);
+        }
+        // raft-rs drops a read index request a new leader cannot serve yet
+        // (nothing committed in its term): ask again.
+        let retry: Vec<u64> = self.gates.iter().filter(|(_, g)| g.index.is_none() && now.mono_ms - g.issued_ms >= 2 * RAFT_TICK_MS).map(|(id, _)| *id).collect();
+        for id in retry {
+            if let Some(g) = self.gates.get_mut(&id) {
+                g.issued_ms = now.mono_ms;
+            }
+            self.node.read_index(context(self.id, self.incarnation, id));
+        }
         if !self.is_leader() {
             if self.bug(TestBug::ExpireOnFollower) {
                 self.expire_locally(now.mono_ms);
@@ -704,6 +764,7 @@ impl Replica {
     }
 
     fn handle_ready(&mut self) {
+        self.in_ready = true;
         let mut rd = self.node.ready();
         if let Some(ss) = rd.ss() {
             self.soft_state_changed(ss.raft_state, ss.leader_id);
@@ -725,7 +786,17 @@ impl Replica {
                 Err(e) => panic!("undecodable snapshot at index {}: {e}", rd.snapshot().get_metadata().index),
             }
         }
+        for rs in rd.take_read_states() {
+            if let Some((member, incarnation, id)) = parse_context(&rs.request_ctx) {
+                if member == self.id && incarnation == self.incarnation {
+                    if let Some(g) = self.gates.get_mut(&id) {
+                        g.index.get_or_insert(rs.index);
+                    }
+                }
+            }
+        }
         self.apply(rd.take_committed_entries());
+        self.advance_gated_lines();
         if !rd.entries().is_empty() {
             self.node.mut_store().append(rd.entries());
             persist.entries = rd.take_entries();
@@ -741,9 +812,13 @@ impl Replica {
             self.snapshot_applied = Some((persist.number, s.index));
         }
         self.node.advance_append_async(rd);
+        self.in_ready = false;
         self.unpersisted.push_back(persist.number);
         self.out.persist = Some(persist);
         self.pin();
+        for s in std::mem::take(&mut self.resume_after_ready) {
+            self.advance_line(s);
+        }
         if self.is_leader() && self.core.sessions.secret() == 0 && self.secret_proposed_term != self.term() {
             // This leader's first txn, ahead of any session's (proposing
             // had to wait until the ready was advanced).
@@ -811,7 +886,13 @@ impl Replica {
         for slot in self.lines.remove(&session_id).unwrap_or_default() {
             match slot {
                 Slot::Write(pid) => conns.extend(self.proposals.remove(&pid).and_then(|p| p.kind.conn())),
-                Slot::Read { conn, .. } => conns.push(conn),
+                Slot::Read { conn, gate, .. } => {
+                    conns.push(conn);
+                    if let Some(g) = gate {
+                        self.gates.remove(&g);
+                    }
+                }
+                Slot::Held { conn, .. } => conns.push(conn),
             }
         }
         conns.sort_unstable();
@@ -898,12 +979,84 @@ impl Replica {
             }
             Proposal::Internal => {}
         }
-        while let Some(Slot::Read { .. }) = self.lines.get(&session_id).and_then(|l| l.front()) {
-            let Some(Slot::Read { conn, xid, req, auth }) = self.lines.get_mut(&session_id).and_then(|l| l.pop_front()) else { unreachable!() };
+        self.advance_line(session_id);
+    }
+
+    /// Answers the reads at the head of a session's line that may go now:
+    /// plain ones, and linearizable ones whose read index is applied here.
+    fn advance_line(&mut self, session_id: i64) {
+        let applied = self.applied_index();
+        loop {
+            let Some(line) = self.lines.get_mut(&session_id) else { return };
+            let ready = match line.front() {
+                Some(Slot::Read { gate: None, .. }) => true,
+                Some(Slot::Read { gate: Some(g), .. }) => self.gates.get(g).and_then(|g| g.index).is_some_and(|i| i <= applied),
+                Some(Slot::Write(_)) => false,
+                Some(Slot::Held { .. }) if self.in_ready => {
+                    // Nothing may be proposed between a ready and its advance.
+                    self.resume_after_ready.insert(session_id);
+                    return;
+                }
+                Some(Slot::Held { .. }) => {
+                    // Its turn: to the log, ahead of what waits behind it.
+                    let Some(Slot::Held { conn, xid, req, auth }) = line.pop_front() else { unreachable!("checked above") };
+                    let rest = self.lines.remove(&session_id).unwrap_or_default();
+                    self.submit(conn, session_id, &auth, xid, req);
+                    match self.lines.get_mut(&session_id) {
+                        Some(line) => line.extend(rest),
+                        // Failed (no leader): the rest goes with the connection.
+                        None if rest.is_empty() => {}
+                        None => {
+                            self.lines.insert(session_id, rest);
+                            self.fail_session(session_id, None);
+                        }
+                    }
+                    return;
+                }
+                None => {
+                    self.lines.remove(&session_id);
+                    return;
+                }
+            };
+            if !ready {
+                return;
+            }
+            let Some(Slot::Read { conn, xid, req, auth, gate }) = line.pop_front() else { unreachable!("checked above") };
+            if let Some(g) = gate {
+                self.gates.remove(&g);
+            }
             self.read(conn, session_id, &auth, xid, &req);
         }
-        if self.lines.get(&session_id).is_some_and(|l| l.is_empty()) {
-            self.lines.remove(&session_id);
+    }
+
+    /// Asks raft for a read index (through the leader, confirmed by a
+    /// quorum's heartbeat); the answer comes as a ReadState in a ready.
+    fn read_index(&mut self) -> u64 {
+        let id = self.next_gate;
+        self.next_gate += 1;
+        let timeout = FORWARD_TIMEOUT_ELECTIONS * self.cfg.election_tick as i64 * 2 * RAFT_TICK_MS;
+        self.gates.insert(id, ReadGate { index: None, issued_ms: self.now.mono_ms, deadline_ms: self.now.mono_ms + timeout });
+        self.node.read_index(context(self.id, self.incarnation, id));
+        id
+    }
+
+    /// Sessions whose line holds a linearizable read matching `f`.
+    fn gated_sessions(&self, f: impl Fn(&ReadGate) -> bool) -> Vec<i64> {
+        self.lines
+            .iter()
+            .filter(|(_, line)| line.iter().any(|slot| matches!(slot, Slot::Read { gate: Some(g), .. } if self.gates.get(g).is_some_and(&f))))
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    /// After applying: lines whose head read is now satisfied move on.
+    fn advance_gated_lines(&mut self) {
+        if self.gates.is_empty() {
+            return;
+        }
+        let applied = self.applied_index();
+        for s in self.gated_sessions(|g| g.index.is_some_and(|i| i <= applied)) {
+            self.advance_line(s);
         }
     }
 
@@ -1009,6 +1162,23 @@ impl Replica {
 /// for an entry of its own to be applied here).
 pub fn goes_through_log(req: &Request) -> bool {
     matches!(req, Request::Sync(_)) || is_write(req)
+}
+
+/// Whether a read returns replicated data (and so, with
+/// `readConsistency=linearizable`, waits for a read index). Pings, watch
+/// management and whoAmI are answered from the member's own state.
+pub fn reads_data(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::GetData(_)
+            | Request::Exists(_)
+            | Request::GetChildren(_)
+            | Request::GetChildren2(_)
+            | Request::GetAcl(_)
+            | Request::GetAllChildrenNumber(_)
+            | Request::GetEphemerals(_)
+            | Request::MultiRead(_)
+    )
 }
 
 /// Whether a request changes replicated state (and so goes through the log).
