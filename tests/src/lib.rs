@@ -209,10 +209,87 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().unwrap().port()
 }
 
+/// A fault-injecting TCP proxy for one direction of a link between two
+/// members: it forwards connections to `target` until cut; cutting closes
+/// the connections it carries (the members see them close, as when a
+/// network fails and TCP gives up) and refuses new ones until healed.
+pub struct LinkProxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LinkProxy {
+    pub fn start(target: SocketAddr) -> LinkProxy {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().unwrap().port();
+        let (cut, generation, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (c, g, st) = (cut.clone(), generation.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((inbound, _)) => {
+                        if c.load(Ordering::Relaxed) {
+                            continue; // dropped: refused while cut
+                        }
+                        let Ok(outbound) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) else { continue };
+                        let born = g.load(Ordering::Relaxed);
+                        for (from, to) in [(inbound.try_clone(), outbound.try_clone()), (outbound.try_clone(), inbound.try_clone())] {
+                            let (Ok(mut from), Ok(mut to)) = (from, to) else { continue };
+                            let (g, st) = (g.clone(), st.clone());
+                            std::thread::spawn(move || {
+                                let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+                                let mut buf = [0u8; 64 * 1024];
+                                // Bounded by the link's life: a cut, a stop, EOF or an error ends it.
+                                while g.load(Ordering::Relaxed) == born && !st.load(Ordering::Relaxed) {
+                                    match from.read(&mut buf) {
+                                        Ok(0) => break,
+                                        Ok(n) => {
+                                            if to.write_all(&buf[..n]).is_err() {
+                                                break;
+                                            }
+                                        }
+                                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                                        Err(_) => break,
+                                    }
+                                }
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        LinkProxy { port, cut, generation, stop }
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
+        if cut {
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// An ensemble of real `corral` processes on loopback, from generated
 /// zoo.cfg files with `server.N` lines and `myid` files.
 pub struct Ensemble {
     pub members: Vec<Corral>,
+    /// With proxies: `links[(i, j)]` carries member i's link to member j.
+    links: std::collections::BTreeMap<(usize, usize), LinkProxy>,
 }
 
 impl Ensemble {
@@ -238,9 +315,81 @@ impl Ensemble {
                 c
             })
             .collect();
-        let e = Ensemble { members };
+        let e = Ensemble { members, links: Default::default() };
         e.wait_for_leader(Duration::from_secs(30));
         e
+    }
+
+    /// As [`Ensemble::start`], with every link between members through a
+    /// [`LinkProxy`] so that tests can partition them: member i's zoo.cfg
+    /// names, for each other member j, the proxy of the link i→j.
+    pub fn start_with_proxies(n: usize, extra_cfg: &str) -> Ensemble {
+        let quorum: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let election: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut links = std::collections::BTreeMap::new();
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    links.insert((i, j), LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], quorum[j]))));
+                }
+            }
+        }
+        let members = (0..n)
+            .map(|i| {
+                let servers: String = (0..n)
+                    .map(|j| {
+                        let port = if i == j { quorum[j] } else { links[&(i, j)].port };
+                        format!("server.{}=127.0.0.1:{port}:{}\n", j + 1, election[j])
+                    })
+                    .collect();
+                let dir = std::env::temp_dir().join(format!("corral-ens-{}-{}", std::process::id(), NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("create test dir");
+                let mut c = Corral {
+                    child: None,
+                    stdout: Default::default(),
+                    dir,
+                    addr: "127.0.0.1:0".parse().unwrap(),
+                    extra_cfg: format!("{servers}{extra_cfg}"),
+                    myid: Some(i as u64 + 1),
+                    args: Vec::new(),
+                };
+                c.spawn();
+                c
+            })
+            .collect();
+        let e = Ensemble { members, links };
+        e.wait_for_leader(Duration::from_secs(30));
+        e
+    }
+
+    /// Cuts every link between members of different `groups` (indexes);
+    /// links within a group stay.
+    pub fn partition(&self, groups: &[&[usize]]) {
+        assert!(!self.links.is_empty(), "partition needs Ensemble::start_with_proxies");
+        let group_of = |m: usize| groups.iter().position(|g| g.contains(&m));
+        for ((i, j), link) in &self.links {
+            link.set_cut(group_of(*i) != group_of(*j));
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        for link in self.links.values() {
+            link.set_cut(false);
+        }
+    }
+
+    /// The index of the member that leads among `among`, waiting up to `timeout`.
+    pub fn wait_for_leader_among(&self, among: &[usize], timeout: Duration) -> usize {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(i) = among.iter().copied().find(|i| self.mode(*i).as_deref() == Some("leader")) {
+                return i;
+            }
+            assert!(std::time::Instant::now() < deadline, "no leader among {among:?} within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20)); // polled through srvr
+        }
     }
 
     /// Every member's client address, as a connect string.

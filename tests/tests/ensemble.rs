@@ -208,3 +208,41 @@ async fn linearizable_reads_see_every_write_acknowledged_before_them() {
         assert_eq!(got, v.as_bytes(), "read {i} through member {} missed the write acknowledged through member {}", b + 1, a + 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_minority_cannot_write_and_the_majority_goes_on() {
+    let ens = Ensemble::start_with_proxies(3, "");
+    let old = ens.wait_for_leader(Duration::from_secs(30));
+    let majority: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let setup = connect(&ens.members[old].hosts(), Duration::from_secs(10)).await;
+    setup.create("/p", b"before", &persistent()).await.unwrap();
+    // A client that can only reach the old leader.
+    let isolated = connect(&ens.members[old].hosts(), Duration::from_secs(10)).await;
+
+    ens.partition(&[&[old], &majority]);
+    let new = ens.wait_for_leader_among(&majority, Duration::from_secs(20));
+    let zk = connect(&ens.members[majority[0]].hosts(), Duration::from_secs(10)).await;
+    for i in 0..50 {
+        let v = format!("majority {i}");
+        retry(Duration::from_secs(20), || zk.set_data("/p", v.as_bytes(), None)).await;
+    }
+    // The old leader steps down (check-quorum) and cannot write.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ens.mode(old).as_deref() == Some("leader") {
+        assert!(Instant::now() < deadline, "the isolated leader did not step down");
+        std::thread::sleep(Duration::from_millis(20)); // polled through srvr
+    }
+    let write = tokio::time::timeout(Duration::from_secs(5), isolated.set_data("/p", b"minority", None)).await;
+    assert!(!matches!(write, Ok(Ok(_))), "the minority acknowledged a write: {write:?}");
+
+    ens.heal();
+    let target = ens.zxid(new).expect("leader zxid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ens.zxid(old).is_none_or(|z| z < target) {
+        assert!(Instant::now() < deadline, "the healed member did not converge");
+        std::thread::sleep(Duration::from_millis(20)); // polled through mntr
+    }
+    let healed = connect(&ens.members[old].hosts(), Duration::from_secs(10)).await;
+    retry(Duration::from_secs(10), || healed.sync("/p")).await;
+    assert_eq!(retry(Duration::from_secs(10), || healed.get_data("/p")).await.0, b"majority 49");
+}
