@@ -106,6 +106,8 @@ async fn leader_kill_keeps_sessions_ephemerals_and_acknowledged_writes() {
     assert!(retry(Duration::from_secs(10), || check.check_stat("/eph2")).await.is_some());
     let acked_now = acked.lock().unwrap().clone();
     assert_all_present(&ens.members[new_leader].hosts(), &acked_now).await;
+    let mntr = ens.members[new_leader].four_letter("mntr");
+    assert!(mntr.contains("zk_server_state\tleader") && mntr.contains("zk_followers\t2"), "{mntr}");
 
     // The old leader comes back and catches up.
     ens.members[leader].restart();

@@ -68,6 +68,14 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
                 ("zk_pending_writes", p.replica.pending_count().to_string()),
                 ("zk_data_dir_size", p.store().size_on_disk().to_string()),
             ];
+            let mut rows = rows;
+            if let Some((followers, synced)) = p.replica.followers() {
+                // As ZooKeeper, only the leader reports these. Syncs go
+                // through the log like writes, so none wait apart.
+                rows.push(("zk_followers", followers.to_string()));
+                rows.push(("zk_synced_followers", synced.to_string()));
+                rows.push(("zk_pending_syncs", "0".into()));
+            }
             for (k, v) in rows {
                 let _ = writeln!(s, "{k}\t{v}");
             }

@@ -384,6 +384,16 @@ impl Replica {
         self.node.raft.raft_log.applied
     }
 
+    /// On the leader: (followers, followers that have every committed entry).
+    pub fn followers(&self) -> Option<(usize, usize)> {
+        if !self.is_leader() {
+            return None;
+        }
+        let commit = self.commit_index();
+        let others: Vec<_> = self.node.raft.prs().iter().filter(|(id, _)| **id != self.id).map(|(_, p)| p.matched).collect();
+        Some((others.len(), others.iter().filter(|m| **m >= commit).count()))
+    }
+
     /// The leader's view of each follower's replication, for diagnostics.
     pub fn progress(&self) -> String {
         let mut v: Vec<String> = self.node.raft.prs().iter().map(|(id, p)| format!("{id}:{:?} match {:#x} next {:#x}", p.state, p.matched, p.next_idx)).collect();
