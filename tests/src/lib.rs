@@ -72,6 +72,24 @@ impl Corral {
         c
     }
 
+    /// An ensemble member `myid` with its own directory and zoo.cfg lines.
+    fn member(myid: u64, cfg: &str) -> Corral {
+        let dir = std::env::temp_dir().join(format!("corral-ens-{}-{}", std::process::id(), NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        let mut c = Corral {
+            child: None,
+            stdout: Default::default(),
+            dir,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            extra_cfg: cfg.to_owned(),
+            myid: Some(myid),
+            args: Vec::new(),
+        };
+        c.spawn();
+        c
+    }
+
     /// Removes the member's data (not its myid): it restarts empty.
     pub fn wipe(&mut self) {
         self.kill();
@@ -298,26 +316,28 @@ impl Ensemble {
     pub fn start(n: usize, extra_cfg: &str) -> Ensemble {
         let servers: String = (1..=n).map(|i| format!("server.{i}=127.0.0.1:{}:{}\n", free_port(), free_port())).collect();
         let members = (1..=n)
-            .map(|i| {
-                let dir = std::env::temp_dir().join(format!("corral-ens-{}-{}", std::process::id(), NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir).expect("create test dir");
-                let mut c = Corral {
-                    child: None,
-                    stdout: Default::default(),
-                    dir,
-                    addr: "127.0.0.1:0".parse().unwrap(),
-                    extra_cfg: format!("{servers}{extra_cfg}"),
-                    myid: Some(i as u64),
-                    args: Vec::new(),
-                };
-                c.spawn();
-                c
-            })
+            .map(|i| Corral::member(i as u64, &format!("{servers}{extra_cfg}")))
             .collect();
         let e = Ensemble { members, links: Default::default() };
-        e.wait_for_leader(Duration::from_secs(30));
+        e.wait_until_formed(Duration::from_secs(30));
         e
+    }
+
+    /// Waits until every member knows the leader (a member found with an
+    /// empty log takes no part before it has learned the ensemble's term).
+    pub fn wait_until_formed(&self, timeout: Duration) {
+        self.wait_for_leader(timeout);
+        let deadline = std::time::Instant::now() + timeout;
+        for i in 0..self.members.len() {
+            loop {
+                let leader = self.members[i].four_letter("mntr").lines().find_map(|l| l.strip_prefix("zk_raft_leader\t").map(str::to_owned));
+                if leader.is_some_and(|l| l != "0") {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "member {} did not join within {timeout:?}", i + 1);
+                std::thread::sleep(Duration::from_millis(20)); // polled through mntr
+            }
+        }
     }
 
     /// As [`Ensemble::start`], with every link between members through a
@@ -342,24 +362,11 @@ impl Ensemble {
                         format!("server.{}=127.0.0.1:{port}:{}\n", j + 1, election[j])
                     })
                     .collect();
-                let dir = std::env::temp_dir().join(format!("corral-ens-{}-{}", std::process::id(), NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir).expect("create test dir");
-                let mut c = Corral {
-                    child: None,
-                    stdout: Default::default(),
-                    dir,
-                    addr: "127.0.0.1:0".parse().unwrap(),
-                    extra_cfg: format!("{servers}{extra_cfg}"),
-                    myid: Some(i as u64 + 1),
-                    args: Vec::new(),
-                };
-                c.spawn();
-                c
+                Corral::member(i as u64 + 1, &format!("{servers}{extra_cfg}"))
             })
             .collect();
         let e = Ensemble { members, links };
-        e.wait_for_leader(Duration::from_secs(30));
+        e.wait_until_formed(Duration::from_secs(30));
         e
     }
 
@@ -429,6 +436,65 @@ impl Ensemble {
         let out = self.members[i].four_letter("mntr");
         let v = out.lines().find_map(|l| l.strip_prefix("zk_zxid\t"))?;
         i64::from_str_radix(v.trim_start_matches("0x"), 16).ok()
+    }
+}
+
+/// Concurrent writers, one per host given, each creating `/d/w{n}-{i}`
+/// until its first error (a kill, a failover) or 20,000 writes. The
+/// acknowledged paths are collected; tests wait on their count, not on time.
+pub struct Writers {
+    acked: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    progress: tokio::sync::watch::Receiver<usize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    pub fn spawn(hosts: Vec<String>) -> Writers {
+        let acked: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Default::default();
+        let (tx, progress) = tokio::sync::watch::channel(0usize);
+        let tx = std::sync::Arc::new(tx);
+        let tasks = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(w, host)| {
+                let (acked, tx) = (acked.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let zk = connect(&host, Duration::from_secs(10)).await;
+                    for i in 0..20_000 {
+                        let path = format!("/d/w{w}-{i}");
+                        match zk.create(&path, path.as_bytes(), &persistent()).await {
+                            Ok(_) => {
+                                let n = {
+                                    let mut a = acked.lock().unwrap();
+                                    a.insert(path);
+                                    a.len()
+                                };
+                                tx.send_replace(n);
+                            }
+                            // Its in-flight create is indeterminate, not acknowledged.
+                            Err(_) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writers { acked, progress, tasks }
+    }
+
+    /// Waits until `n` writes are acknowledged (panics after 60 s).
+    pub async fn wait_for(&mut self, n: usize) {
+        tokio::time::timeout(Duration::from_secs(60), self.progress.wait_for(|k| *k >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} writes acknowledged within 60 s"))
+            .unwrap();
+    }
+
+    /// Waits (bounded) for every writer to stop; returns every acknowledged path.
+    pub async fn finish(self) -> std::collections::BTreeSet<String> {
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
+        }
+        self.acked.lock().unwrap().clone()
     }
 }
 

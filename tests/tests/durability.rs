@@ -3,10 +3,9 @@
 //! the middle of group commits.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_tests::{connect, persistent, Corral};
+use corral_tests::{connect, persistent, Corral, Writers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
@@ -16,42 +15,11 @@ async fn acknowledged_writes_survive_kill_9() {
         let zk = connect(&hosts, Duration::from_secs(10)).await;
         zk.create("/d", b"", &persistent()).await.unwrap();
     }
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    // Writers report their acknowledgements; the test waits on that, not on time.
-    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
-    let progress_tx = Arc::new(progress_tx);
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let (hosts, acked, progress_tx) = (hosts.clone(), acked.clone(), progress_tx.clone());
-        writers.push(tokio::spawn(async move {
-            let zk = connect(&hosts, Duration::from_secs(10)).await;
-            // Bounded: stops at the first error (the kill) or after 20k writes.
-            for i in 0..20_000 {
-                let path = format!("/d/w{w}-{i}");
-                match zk.create(&path, path.as_bytes(), &persistent()).await {
-                    Ok(_) => {
-                        let n = {
-                            let mut a = acked.lock().unwrap();
-                            a.insert(path);
-                            a.len()
-                        };
-                        progress_tx.send_replace(n);
-                    }
-                    Err(_) => break,
-                }
-            }
-        }));
-    }
+    let mut writers = Writers::spawn(vec![hosts.clone(); 4]);
     // Kill once a good number of writes has been acknowledged, writers still going.
-    tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|n| *n >= 500))
-        .await
-        .expect("500 writes acknowledged within 60 s")
-        .unwrap();
+    writers.wait_for(500).await;
     server.kill();
-    for w in writers {
-        let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = writers.finish().await;
     assert!(acked.len() >= 500, "too few writes before the kill: {}", acked.len());
 
     server.restart();

@@ -6,10 +6,9 @@
 //! leader.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corral_tests::{connect, ephemeral, persistent, Ensemble};
+use corral_tests::{connect, ephemeral, persistent, Ensemble, Writers};
 use zookeeper_client as zk;
 
 /// Retries `f` while it fails with a transient error (connection loss
@@ -29,37 +28,6 @@ where
             Err(e) => panic!("gave up after {limit:?}: {e}"),
         }
     }
-}
-
-/// Writers on every member create nodes under `/d` until stopped or until
-/// an error; the acknowledged paths are returned through `acked`.
-fn spawn_writers(ens: &Ensemble, acked: Arc<Mutex<BTreeSet<String>>>, progress: Arc<tokio::sync::watch::Sender<usize>>) -> Vec<tokio::task::JoinHandle<()>> {
-    ens.members
-        .iter()
-        .enumerate()
-        .map(|(w, m)| {
-            let (host, acked, progress) = (m.hosts(), acked.clone(), progress.clone());
-            tokio::spawn(async move {
-                let zk = connect(&host, Duration::from_secs(10)).await;
-                for i in 0..20_000 {
-                    let path = format!("/d/w{w}-{i}");
-                    match zk.create(&path, path.as_bytes(), &persistent()).await {
-                        Ok(_) => {
-                            let n = {
-                                let mut a = acked.lock().unwrap();
-                                a.insert(path);
-                                a.len()
-                            };
-                            progress.send_replace(n);
-                        }
-                        // Connection loss: this writer's part is over (its
-                        // in-flight create is indeterminate, not acknowledged).
-                        Err(_) => break,
-                    }
-                }
-            })
-        })
-        .collect()
 }
 
 async fn assert_all_present(hosts: &str, acked: &BTreeSet<String>) {
@@ -83,10 +51,8 @@ async fn leader_kill_keeps_sessions_ephemerals_and_acknowledged_writes() {
     let roaming_session = roaming.session_id();
     roaming.create("/eph2", b"", &ephemeral()).await.unwrap();
 
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let (tx, mut progress) = tokio::sync::watch::channel(0usize);
-    let writers = spawn_writers(&ens, acked.clone(), Arc::new(tx));
-    tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|n| *n >= 300)).await.expect("300 writes within 60 s").unwrap();
+    let mut writers = Writers::spawn(ens.members.iter().map(|m| m.hosts()).collect());
+    writers.wait_for(300).await;
 
     let killed_at = Instant::now();
     ens.members[leader].kill();
@@ -96,15 +62,12 @@ async fn leader_kill_keeps_sessions_ephemerals_and_acknowledged_writes() {
     let new_leader = ens.wait_for_leader(Duration::from_secs(20));
     assert_ne!(new_leader, leader);
     assert_eq!(roaming.session_id(), roaming_session, "the session survives the failover");
-    for w in writers {
-        let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
-    }
+    let acked_now = writers.finish().await;
 
     // Ephemerals of live sessions are still there.
     let check = connect(&ens.members[new_leader].hosts(), Duration::from_secs(10)).await;
     assert_eq!(retry(Duration::from_secs(10), || check.get_data("/eph")).await.0, b"mine");
     assert!(retry(Duration::from_secs(10), || check.check_stat("/eph2")).await.is_some());
-    let acked_now = acked.lock().unwrap().clone();
     assert_all_present(&ens.members[new_leader].hosts(), &acked_now).await;
     let mntr = ens.members[new_leader].four_letter("mntr");
     assert!(mntr.contains("zk_server_state\tleader") && mntr.contains("zk_followers\t2"), "{mntr}");
@@ -127,17 +90,12 @@ async fn all_members_killed_mid_write_lose_nothing_acknowledged() {
     let zk = connect(&ens.hosts(), Duration::from_secs(10)).await;
     zk.create("/d", b"", &persistent()).await.unwrap();
     drop(zk);
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let (tx, mut progress) = tokio::sync::watch::channel(0usize);
-    let writers = spawn_writers(&ens, acked.clone(), Arc::new(tx));
-    tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|n| *n >= 500)).await.expect("500 writes within 60 s").unwrap();
+    let mut writers = Writers::spawn(ens.members.iter().map(|m| m.hosts()).collect());
+    writers.wait_for(500).await;
     for m in &mut ens.members {
         m.kill();
     }
-    for w in writers {
-        let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = writers.finish().await;
     for m in &mut ens.members {
         m.restart();
     }

@@ -348,16 +348,10 @@ impl Core {
             }),
             Request::Reconfig(_) => return Err(ErrorCode::ReconfigDisabled),
             Request::Sasl(_) | Request::Auth(_) => return Err(ErrorCode::Unimplemented),
-            Request::Create(_)
-            | Request::Create2(_)
-            | Request::CreateContainer(_)
-            | Request::CreateTtl(_)
-            | Request::Delete(_)
-            | Request::SetData(_)
-            | Request::SetAcl(_)
-            | Request::Check(_)
-            | Request::Multi(_)
-            | Request::CloseSession => unreachable!("writes are prepped, not read"),
+            w => {
+                debug_assert!(is_write(w));
+                unreachable!("writes are prepped, not read")
+            }
         })
     }
 
@@ -517,6 +511,24 @@ pub fn reply(req: &Request, outcomes: &[Outcome]) -> (ErrorCode, Response) {
         (Outcome::DataSet(stat), _) | (Outcome::AclSet(stat), _) => (ErrorCode::Ok, Response::Stat(stat.clone())),
         _ => (ErrorCode::Ok, Response::Empty),
     }
+}
+
+/// Whether a request changes replicated state (and so is prepped into a
+/// txn that goes through the log) rather than being read.
+pub fn is_write(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Create(_)
+            | Request::Create2(_)
+            | Request::CreateContainer(_)
+            | Request::CreateTtl(_)
+            | Request::Delete(_)
+            | Request::SetData(_)
+            | Request::SetAcl(_)
+            | Request::Check(_)
+            | Request::Multi(_)
+            | Request::CloseSession
+    )
 }
 
 /// Whether `mode` flags make an ephemeral (used by the shell's stats).

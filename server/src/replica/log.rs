@@ -58,8 +58,14 @@ pub struct Log {
 
 impl Log {
     /// A log restored from what the store kept.
-    pub fn restore(hard_state: HardState, conf_state: ConfState, snapshot: Option<LogSnapshot>, entries: Vec<Entry>) -> Log {
+    pub fn restore(mut hard_state: HardState, conf_state: ConfState, snapshot: Option<LogSnapshot>, entries: Vec<Entry>) -> Log {
         let (snapshot_index, snapshot_term) = snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+        // A snapshot holds only committed entries, but the hard state that
+        // recorded their commit may not have been synced before a crash
+        // (commit-only changes need no fsync): raft-rs refuses a commit
+        // index behind the snapshot.
+        hard_state.commit = hard_state.commit.max(snapshot_index);
+        hard_state.term = hard_state.term.max(snapshot_term);
         let log = Log { hard_state, conf_state, snapshot_index, snapshot_term, snapshot, entries: Vec::new() };
         let mut log = log;
         log.append(&entries);
@@ -203,6 +209,10 @@ mod tests {
         assert_eq!(Storage::term(&log, 2).unwrap(), 1, "the snapshot's term stays known");
         assert!(Storage::term(&log, 1).is_err());
         assert!(log.entries(2, 4, None, GetEntriesContext::empty(false)).is_err(), "compacted");
+        // Restored with a hard state older than the snapshot (its commit
+        // advance was not synced): the commit index starts at the snapshot.
+        let restored = Log::restore(HardState { term: 1, commit: 1, ..Default::default() }, ConfState::default(), Some(snap.clone()), vec![]);
+        assert_eq!(restored.hard_state().commit, 2);
         assert_eq!(log.entries(3, 5, None, GetEntriesContext::empty(false)).unwrap().len(), 2);
         assert_eq!(LogSnapshot::from_raft(&log.snapshot(2, 0).unwrap()).unwrap(), snap);
     }

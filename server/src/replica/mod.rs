@@ -603,18 +603,22 @@ impl Replica {
     /// voted and acknowledged entries in a term it no longer knows, and a
     /// stale leader of an older term could then commit over entries the
     /// ensemble already committed. So before it takes part it learns the
-    /// highest term of all other members, adopts it and counts its vote in
-    /// that term as spent. A brand-new ensemble needs only a majority: if a
+    /// highest term of enough other members to meet every majority (all of
+    /// them in an ensemble of 3), adopts it and counts its vote in that term
+    /// as spent. A brand-new ensemble needs only a majority: if a
     /// majority never had a term, no leader ever existed. Its lowest member
     /// then stands at once rather than after an election timeout.
     fn try_finish_recovery(&mut self) {
         let Some(answers) = &self.recovering else { return };
-        let others = self.cfg.voters.len() - 1;
-        let majority = self.cfg.voters.len() / 2 + 1;
+        let n = self.cfg.voters.len();
+        let majority = n / 2 + 1;
         let max = answers.values().copied().max().unwrap_or(0);
-        let all = answers.len() == others;
+        // Every majority that may hold committed entries has majority - 1
+        // members besides this one; answers from more than n - majority
+        // others meet each such set (all others when n = 3, 3 of 4 when 5).
+        let enough = answers.len() > n - majority;
         let new_ensemble = answers.len() + 1 >= majority && max == 0;
-        if !all && !new_ensemble {
+        if !enough && !new_ensemble {
             return;
         }
         self.recovering = None;
@@ -1191,22 +1195,7 @@ pub fn reads_data(req: &Request) -> bool {
     )
 }
 
-/// Whether a request changes replicated state (and so goes through the log).
-pub fn is_write(req: &Request) -> bool {
-    matches!(
-        req,
-        Request::Create(_)
-            | Request::Create2(_)
-            | Request::CreateContainer(_)
-            | Request::CreateTtl(_)
-            | Request::Delete(_)
-            | Request::SetData(_)
-            | Request::SetAcl(_)
-            | Request::Check(_)
-            | Request::Multi(_)
-            | Request::CloseSession
-    )
-}
+pub use crate::core::is_write;
 
 /// The store's view of a newly created member: nothing yet.
 pub fn fresh() -> Recovered {
