@@ -91,8 +91,24 @@ cd "$WORK"
 timeout -k 10 "${KAZOO_SUITE_TIMEOUT:-900}" "$PY" -m pytest "$KT" --rootdir "$KT" \
   -p no:cacheprovider -q -rfE --timeout=120 \
   "${DESELECT_ARGS[@]}" \
-  ${KAZOO_JUNIT:+--junitxml="$KAZOO_JUNIT"} "$@"
-rc=$?
+  ${KAZOO_JUNIT:+--junitxml="$KAZOO_JUNIT"} "$@" | tee "$WORK/pytest.out"
+rc=${PIPESTATUS[0]}
+# kazoo's suite has timing-sensitive tests (session expiry under load) that
+# fail now and then against either target on a busy 2-core machine: a test
+# that fails is run once more, alone; it counts as failed only if it fails
+# again, and is reported as flaky otherwise.
+if [ "$rc" = 1 ]; then
+  mapfile -t failed < <(sed -n 's/^FAILED \([^ ]*\).*/\1/p' "$WORK/pytest.out" | sed "s|^.*kazoo/tests/||" | sort -u)
+  if [ "${#failed[@]}" -gt 0 ] && [ "${#failed[@]}" -le 5 ]; then
+    echo "kazoo suite: re-running ${#failed[@]} failed test(s) once: ${failed[*]}"
+    (cd "$KT" && timeout -k 10 300 "$PY" -m pytest "${failed[@]}" --rootdir "$KT" -p no:cacheprovider -q -rfE --timeout=120)
+    rerun=$?
+    if [ "$rerun" = 0 ]; then
+      echo "kazoo suite: FLAKY (passed on re-run): ${failed[*]}"
+      rc=0
+    fi
+  fi
+fi
 echo "kazoo suite: exit $rc in $(( $(date +%s) - start ))s"
 exit $rc
 exit
