@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use protocol::{CreateRequest, DeleteRequest, ExistsRequest, GetChildrenRequest, GetDataRequest, Request, SetDataRequest, SyncRequest};
+use protocol::{CheckVersionRequest, CreateRequest, DeleteRequest, ExistsRequest, GetChildrenRequest, GetDataRequest, MultiOp, MultiRequest, Request, SetDataRequest, SyncRequest};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -109,7 +109,19 @@ pub fn random_request(rng: &mut ChaCha8Rng, client: &Client) -> Request {
         80..=84 => Request::Delete(DeleteRequest { path: client.ephemeral_path(), version: -1 }),
         85..=89 => Request::Exists(ExistsRequest { path: register, watch: rng.gen_bool(0.3) }),
         90..=94 => Request::GetChildren(GetChildrenRequest { path: SEQ_PARENT.into(), watch: false }),
-        95..=98 => Request::Sync(SyncRequest { path: "/".into() }),
+        95..=96 => Request::Sync(SyncRequest { path: "/".into() }),
+        97 => {
+            // All or nothing: a check on one register, then writes to two.
+            let other = REGISTERS[rng.gen_range(0..REGISTERS.len())].to_string();
+            Request::Multi(MultiRequest {
+                ops: vec![
+                    MultiOp::Check(CheckVersionRequest { path: register.clone(), version: rng.gen_range(-1..3) }),
+                    MultiOp::SetData(SetDataRequest { path: register, data: Some(data(rng)), version: -1 }),
+                    MultiOp::Create(CreateRequest { path: other, data: Some(data(rng)), acl: open, flags: 0 }),
+                ],
+            })
+        }
+        98 => Request::CreateContainer(CreateRequest { path: "/c".into(), data: None, acl: open, flags: 4 }),
         _ => Request::CloseSession,
     }
 }

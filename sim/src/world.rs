@@ -530,7 +530,15 @@ impl World {
                 return;
             }
             for env in out.messages {
+                if let corral::replica::PeerMessage::Raft(m) = &env.msg {
+                    if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                        self.note(format!("member {} sends a snapshot at {:#x} to member {}", env.from, m.get_snapshot().get_metadata().index, env.to));
+                    }
+                }
                 self.send(env);
+            }
+            if let Some(s) = out.persist.as_ref().and_then(|p| p.snapshot.as_ref()) {
+                self.note(format!("member {} installs a snapshot at {:#x}", i + 1, s.index));
             }
             if let Some(s) = out.snapshot {
                 // Written in the background by the real shell; the log it
@@ -745,6 +753,26 @@ impl World {
                             self.cut_link(a, b);
                         }
                     }
+                }
+            }
+            8 if self.rng.gen_bool(0.3) => {
+                // Asymmetric: one direction of one link fails (members use
+                // one connection per direction, so this can happen).
+                let j = (i + self.rng.gen_range(1..n)) % n;
+                self.report.partitions += 1;
+                self.note(format!("partition: link {} -> {} cut", i + 1, j + 1));
+                if self.cut.insert((i, j)) {
+                    *self.link_life.entry((i, j)).or_insert(1) += 1;
+                    self.link_tail_ms.remove(&(i, j));
+                    let now = self.now();
+                    if let Some(r) = self.members[i].replica.as_mut() {
+                        r.on_peer_down(j as u64 + 1, now);
+                    }
+                    if let Some(r) = self.members[j].replica.as_mut() {
+                        r.on_peer_down(i as u64 + 1, now);
+                    }
+                    self.drive(i);
+                    self.drive(j);
                 }
             }
             7 => {

@@ -15,7 +15,7 @@ fn assert_passes(report: &Report, nodes: usize) {
 }
 
 /// Seeds that found bugs once (see docs/simulation.md), then a range.
-const REGRESSIONS: &[u64] = &[1, 2, 15, 21, 33, 90, 106, 110];
+const REGRESSIONS: &[u64] = &[1, 2, 15, 21, 33, 90, 106, 110, 548, 890];
 
 #[test]
 fn fixed_seeds_three_members() {

@@ -198,6 +198,10 @@ impl Proposal {
     }
 }
 
+/// How long a leader waits for a follower to take a snapshot before it
+/// sends it again (a snapshot of a coordination service's tree is small).
+const SNAPSHOT_WAIT_MS_MAX: i64 = 5_000;
+
 /// How long a forwarded write may wait for its entry, in election timeouts:
 /// past that the leader is presumed gone and the client told to retry.
 const FORWARD_TIMEOUT_ELECTIONS: i64 = 3;
@@ -246,6 +250,13 @@ pub struct Replica {
     incarnation: u64,
     /// Proposed as the ensemble's password secret if none is set yet.
     fresh_secret: u64,
+    /// As leader: the index of its term's first entry. Writes are prepped
+    /// only once everything up to it is applied (see [`Replica::ready_to_prep`]).
+    term_start: u64,
+    /// Forwarded writes that reached this leader before it was ready to prep.
+    early_forwards: Vec<(u64, PeerMessage)>,
+    /// Followers this leader has been sending a snapshot since (monotonic ms).
+    snapshot_since: BTreeMap<u64, i64>,
     secret_proposed_term: u64,
     next_proposal: u64,
     proposals: BTreeMap<u64, Pending>,
@@ -330,6 +341,9 @@ impl Replica {
             core,
             incarnation,
             fresh_secret,
+            term_start: u64::MAX,
+            early_forwards: Vec::new(),
+            snapshot_since: BTreeMap::new(),
             secret_proposed_term: 0,
             next_proposal: 1,
             proposals: BTreeMap::new(),
@@ -492,11 +506,11 @@ impl Replica {
         }
         // Behind a linearizable read of its session, a write waits: it must
         // not reach the log before that read is answered (FIFO per session).
-        if let Some(line) = self.lines.get_mut(&session_id) {
-            if line.iter().any(|s| matches!(s, Slot::Read { gate: Some(_), .. } | Slot::Held { .. })) {
-                line.push_back(Slot::Held { conn, xid, req, auth: auth.to_vec() });
-                return;
-            }
+        // So does every write on a leader not yet ready to prep.
+        let behind = self.lines.get(&session_id).is_some_and(|line| line.iter().any(|s| matches!(s, Slot::Read { gate: Some(_), .. } | Slot::Held { .. })));
+        if behind || (self.is_leader() && !self.ready_to_prep()) {
+            self.lines.entry(session_id).or_default().push_back(Slot::Held { conn, xid, req, auth: auth.to_vec() });
+            return;
         }
         self.submit(conn, session_id, auth, xid, req);
     }
@@ -578,6 +592,10 @@ impl Replica {
             // drops them: the origin gives up on them at its deadline or when
             // it sees the new leader.
             _ if !self.is_leader() => {}
+            msg @ PeerMessage::Forward { .. } if !self.ready_to_prep() => {
+                // Bounded by what followers send while this leader catches up.
+                self.early_forwards.push((from, msg));
+            }
             PeerMessage::Forward { incarnation, proposal, session_id, cxid, auth, req } => {
                 if !self.core.sessions.contains(session_id) {
                     return; // expired meanwhile: the origin closes the connection on the close txn
@@ -733,6 +751,10 @@ impl Replica {
             return;
         }
         self.touched.clear();
+        self.retry_stuck_snapshots(now.mono_ms);
+        if !self.ready_to_prep() {
+            return;
+        }
         for session_id in self.core.expired(now.mono_ms) {
             tracing::info!(session = format!("{session_id:#x}"), "session expired");
             let zxid = self.next_index() as i64;
@@ -833,6 +855,16 @@ impl Replica {
         for s in std::mem::take(&mut self.resume_after_ready) {
             self.advance_line(s);
         }
+        if self.ready_to_prep() && (!self.early_forwards.is_empty() || self.lines.values().any(|l| matches!(l.front(), Some(Slot::Held { .. })))) {
+            let held: Vec<i64> = self.lines.iter().filter(|(_, l)| matches!(l.front(), Some(Slot::Held { .. }))).map(|(s, _)| *s).collect();
+            for s in held {
+                self.advance_line(s);
+            }
+            let now = self.now;
+            for (from, msg) in std::mem::take(&mut self.early_forwards) {
+                self.on_message(from, msg, now);
+            }
+        }
         if self.is_leader() && self.core.sessions.secret() == 0 && self.secret_proposed_term != self.term() {
             // This leader's first txn, ahead of any session's (proposing
             // had to wait until the ready was advanced).
@@ -849,6 +881,11 @@ impl Replica {
             // A new leader gives every session a full timeout: their
             // clients could not reach a leader meanwhile.
             self.core.sessions.reset_deadlines(self.now.mono_ms);
+            // Its log may hold entries of earlier terms it has not applied:
+            // prep must not read the tree before they are (their changes
+            // are in no overlay). Its own first entry, raft's empty one, is
+            // the last in the log now.
+            self.term_start = self.node.raft.raft_log.last_index();
             tracing::info!(id = self.id, term = self.node.raft.term, "leading");
         } else if was_leader && role != StateRole::Leader {
             tracing::info!(id = self.id, term = self.node.raft.term, "no longer leading");
@@ -1000,12 +1037,14 @@ impl Replica {
     /// plain ones, and linearizable ones whose read index is applied here.
     fn advance_line(&mut self, session_id: i64) {
         let applied = self.applied_index();
+        let waiting_to_prep = self.is_leader() && !self.ready_to_prep();
         loop {
             let Some(line) = self.lines.get_mut(&session_id) else { return };
             let ready = match line.front() {
                 Some(Slot::Read { gate: None, .. }) => true,
                 Some(Slot::Read { gate: Some(g), .. }) => self.gates.get(g).and_then(|g| g.index).is_some_and(|i| i <= applied),
                 Some(Slot::Write(_)) => false,
+                Some(Slot::Held { .. }) if waiting_to_prep => return,
                 Some(Slot::Held { .. }) if self.in_ready => {
                     // Nothing may be proposed between a ready and its advance.
                     self.resume_after_ready.insert(session_id);
@@ -1092,6 +1131,32 @@ impl Replica {
 
     fn next_index(&self) -> u64 {
         self.node.raft.raft_log.last_index() + 1
+    }
+
+    /// A leader preps writes only once it has applied every entry of
+    /// earlier terms in its log (ZooKeeper's new leader likewise serves only
+    /// after synchronising): prep reads the tree plus its own outstanding
+    /// changes, and an unapplied entry of a previous leader is in neither.
+    fn ready_to_prep(&self) -> bool {
+        self.is_leader() && self.applied_index() >= self.term_start
+    }
+
+    /// A follower sent a snapshot waits for it in raft-rs until it answers
+    /// with an index at or past the snapshot, or until the shell reports the
+    /// snapshot failed. A snapshot that reached a member which could not take
+    /// it then (restarting, still learning the term) is neither: after
+    /// `SNAPSHOT_WAIT_MS_MAX` the leader counts it failed and tries again.
+    fn retry_stuck_snapshots(&mut self, now_ms: i64) {
+        let waiting: Vec<u64> = self.node.raft.prs().iter().filter(|(_, p)| p.state == raft::ProgressState::Snapshot).map(|(id, _)| *id).collect();
+        self.snapshot_since.retain(|id, _| waiting.contains(id));
+        for id in waiting {
+            let since = *self.snapshot_since.entry(id).or_insert(now_ms);
+            if now_ms - since >= SNAPSHOT_WAIT_MS_MAX {
+                tracing::info!(peer = id, "snapshot not taken in time; sending it again");
+                self.snapshot_since.remove(&id);
+                self.node.report_snapshot(id, raft::SnapshotStatus::Failure);
+            }
+        }
     }
 
     fn bug(&self, b: TestBug) -> bool {
