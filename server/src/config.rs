@@ -412,17 +412,17 @@ fn servers(values: &Values, bad: &dyn Fn(&str, usize, String) -> ConfigError, ex
 
 /// The `ssl.*` keys of a secure client port, as ZooKeeper's `X509Util` reads them.
 fn tls_config(values: &Values, bad: &dyn Fn(&str, usize, String) -> ConfigError, file: &Path) -> Result<TlsConfig, ConfigError> {
-    let store = |prefix: &str| -> Result<Option<StoreFile>, ConfigError> {
+    let store = |prefix: &'static str| -> Result<Option<StoreFile>, ConfigError> {
         let loc_key = format!("{prefix}.location");
         let Some((line, loc)) = values.get(&loc_key) else { return Ok(None) };
         let path = PathBuf::from(loc);
         let type_key = format!("{prefix}.type");
         let kind = StoreKind::detect(values.get(&type_key).map(|(_, t)| t.as_str()), &path).ok_or_else(|| {
             let line = values.get(&type_key).map_or(*line, |(l, _)| *l);
-            bad(&type_key, line, "keystore type must be JKS or PEM (or a .jks/.pem file name)".into())
+            bad(&type_key, line, format!("the type of {loc} must be JKS, PKCS12 or PEM (inferred only from a .jks, .p12 or .pem file name)"))
         })?;
         let password = values.get(&format!("{prefix}.password")).map(|(_, p)| p.clone()).unwrap_or_default();
-        Ok(Some(StoreFile { path, password, kind }))
+        Ok(Some(StoreFile { key: prefix, path, password, kind }))
     };
     let key_store = store("ssl.keyStore")?.ok_or_else(|| ConfigError::Invalid {
         file: file.into(),
@@ -531,14 +531,35 @@ mod tests {
         let c = parse("dataDir=/x\nsecureClientPort=2281\nzookeeper.ssl.keyStore.location=/k.jks\nssl.keyStore.password=pw\nssl.trustStore.location=/t.pem\nssl.clientAuth=want\nzookeeper.DigestAuthenticationProvider.superDigest=super:abc\n").unwrap();
         assert_eq!(c.secure_client_addr, Some("0.0.0.0:2281".parse().unwrap()));
         let tls = c.tls.unwrap();
-        assert_eq!(tls.key_store, StoreFile { path: "/k.jks".into(), password: "pw".into(), kind: StoreKind::Jks });
+        assert_eq!(tls.key_store, StoreFile { key: "ssl.keyStore", path: "/k.jks".into(), password: "pw".into(), kind: StoreKind::Jks });
         assert_eq!(tls.trust_store.unwrap().kind, StoreKind::Pem);
         assert_eq!(tls.client_auth, ClientAuth::Want);
         assert_eq!(c.super_digest.as_deref(), Some("super:abc"));
         let e = parse("dataDir=/x\nsecureClientPort=2281\n").unwrap_err().to_string();
         assert!(e.contains("ssl.keyStore.location"), "{e}");
-        let e = parse("dataDir=/x\nsecureClientPort=1\nssl.keyStore.location=/k.p12\n").unwrap_err().to_string();
+        let e = parse("dataDir=/x\nsecureClientPort=1\nssl.keyStore.location=/k.pfx\n").unwrap_err().to_string();
         assert!(e.starts_with("zoo.cfg:3: ssl.keyStore.type"), "{e}");
+    }
+
+    /// ZooKeeper 3.8's `KeyStoreFileType`: an explicit type (any case; empty
+    /// is absent), else the extension `.jks`, `.pem` or `.p12`, case-sensitive.
+    #[test]
+    fn store_type_from_the_type_key_or_the_extension() {
+        let kind = |extra: &str| {
+            let c = parse(&format!("dataDir=/x\nsecureClientPort=1\n{extra}\n"))?;
+            Ok::<_, ConfigError>(c.tls.unwrap().key_store.kind)
+        };
+        assert_eq!(kind("ssl.keyStore.location=/k.p12").unwrap(), StoreKind::Pkcs12);
+        assert_eq!(kind("ssl.keyStore.location=/k.jks").unwrap(), StoreKind::Jks);
+        assert_eq!(kind("ssl.keyStore.location=/k.pem").unwrap(), StoreKind::Pem);
+        assert_eq!(kind("ssl.keyStore.location=/k.pfx\nssl.keyStore.type=pkcs12").unwrap(), StoreKind::Pkcs12);
+        assert_eq!(kind("ssl.keyStore.location=/k.p12\nssl.keyStore.type=JKS").unwrap(), StoreKind::Jks);
+        assert_eq!(kind("ssl.keyStore.location=/k.p12\nssl.keyStore.type=").unwrap(), StoreKind::Pkcs12);
+        assert!(kind("ssl.keyStore.location=/k.P12").is_err());
+        assert!(kind("ssl.keyStore.location=/k.p12\nssl.keyStore.type=BCFKS").is_err());
+        let c = parse("dataDir=/x\nsecureClientPort=1\nssl.keyStore.location=/k.pem\nssl.trustStore.location=/t.p12\n").unwrap();
+        let ts = c.tls.unwrap().trust_store.unwrap();
+        assert_eq!((ts.key, ts.kind), ("ssl.trustStore", StoreKind::Pkcs12));
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! TLS on `secureClientPort`: a JKS keystore made by the JDK's `keytool`
-//! (the format ZooKeeper deployments have) and a PEM keystore made by
-//! `openssl`, a verified handshake, the ZooKeeper handshake inside it, and a
-//! refused client when a certificate is required.
+//! TLS on `secureClientPort`: JKS and PKCS#12 keystores made by the JDK's
+//! `keytool` (the formats ZooKeeper deployments have), PEM and PKCS#12 ones
+//! made by `openssl`, a verified handshake, the ZooKeeper handshake inside
+//! it, and a refused client when a certificate is required.
 
 use std::path::Path;
 use std::process::Command;
@@ -369,5 +369,122 @@ async fn hostile_certificates_neither_panic_nor_lock_out_the_address() {
     assert!(!who_am_i(&mut tls).await.is_empty());
     let log = server.log();
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A self-signed server certificate for 127.0.0.1 in a PKCS#12 keystore made
+/// by JDK 17's `keytool` (PBES2: PBKDF2-HMAC-SHA256 + AES-256-CBC, HMAC-SHA256
+/// MAC), and its certificate as PEM.
+fn keytool_pkcs12(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let store = dir.join(name);
+    let pem = dir.join("server-cert.pem");
+    run(Command::new("keytool").args(["-genkeypair", "-alias", "corral", "-keyalg", "RSA", "-keysize", "2048", "-dname", "CN=127.0.0.1", "-ext", "SAN=ip:127.0.0.1", "-validity", "2", "-storetype", "PKCS12", "-storepass", "storepw", "-keystore"]).arg(&store));
+    run(Command::new("keytool").args(["-exportcert", "-rfc", "-alias", "corral", "-storepass", "storepw", "-keystore"]).arg(&store).arg("-file").arg(&pem));
+    let info = Command::new("openssl").args(["pkcs12", "-info", "-noout", "-passin", "pass:storepw", "-in"]).arg(&store).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stderr);
+    assert!(info.contains("AES-256-CBC") && info.contains("MAC: sha256"), "keytool's default PKCS#12 algorithms changed: {info}");
+    (store, pem)
+}
+
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("corral-tls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `keytool -genkeypair -storetype PKCS12` (the JDK's default keystore type),
+/// its type inferred from the `.p12` extension as ZooKeeper's `KeyStoreFileType` does.
+#[tokio::test]
+async fn pkcs12_keystore_from_keytool_serves_tls() {
+    let dir = fresh_dir("p12");
+    let (p12, pem) = keytool_pkcs12(&dir, "server.p12");
+    let server = Corral::start_with(&format!("secureClientPort=0\nssl.keyStore.location={}\nssl.keyStore.password=storepw\nssl.clientAuth=none", p12.display()));
+    let resp = within(tls_handshake(secure_addr(&server), &pem)).await.unwrap();
+    assert_ne!(resp.session_id, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// mTLS with PKCS#12 on both sides: a keystore from `openssl pkcs12 -export`
+/// (OpenSSL 3's defaults: PBES2/AES-256, SHA-256 MAC) holding the server key
+/// and its chain, and a truststore from `keytool -importcert` (a trusted
+/// certificate entry, Java's trusted-key-usage attribute) holding the CA.
+/// A truststore from `openssl pkcs12 -nokeys` (no such attribute) works too.
+#[tokio::test]
+async fn pkcs12_truststore_verifies_client_certificates() {
+    let dir = fresh_dir("p12-mtls");
+    let p = |n: &str| dir.join(n);
+    openssl_pki(&dir);
+    run(Command::new("openssl").args(["pkcs12", "-export", "-name", "server", "-passout", "pass:keypw", "-inkey"]).arg(p("server.key")).arg("-in").arg(p("server.pem")).arg("-certfile").arg(p("ca.pem")).arg("-out").arg(p("server.p12")));
+    run(Command::new("keytool").args(["-importcert", "-noprompt", "-alias", "ca", "-storetype", "PKCS12", "-storepass", "trustpw", "-file"]).arg(p("ca.pem")).arg("-keystore").arg(p("trust.p12")));
+    run(Command::new("openssl").args(["pkcs12", "-export", "-nokeys", "-passout", "pass:trustpw", "-in"]).arg(p("ca.pem")).arg("-out").arg(p("trust-openssl.p12")));
+
+    for truststore in ["trust.p12", "trust-openssl.p12"] {
+        let server = Corral::start_with(&format!(
+            "secureClientPort=0\nssl.keyStore.location={}\nssl.keyStore.password=keypw\nssl.trustStore.location={}\nssl.trustStore.password=trustpw\nssl.clientAuth=need",
+            p("server.p12").display(),
+            p(truststore).display()
+        ));
+        let addr = secure_addr(&server);
+        let (mut tls, resp) = within(tls_session(addr, &p("ca.pem"), Some((&p("alice.pem"), &p("alice.key"))))).await.unwrap();
+        assert_ne!(resp.session_id, 0, "{truststore}");
+        assert!(who_am_i(&mut tls).await.contains(&("x509".into(), "CN=alice,O=Corral Test".into())), "{truststore}");
+        let refused = within(tls_handshake(addr, &p("ca.pem"))).await;
+        assert!(refused.is_err(), "{truststore}: a client without a certificate must be refused");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Stores from `openssl pkcs12 -export`: the legacy algorithms (RC2-40 for
+/// the certificates, 3DES for the key, a SHA-1 MAC), as OpenSSL 1.x and old
+/// JDKs wrote them, and OpenSSL 3's defaults; `.pfx` needs the type key.
+#[tokio::test]
+async fn openssl_pkcs12_stores_load_with_legacy_and_default_algorithms() {
+    let dir = fresh_dir("p12-openssl");
+    let p = |n: &str| dir.join(n);
+    openssl_pki(&dir);
+    for (name, extra) in [("legacy.pfx", &["-legacy"][..]), ("default.pfx", &[][..])] {
+        run(Command::new("openssl").args(["pkcs12", "-export", "-passout", "pass:pw"]).args(extra).arg("-inkey").arg(p("server.key")).arg("-in").arg(p("server.pem")).arg("-out").arg(p(name)));
+        let info = Command::new("openssl").args(["pkcs12", "-info", "-noout", "-passin", "pass:pw"]).args(extra).arg("-in").arg(p(name)).output().unwrap();
+        let info = String::from_utf8_lossy(&info.stderr);
+        let expected = if extra.is_empty() { "AES-256-CBC" } else { "pbeWithSHA1And40BitRC2-CBC" };
+        assert!(info.contains(expected), "{name}: {info}");
+        let server = Corral::start_with(&format!("secureClientPort=0\nssl.keyStore.location={}\nssl.keyStore.password=pw\nssl.keyStore.type=PKCS12\nssl.clientAuth=none", p(name).display()));
+        let resp = within(tls_handshake(secure_addr(&server), &p("ca.pem"))).await.unwrap();
+        assert_ne!(resp.session_id, 0, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A wrong password, a damaged file, a JKS file called `.p12` and a `.pfx`
+/// without `ssl.keyStore.type`: start-up fails with the file, the setting
+/// and what is wrong.
+#[test]
+fn bad_pkcs12_keystores_are_clear_startup_errors() {
+    let dir = fresh_dir("p12-bad");
+    let (p12, _) = keytool_pkcs12(&dir, "server.p12");
+    let mut damaged = std::fs::read(&p12).unwrap();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x55;
+    std::fs::write(dir.join("damaged.p12"), &damaged).unwrap();
+    let (jks, _) = keytool_store(&dir);
+    std::fs::copy(&jks, dir.join("really-jks.p12")).unwrap();
+    std::fs::copy(&p12, dir.join("server.pfx")).unwrap();
+    let cases = [
+        ("server.p12", "wrong", "wrong password"),
+        ("damaged.p12", "storepw", "damaged"),
+        ("really-jks.p12", "storepw", "not a PKCS#12 keystore"),
+        ("server.pfx", "storepw", "ssl.keyStore.type"),
+    ];
+    for (file, password, expected) in cases {
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(&cfg, format!("dataDir={}\nclientPort=0\nsecureClientPort=0\nssl.keyStore.location={}\nssl.keyStore.password={password}\n", dir.join("data").display(), dir.join(file).display())).unwrap();
+        let out = Command::new(corral_tests::corral_bin()).arg("server").arg(&cfg).output().unwrap();
+        assert!(!out.status.success(), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file) && err.contains(expected), "{file}: expected {expected:?} in\n{err}");
+        assert!(err.contains("ssl.keyStore"), "{file}: the setting is named\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

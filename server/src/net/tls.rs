@@ -1,10 +1,14 @@
 //! TLS for `secureClientPort`, configured as ZooKeeper's `ssl.*` keys, with
 //! keystores in Java's JKS format (what `keytool` and ZooKeeper deployments
-//! have) or PEM.
+//! have), PKCS#12 (the JDK's default keystore type since 9) or PEM.
 //!
 //! JKS is read here rather than through a crate: the format is a short
 //! length-prefixed layout plus Sun's key-protection scheme (SHA-1 keystream),
-//! and no maintained Rust crate reads it.
+//! and no maintained Rust crate reads it. PKCS#12 is decoded and decrypted by
+//! the `p12-keystore` crate (PBES2 with PBKDF2 and AES as JDK 17 `keytool` and
+//! OpenSSL 3 write it, and the legacy PBE-SHA1-3DES and RC2-40); [`pkcs12`]
+//! turns its bags into key entries and trust anchors as Java's
+//! `PKCS12KeyStore` does.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,26 +30,38 @@ pub enum ClientAuth {
 pub enum StoreKind {
     Jks,
     Pem,
+    Pkcs12,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreFile {
+    /// The zoo.cfg key prefix it came from (`ssl.keyStore`, `ssl.trustStore`), for messages.
+    pub key: &'static str,
     pub path: PathBuf,
     pub password: String,
     pub kind: StoreKind,
 }
 
 impl StoreKind {
-    /// `ssl.*Store.type`, or else the file extension, as ZooKeeper's `KeyStoreFileType`.
+    /// `ssl.*Store.type`, or else the file extension, as ZooKeeper 3.8's
+    /// `KeyStoreFileType.fromPropertyValueOrFileName`: the type is
+    /// case-insensitive and an empty one counts as absent; the extension is
+    /// case-sensitive and only `.jks`, `.pem` and `.p12` are known (so a
+    /// `.pfx` or `.P12` file needs `ssl.*Store.type=PKCS12`, as in ZooKeeper).
     pub fn detect(explicit: Option<&str>, path: &Path) -> Option<StoreKind> {
-        let name = match explicit {
-            Some(t) => t.to_ascii_lowercase(),
-            None => path.extension()?.to_str()?.to_ascii_lowercase(),
-        };
-        match name.as_str() {
-            "jks" => Some(StoreKind::Jks),
-            "pem" => Some(StoreKind::Pem),
-            _ => None,
+        match explicit.filter(|t| !t.is_empty()) {
+            Some(t) => match t.to_ascii_uppercase().as_str() {
+                "JKS" => Some(StoreKind::Jks),
+                "PEM" => Some(StoreKind::Pem),
+                "PKCS12" => Some(StoreKind::Pkcs12),
+                _ => None,
+            },
+            None => match path.extension()?.to_str()? {
+                "jks" => Some(StoreKind::Jks),
+                "pem" => Some(StoreKind::Pem),
+                "p12" => Some(StoreKind::Pkcs12),
+                _ => None,
+            },
         }
     }
 }
@@ -59,8 +75,8 @@ pub struct TlsConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {message}")]
-    Store { path: PathBuf, message: String },
+    #[error("{path} ({key}.location): {message}")]
+    Store { key: &'static str, path: PathBuf, message: String },
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -74,22 +90,28 @@ pub struct KeyMaterial {
 }
 
 fn load(store: &StoreFile) -> Result<KeyMaterial, TlsError> {
-    let err = |message: String| TlsError::Store { path: store.path.clone(), message };
+    let err = |message: String| TlsError::Store { key: store.key, path: store.path.clone(), message };
     let bytes = std::fs::read(&store.path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let password_hint = |e: String| if e.contains("wrong password") { format!("{e} (check {}.password)", store.key) } else { e };
     match store.kind {
-        StoreKind::Jks => jks::parse(&bytes, &store.password).map_err(|e| err(e.to_string())),
-        StoreKind::Pem => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
-                .collect::<Result<_, _>>()
-                .map_err(|e| err(format!("bad PEM certificate: {e}")))?;
-            let mut m = KeyMaterial::default();
-            match PrivateKeyDer::from_pem_slice(&bytes) {
-                Ok(key) => m.keys.push((key, certs)),
-                Err(_) => m.trusted = certs,
-            }
-            Ok(m)
-        }
+        StoreKind::Jks => jks::parse(&bytes, &store.password).map_err(|e| err(password_hint(e.to_string()))),
+        StoreKind::Pkcs12 => pkcs12::parse(&bytes, &store.password).map_err(|e| err(password_hint(e.to_string()))),
+        StoreKind::Pem => parse_pem(&bytes).map_err(err),
     }
+}
+
+/// A PEM keystore: certificates, and a private key or none (then the
+/// certificates are trust anchors). Public for the fuzz target.
+#[doc(hidden)]
+pub fn parse_pem(bytes: &[u8]) -> Result<KeyMaterial, String> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(bytes).collect::<Result<_, _>>().map_err(|e| format!("bad PEM certificate: {e}"))?;
+    let mut m = KeyMaterial::default();
+    match PrivateKeyDer::from_pem_slice(bytes) {
+        Ok(key) => m.keys.push((key, certs)),
+        Err(_) => m.trusted = certs,
+    }
+    Ok(m)
 }
 
 /// Builds the acceptor for the secure client port.
@@ -97,6 +119,7 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let keys = load(&cfg.key_store)?;
     let (key, chain) = keys.keys.into_iter().next().ok_or_else(|| TlsError::Store {
+        key: cfg.key_store.key,
         path: cfg.key_store.path.clone(),
         message: "no private key entry".into(),
     })?;
@@ -111,13 +134,13 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
                 trusted.trusted
             };
             for c in &certs {
-                roots.add(c.clone()).map_err(|e| TlsError::Store { path: ts.path.clone(), message: format!("bad CA: {e}") })?;
+                roots.add(c.clone()).map_err(|e| TlsError::Store { key: ts.key, path: ts.path.clone(), message: format!("bad CA: {e}") })?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier = if cfg.client_auth == ClientAuth::Want { verifier.allow_unauthenticated() } else { verifier };
             let webpki = verifier
                 .build()
-                .map_err(|e| TlsError::Store { path: ts.path.clone(), message: format!("client verifier: {e}") })?;
+                .map_err(|e| TlsError::Store { key: ts.key, path: ts.path.clone(), message: format!("client verifier: {e}") })?;
             builder.with_client_cert_verifier(Arc::new(V1TolerantVerifier {
                 webpki,
                 anchors: certs,
@@ -129,7 +152,7 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     // Not `with_single_cert`: it re-parses the leaf with webpki, which refuses
     // X.509 v1 certificates that Java (and so ZooKeeper) serves happily.
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| TlsError::Store { path: cfg.key_store.path.clone(), message: format!("unusable private key: {e}") })?;
+        .map_err(|e| TlsError::Store { key: cfg.key_store.key, path: cfg.key_store.path.clone(), message: format!("unusable private key: {e}") })?;
     let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
     let config = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     Ok(TlsAcceptor::from(Arc::new(config)))
@@ -461,6 +484,125 @@ pub mod jks {
             epki.extend(seq);
             assert_eq!(unprotect(&epki, &pw, "k").unwrap(), plain);
             assert_eq!(unprotect(&epki, &password_bytes("nope"), "k").unwrap_err(), JksError::KeyPassword("k".into()));
+        }
+    }
+}
+
+pub mod pkcs12 {
+    //! PKCS#12 keystores (`ssl.*Store.type=PKCS12`): the bags are decoded,
+    //! MAC-checked and decrypted by `p12-keystore`; this module makes key
+    //! entries and trust anchors of them as Java's `PKCS12KeyStore` and
+    //! `TrustStoreUtil` do.
+    //!
+    //! - A private key's certificate is the certificate bag with the same
+    //!   `localKeyId`; its chain continues through the bags whose subject is
+    //!   the previous issuer, up to a self-signed one.
+    //! - Trust anchors are the certificate bags with Java's trusted-key-usage
+    //!   attribute (`keytool -importcert` writes it). A store with no private
+    //!   key and no such bag, as `openssl pkcs12 -export -nokeys` writes
+    //!   (before OpenSSL 3.2's `-jdktrust`), has all its certificates taken
+    //!   as anchors: Java would load it as an empty truststore and refuse
+    //!   every client, which is never what its operator meant.
+
+    use super::*;
+    use p12_keystore::error::Error as P12Error;
+    use p12_keystore::{CertificateBag, Pkcs12Archive};
+
+    /// Bags at most taken from one store, as a bound on chain building.
+    const BAGS_MAX: usize = 10_000;
+
+    #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+    pub enum Pkcs12Error {
+        #[error("not a PKCS#12 keystore, or a damaged one ({0}); set the store's .type if it is JKS or PEM")]
+        Malformed(String),
+        #[error("keystore integrity check failed: wrong password or damaged file")]
+        Integrity,
+        #[error("cannot decrypt the keystore: wrong password or damaged file")]
+        Decrypt,
+        #[error("unsupported PKCS#12 keystore: {0}")]
+        Unsupported(String),
+        #[error("private key '{0}' has no certificate in the keystore")]
+        NoCertificate(String),
+        #[error("keystore has {0} entries, more than {BAGS_MAX}")]
+        TooLarge(usize),
+    }
+
+    fn error(e: P12Error) -> Pkcs12Error {
+        match e {
+            P12Error::MacError(_) => Pkcs12Error::Integrity,
+            P12Error::UnpadError | P12Error::InvalidPrivateKey | P12Error::Pkcs5Error(_) => Pkcs12Error::Decrypt,
+            P12Error::InvalidVersion
+            | P12Error::UnsupportedContentType
+            | P12Error::UnsupportedCertificateType
+            | P12Error::UnsupportedEncryptionScheme
+            | P12Error::UnsupportedMacAlgorithm => Pkcs12Error::Unsupported(e.to_string()),
+            other => Pkcs12Error::Malformed(other.to_string()),
+        }
+    }
+
+    /// Reads a PKCS#12 keystore with `password` (Java's store password, which
+    /// also protects the keys, as `keytool` and ZooKeeper use it).
+    pub fn parse(bytes: &[u8], password: &str) -> Result<KeyMaterial, Pkcs12Error> {
+        let archive = Pkcs12Archive::from_pkcs12(bytes, password).map_err(error)?;
+        let bags = archive.keys.len() + archive.certs.len();
+        if bags > BAGS_MAX {
+            return Err(Pkcs12Error::TooLarge(bags));
+        }
+        let mut m = KeyMaterial::default();
+        for key in &archive.keys {
+            let name = key.friendly_name.clone().unwrap_or_default();
+            let leaf = archive
+                .certs
+                .iter()
+                .find(|c| key.local_key_id.as_ref().is_some_and(|id| c.local_key_id.as_deref() == Some(id.as_ref())))
+                .or_else(|| archive.certs.iter().find(|c| key.friendly_name.is_some() && c.friendly_name == key.friendly_name))
+                .ok_or(Pkcs12Error::NoCertificate(name))?;
+            let chain = chain(leaf, &archive.certs).into_iter().map(|c| CertificateDer::from(c.cert.as_der().to_vec())).collect();
+            m.keys.push((PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.key.as_der().to_vec())), chain));
+        }
+        let anchors = |all: bool| {
+            archive
+                .certs
+                .iter()
+                .filter(|c| c.local_key_id.is_none() && (all || c.trusted))
+                .map(|c| CertificateDer::from(c.cert.as_der().to_vec()))
+                .collect::<Vec<_>>()
+        };
+        m.trusted = anchors(false);
+        if m.trusted.is_empty() && m.keys.is_empty() {
+            m.trusted = anchors(true);
+        }
+        Ok(m)
+    }
+
+    /// `leaf`, then its issuers among `certs` (by subject name), ending at a
+    /// self-signed certificate, a missing issuer or a repeat.
+    fn chain<'a>(leaf: &'a CertificateBag, certs: &'a [CertificateBag]) -> Vec<&'a CertificateBag> {
+        let mut chain = vec![leaf];
+        let mut at = leaf;
+        // Each step adds a distinct bag, so this ends within certs.len() steps.
+        while at.cert.issuer() != at.cert.subject() {
+            let next = certs.iter().find(|c| c.cert.subject() == at.cert.issuer() && !chain.iter().any(|p| p.cert == c.cert));
+            match next {
+                Some(n) => {
+                    chain.push(n);
+                    at = n;
+                }
+                None => break,
+            }
+        }
+        chain
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn garbage_is_an_error_not_a_panic() {
+            for bytes in [&b""[..], &[0x30, 0x80][..], &[0x30, 0x03, 0x02, 0x01, 0x03][..], &[0xff; 64][..]] {
+                assert!(matches!(parse(bytes, "pw"), Err(Pkcs12Error::Malformed(_) | Pkcs12Error::Unsupported(_))), "{bytes:?}");
+            }
         }
     }
 }
