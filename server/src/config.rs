@@ -288,8 +288,8 @@ impl Config {
         cfg.four_letter_words = vec!["srvr".into()];
         cfg.extended_types = false;
         cfg.tick_ms = num(&values, "tickTime", &bad)?.unwrap_or(3000);
-        if cfg.tick_ms == 0 {
-            return Err(bad("tickTime", values["tickTime"].0, "must be positive".into()));
+        if cfg.tick_ms == 0 || i32::try_from(cfg.tick_ms).is_err() {
+            return Err(bad("tickTime", values["tickTime"].0, format!("must be between 1 and {} ms", i32::MAX)));
         }
         match values.get("dataDir") {
             Some((_, v)) => cfg.data_dir = PathBuf::from(v),
@@ -303,10 +303,19 @@ impl Config {
         };
         cfg.client_addr = SocketAddr::new(ip, port);
         cfg.max_client_cnxns = num(&values, "maxClientCnxns", &bad)?.unwrap_or(60);
-        cfg.min_session_timeout_ms =
-            num(&values, "minSessionTimeout", &bad)?.unwrap_or(2 * cfg.tick_ms as i32);
-        cfg.max_session_timeout_ms =
-            num(&values, "maxSessionTimeout", &bad)?.unwrap_or(20 * cfg.tick_ms as i32);
+        // As ZooKeeperServer: absent or -1 means 2 × (min) or 20 × (max) tickTime.
+        let session_timeout = |key: &str, ticks: u64| -> Result<i32, ConfigError> {
+            match num::<i32>(&values, key, &bad)? {
+                Some(ms) if ms >= 0 => Ok(ms),
+                None | Some(-1) => i32::try_from(u64::from(cfg.tick_ms) * ticks).map_err(|_| {
+                    let line = values.get("tickTime").map_or(0, |v| v.0);
+                    bad("tickTime", line, format!("{ticks} × tickTime, the default {key}, exceeds {} ms; set {key}", i32::MAX))
+                }),
+                Some(ms) => Err(bad(key, values[key].0, format!("must be -1 (the default) or at least 0, found {ms}"))),
+            }
+        };
+        cfg.min_session_timeout_ms = session_timeout("minSessionTimeout", 2)?;
+        cfg.max_session_timeout_ms = session_timeout("maxSessionTimeout", 20)?;
         if cfg.min_session_timeout_ms > cfg.max_session_timeout_ms {
             let line = values.get("minSessionTimeout").or(values.get("maxSessionTimeout")).map_or(0, |v| v.0);
             return Err(bad("minSessionTimeout", line, "minSessionTimeout must not be larger than maxSessionTimeout".into()));
@@ -560,6 +569,23 @@ mod tests {
         let c = parse("dataDir=/x\nsecureClientPort=1\nssl.keyStore.location=/k.pem\nssl.trustStore.location=/t.p12\n").unwrap();
         let ts = c.tls.unwrap().trust_store.unwrap();
         assert_eq!((ts.key, ts.kind), ("ssl.trustStore", StoreKind::Pkcs12));
+    }
+
+    /// Found by the zoocfg fuzz target: `20 * tickTime as i32` overflowed
+    /// (a panic in debug builds, a negative maxSessionTimeout in release).
+    #[test]
+    fn huge_tick_time_is_an_error_not_an_overflow() {
+        // The fuzzer's input, reduced to the line that matters.
+        let e = parse("tickTime=200035478\ndataDir=/var/lib/zookeeper\n").unwrap_err().to_string();
+        assert!(e.starts_with("zoo.cfg:1: tickTime:") && e.contains("maxSessionTimeout"), "{e}");
+        let e = parse("tickTime=2147483648\ndataDir=/x\n").unwrap_err().to_string();
+        assert!(e.starts_with("zoo.cfg:1: tickTime: must be between 1 and 2147483647"), "{e}");
+        let c = parse("tickTime=200035478\ndataDir=/x\nmaxSessionTimeout=2000000000\nminSessionTimeout=-1\n").unwrap();
+        assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (400_070_956, 2_000_000_000));
+        let c = parse("tickTime=2000\ndataDir=/x\nminSessionTimeout=-1\nmaxSessionTimeout=-1\n").unwrap();
+        assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (4000, 40000));
+        let e = parse("dataDir=/x\nminSessionTimeout=-5\n").unwrap_err().to_string();
+        assert!(e.starts_with("zoo.cfg:2: minSessionTimeout: must be -1"), "{e}");
     }
 
     #[test]
