@@ -30,7 +30,9 @@ if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "fuzz smoke SKIPPED: no nightly toolchain (cargo-fuzz needs one; 'rustup toolchain install nightly')" >&2
 else
     cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --version '^0.13' --locked
-    bash fuzz/run.sh 15
+    # The fuzz build (nightly, instrumented) keeps its own target dir outside
+    # the clone, so a later run on the same machine rebuilds only Corral.
+    CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/corral/fuzz-target}" bash fuzz/run.sh 15
 fi
 
 echo "== queue tests against Apache ZooKeeper 3.8"
