@@ -5,7 +5,7 @@
 #   1. cargo tests: protocol, core and server units; end-to-end tests against
 #      real corral processes with the stock Rust client; the queue tests
 #      against Corral, then again against Apache ZooKeeper;
-#   2. a fuzz smoke: every cargo-fuzz target for ~15 s (fuzz/run.sh);
+#   2. a fuzz smoke: every cargo-fuzz target for ~8 s (fuzz/run.sh);
 #   3. the stock-client suites (kazoo, zkCli, the C client, kazoo's own test
 #      suite) against Corral, then the same against Apache ZooKeeper 3.8 as
 #      the reference (the suites must pass on both).
@@ -25,14 +25,14 @@ export CORRAL_BIN="$ROOT/target/debug/corral"
 echo "== cargo tests (queue tests against Corral)"
 cargo test --workspace
 
-echo "== fuzz smoke (fuzz/run.sh: every target ~15 s, nightly toolchain)"
+echo "== fuzz smoke (fuzz/run.sh: every target ~8 s, nightly toolchain)"
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "fuzz smoke SKIPPED: no nightly toolchain (cargo-fuzz needs one; 'rustup toolchain install nightly')" >&2
 else
     cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --version '^0.13' --locked
     # The fuzz build (nightly, instrumented) keeps its own target dir outside
     # the clone, so a later run on the same machine rebuilds only Corral.
-    CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/corral/fuzz-target}" bash fuzz/run.sh 15
+    CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/corral/fuzz-target}" bash fuzz/run.sh 8
 fi
 
 echo "== queue tests against Apache ZooKeeper 3.8"
