@@ -1,6 +1,7 @@
 """Shared fixtures for tests/clients (python/, zkcli/, cclient/).
 
-One server per pytest session, selected by TARGET=zookeeper|corral (see servers.py).
+One server per pytest session, selected by TARGET=zookeeper|corral (see servers.py);
+tests under ensemble/ get a fresh 3-member ensemble each instead.
 Every test works under its own unique root path, removed afterwards as the
 super user (so ACL-protected leftovers are removed too).
 """
@@ -32,6 +33,30 @@ def server():
         yield srv
     finally:
         srv.cleanup()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item (item.rep_call), so a
+    fixture can tell whether its test failed."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def ensemble(request):
+    """A fresh 3-member ensemble of the target (servers.Ensemble), for tests
+    that kill members; the members' log tails are printed if the test fails."""
+    ens = servers.Ensemble(3, tick_time=TICK_MS)
+    try:
+        ens.start()
+        yield ens
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            print(ens.log_tails())
+    finally:
+        ens.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Start/stop the server under test (Apache ZooKeeper 3.8 or Corral).
+"""Start/stop the server under test (Apache ZooKeeper 3.8 or Corral):
+one standalone Server, or an Ensemble of members with server.N lines.
 
 Selection: env TARGET=zookeeper (default) | corral.
   zookeeper: java -cp <Debian jars> org.apache.zookeeper.server.quorum.QuorumPeerMain zoo.cfg
@@ -209,7 +210,7 @@ def server_command(cfg, workdir, tgt=None):
 class Server:
     """One server process on 127.0.0.1:port with its own dataDir."""
 
-    def __init__(self, port=None, workdir=None, tick_time=1000, extra_cfg=()):
+    def __init__(self, port=None, workdir=None, tick_time=1000, extra_cfg=(), myid=None):
         self.port = port or free_port()
         self._own_dir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="corral-clients-")
@@ -218,20 +219,42 @@ class Server:
         self.proc = None
         self.log_path = os.path.join(self.workdir, "server.log")
         self.cfg = write_cfg(self.workdir, self.port, tick_time, self.extra_cfg)
+        if myid is not None:  # an ensemble member: dataDir/myid names its server.N line
+            with open(os.path.join(self.workdir, "data", "myid"), "w") as f:
+                f.write("%d\n" % myid)
 
     @property
     def hosts(self):
         return "127.0.0.1:%d" % self.port
 
     def start(self, timeout=60.0):
+        self.spawn()
+        self.wait_ready(timeout)
+        return self
+
+    def spawn(self):
+        """Starts the process without waiting for it to serve (an ensemble
+        member serves only once a quorum of its peers runs)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         cmd = server_command(self.cfg, self.workdir)
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir)
         logf.close()
-        self.wait_ready(timeout)
-        return self
+
+    def mode(self):
+        """srvr's Mode (standalone, leader, follower), or None when the
+        process is down or does not serve requests."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        try:
+            out = four_letter(self.port, "srvr", timeout=2.0)
+        except OSError:
+            return None
+        for line in out.splitlines():
+            if line.startswith("Mode: "):
+                return line[len("Mode: "):].strip()
+        return None
 
     def wait_ready(self, timeout=60.0):
         deadline = time.monotonic() + timeout
@@ -287,6 +310,87 @@ class Server:
         if self._own_dir:
             import shutil
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Ensemble:
+    """n members of the target on 127.0.0.1, each a Server with its own
+    dataDir and myid, all given the same server.N lines
+    (127.0.0.1:quorumPort:electionPort) and initLimit/syncLimit (ZooKeeper
+    needs them; Corral accepts and ignores them)."""
+
+    def __init__(self, n=3, tick_time=1000, extra_cfg=()):
+        lines = ["server.%d=127.0.0.1:%d:%d" % (i, free_port(), free_port()) for i in range(1, n + 1)]
+        lines += ["initLimit=10", "syncLimit=5"]
+        self.members = [Server(tick_time=tick_time, extra_cfg=lines + list(extra_cfg), myid=i)
+                        for i in range(1, n + 1)]
+
+    @property
+    def hosts(self):
+        """The connect string of every member, in member order."""
+        return ",".join(m.hosts for m in self.members)
+
+    def hosts_from(self, first):
+        """A connect string starting with member `first`, then the others
+        in order (for clients told not to shuffle it)."""
+        order = [first] + [i for i in range(len(self.members)) if i != first]
+        return ",".join(self.members[i].hosts for i in order)
+
+    def start(self, timeout=60.0):
+        for m in self.members:
+            m.spawn()
+        for m in self.members:
+            m.wait_ready(timeout)
+        self.leader(timeout)
+        return self
+
+    def leader(self, timeout=30.0):
+        """The index of the member whose srvr says Mode: leader."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i, m in enumerate(self.members):
+                if m.mode() == "leader":
+                    return i
+            time.sleep(0.02)
+        raise RuntimeError("no leader within %ss; modes %r" % (timeout, [m.mode() for m in self.members]))
+
+    def zxids(self):
+        """srvr's Zxid of every live member."""
+        out = []
+        for m in self.members:
+            if m.proc is None or m.proc.poll() is not None:
+                continue
+            try:
+                r = four_letter(m.port, "srvr", timeout=2.0)
+            except OSError:
+                r = ""
+            z = [l.split(":", 1)[1].strip() for l in r.splitlines() if l.startswith("Zxid:")]
+            out.append(int(z[0], 16) if z else None)
+        return out
+
+    def wait_synced(self, timeout=30.0):
+        """Waits until every live member has applied the same zxid, so a
+        kill finds no member behind. (Corral today: a member that has no
+        log entry yet refuses to vote, so a leader killed before every
+        follower got an entry leaves the other two leaderless for good.)"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            z = self.zxids()
+            if None not in z and len(set(z)) == 1:
+                return z[0]
+            time.sleep(0.02)
+        raise RuntimeError("members not in sync within %ss: zxids %r" % (timeout, self.zxids()))
+
+    def kill(self, i):
+        """kill -9 of member i."""
+        self.members[i].kill()
+
+    def log_tails(self, n=40):
+        return "\n".join("--- member %d (%s)\n%s" % (i + 1, m.workdir, m.log_tail(n))
+                         for i, m in enumerate(self.members))
+
+    def cleanup(self):
+        for m in self.members:
+            m.cleanup()
 
 
 def _cli():
