@@ -63,7 +63,10 @@ async fn main() {
         eprintln!("Apache ZooKeeper is not installed: run tests/clients/install-deps.sh");
         std::process::exit(1);
     }
-    println!("corral binary: {}", corral_tests::corral_bin().display());
+    let bin = corral_tests::corral_release_bin();
+    // Before the helpers start any corral; they read it.
+    std::env::set_var("CORRAL_BIN", &bin);
+    println!("corral binary: {}", bin.display());
     let mut rows = Vec::new();
     for (name, f) in [("serial creates, 1 session", 0), ("creates, 32 sessions", 1), ("getData, 32 sessions", 2)] {
         let run = |hosts: String| async move {

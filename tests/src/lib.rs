@@ -20,20 +20,39 @@ use std::time::Duration;
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The target directory: `CARGO_TARGET_DIR`, when set, as cargo reads it
+/// (relative to where cargo runs, here the root), else `target`.
+fn target_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::env::var_os("CARGO_TARGET_DIR").map(|d| root.join(d)).unwrap_or_else(|| root.join("target"))
+}
+
 pub fn corral_bin() -> PathBuf {
     if let Ok(p) = std::env::var("CORRAL_BIN") {
         return PathBuf::from(p);
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    // CARGO_TARGET_DIR, when set, as cargo reads it (relative to where cargo runs, here the root).
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(|d| root.join(d)).unwrap_or_else(|| root.join("target"));
     for profile in ["debug", "release"] {
-        let p = target.join(profile).join("corral");
+        let p = target_dir().join(profile).join("corral");
         if p.exists() {
             return p;
         }
     }
     panic!("no corral binary: run `cargo build -p corral` first or set CORRAL_BIN");
+}
+
+/// The binary for benchmarks: `$CORRAL_BIN`, else the release build (a
+/// debug build beside it would otherwise win in [`corral_bin`]). Exits
+/// with a hint when there is none.
+pub fn corral_release_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CORRAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = target_dir().join("release").join("corral");
+    if !p.exists() {
+        eprintln!("no release corral binary at {}: run `cargo build --release -p corral` first or set CORRAL_BIN", p.display());
+        std::process::exit(1);
+    }
+    p
 }
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);

@@ -1,5 +1,8 @@
 //! Apache ZooKeeper 3.8 from Debian's `zookeeper` package, started on
-//! loopback for side-by-side (differential) tests.
+//! loopback for side-by-side (differential) tests and benchmarks: a
+//! standalone server ([`ZooKeeper`]) or an ensemble of `QuorumPeerMain`
+//! processes from generated zoo.cfg files with `server.N` lines and `myid`
+//! ([`ZooKeeperEnsemble`], the counterpart of [`crate::Ensemble`]).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,15 +42,46 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn ruok(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else { return false };
+/// Sends a four-letter word and returns the whole answer (empty if the
+/// server cannot be reached).
+pub fn four_letter(addr: SocketAddr, word: &str) -> String {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else { return String::new() };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"ruok").is_err() {
-        return false;
+    if s.write_all(word.as_bytes()).is_err() {
+        return String::new();
     }
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out == "imok"
+    out
+}
+
+/// The `Mode:` line of `srvr` (`standalone`, `leader`, `follower`), or
+/// `None` while the server does not serve requests (ZooKeeper answers
+/// `ruok` before that, and `srvr` without a mode).
+pub fn mode(addr: SocketAddr) -> Option<String> {
+    four_letter(addr, "srvr").lines().find_map(|l| l.strip_prefix("Mode: ").map(str::to_owned))
+}
+
+/// The classpath of Debian's ZooKeeper server.
+fn classpath() -> String {
+    JARS.iter().map(|j| format!("/usr/share/java/{j}")).collect::<Vec<_>>().join(":")
+}
+
+/// Starts `QuorumPeerMain` on `cfg`, logging to `dir/zookeeper.log`.
+fn spawn_java(cfg: &std::path::Path, dir: &std::path::Path, heap_mb: u32) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("zookeeper.log")).unwrap();
+    Command::new("java")
+        .arg("-cp")
+        .arg(classpath())
+        .arg(format!("-Xmx{heap_mb}m"))
+        .arg("-Dzookeeper.admin.enableServer=false")
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+        .arg(cfg)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start java")
 }
 
 impl ZooKeeper {
@@ -72,24 +106,11 @@ impl ZooKeeper {
             ),
         )
         .unwrap();
-        let cp: Vec<String> = JARS.iter().map(|j| format!("/usr/share/java/{j}")).collect();
-        let log = std::fs::File::create(dir.join("zookeeper.log")).unwrap();
-        let child = Command::new("java")
-            .arg("-cp")
-            .arg(cp.join(":"))
-            .arg("-Xmx256m")
-            .arg("-Dzookeeper.admin.enableServer=false")
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start java");
+        let child = spawn_java(&cfg, &dir, 256);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut zk = ZooKeeper { child, dir, addr };
         let deadline = Instant::now() + START_TIMEOUT;
-        while !ruok(addr) {
+        while mode(addr).is_none() {
             if Instant::now() > deadline || zk.child.try_wait().map(|s| s.is_some()).unwrap_or(true) {
                 let log = std::fs::read_to_string(zk.dir.join("zookeeper.log")).unwrap_or_default();
                 panic!("ZooKeeper did not start on {addr}; log:\n{log}");
@@ -110,6 +131,123 @@ impl Drop for ZooKeeper {
         let _ = self.child.wait();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One member of a [`ZooKeeperEnsemble`]: a `QuorumPeerMain` process with
+/// its own directory (zoo.cfg, `data/myid`, `zookeeper.log`).
+pub struct ZooKeeperMember {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl ZooKeeperMember {
+    /// `host:port` for clients.
+    pub fn hosts(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("zookeeper.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ZooKeeperMember {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// An ensemble of Apache ZooKeeper processes on loopback, from generated
+/// zoo.cfg files with `server.N=127.0.0.1:quorumPort:electionPort` lines and
+/// `myid` files: the reference for [`crate::Ensemble`].
+///
+/// Timing: `tickTime=200` as `Corral`'s helpers (so both negotiate the same
+/// session timeouts), with `initLimit=50` and `syncLimit=25` (10 s and 5 s)
+/// so that a follower slowed by a loaded 2-core machine is not dropped;
+/// neither limit delays a failover after kill -9, where the peers see their
+/// connections to the dead leader close at once.
+pub struct ZooKeeperEnsemble {
+    pub members: Vec<ZooKeeperMember>,
+}
+
+impl ZooKeeperEnsemble {
+    /// Starts `n` members with `extra_cfg` appended to each zoo.cfg and
+    /// waits until every one serves requests (`srvr` shows a mode).
+    pub fn start(n: usize, extra_cfg: &str) -> ZooKeeperEnsemble {
+        assert!(ZooKeeper::available(), "Apache ZooKeeper is not installed: run tests/clients/install-deps.sh");
+        let servers: String = (1..=n).map(|i| format!("server.{i}=127.0.0.1:{}:{}\n", free_port(), free_port())).collect();
+        let members: Vec<ZooKeeperMember> = (1..=n)
+            .map(|i| {
+                let port = free_port();
+                let dir = std::env::temp_dir().join(format!("corral-zk-ens-{}-{port}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(dir.join("data")).unwrap();
+                std::fs::write(dir.join("data").join("myid"), format!("{i}\n")).unwrap();
+                let cfg = dir.join("zoo.cfg");
+                std::fs::write(
+                    &cfg,
+                    format!(
+                        "tickTime=200\ninitLimit=50\nsyncLimit=25\ndataDir={}\nclientPortAddress=127.0.0.1\nclientPort={port}\nadmin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{servers}{extra_cfg}\n",
+                        dir.join("data").display()
+                    ),
+                )
+                .unwrap();
+                let child = spawn_java(&cfg, &dir, 512);
+                ZooKeeperMember { child: Some(child), dir, addr: format!("127.0.0.1:{port}").parse().unwrap() }
+            })
+            .collect();
+        let mut e = ZooKeeperEnsemble { members };
+        let deadline = Instant::now() + START_TIMEOUT;
+        for i in 0..n {
+            while e.mode(i).is_none() {
+                let exited = e.members[i].child.as_mut().map(|c| c.try_wait().map(|s| s.is_some()).unwrap_or(true)).unwrap_or(true);
+                if Instant::now() > deadline || exited {
+                    let log = e.members[i].log();
+                    e.members.clear();
+                    panic!("ZooKeeper member {} did not start serving; log:\n{log}", i + 1);
+                }
+                std::thread::sleep(Duration::from_millis(50)); // polled: readiness shows only in srvr
+            }
+        }
+        e
+    }
+
+    /// Every member's client address, as a connect string.
+    pub fn hosts(&self) -> String {
+        self.members.iter().map(|m| m.hosts()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The `srvr` mode of member `i` (index), or `None` if it is down or
+    /// not serving.
+    pub fn mode(&self, i: usize) -> Option<String> {
+        let m = &self.members[i];
+        m.child.as_ref()?;
+        mode(m.addr)
+    }
+
+    /// The index of the member that leads, waiting up to `timeout`.
+    pub fn wait_for_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = (0..self.members.len()).find(|i| self.mode(*i).as_deref() == Some("leader")) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no ZooKeeper leader within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20)); // polled: leadership shows only in srvr
         }
     }
 }
