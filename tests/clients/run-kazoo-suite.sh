@@ -4,19 +4,24 @@
 #
 # kazoo's harness (kazoo/testing/harness.py + common.py) starts its servers
 # itself: `java -cp $ZOOKEEPER_CLASSPATH ... QuorumPeerMain <cfg>`, one per test
-# class, stopped with SIGTERM. We use ZOOKEEPER_CLUSTER_SIZE=1 (standalone;
-# the harness then writes no server.N lines).
+# class, stopped with SIGTERM. KAZOO_CLUSTER_SIZE (default 1) becomes its
+# ZOOKEEPER_CLUSTER_SIZE: 1 is standalone (the harness then writes no
+# server.N lines); 3 is an ensemble (server.N=localhost:leaderPort:electionPort:participant,
+# myid, and a 3-host connect string for every client).
 #   zookeeper: ZOOKEEPER_CLASSPATH = the Debian jars (servers.py classpath)
 #   corral:    kazoo-java-shim/ is put first on PATH; its `java` execs
 #              $CORRAL_BIN server <cfg + -Dzookeeper.* props as cfg lines>
 #
-# Deselected (by node id), because they cannot pass against a standalone
-# ZooKeeper 3.8 either:
+# Deselected (by node id) with KAZOO_CLUSTER_SIZE=1, because they cannot
+# pass against a standalone ZooKeeper 3.8 either:
 #   TestReconfig              dynamic reconfig (needs a quorum; standalone answers Unimplemented)
 #   TestReadOnlyMode          read-only mode needs a 3-node quorum losing majority
 #   TestClient::test_update_host_list  stops server 0, expects the client to move to another
 #   (and its gevent and eventlet twins, TestGeventClient/TestEventletClient;
 #   requirements.txt installs gevent and eventlet so every handler's tests run)
+# With KAZOO_CLUSTER_SIZE=3 and TARGET=corral, deselected because Corral does
+# not implement them (README, Compatibility): TestReconfig (reconfig answers
+# RECONFIGDISABLED) and TestReadOnlyMode (no read-only mode).
 # Extra exclusions (e.g. for a Corral milestone): KAZOO_EXTRA_DESELECT="TestSSLClient or ..."
 # Exit status: pytest's (non-zero on any failure/error among the selected tests).
 set -uo pipefail
@@ -37,11 +42,12 @@ mkdir -p "$WORK/tmp"
 # takes the server version from ZOOKEEPER_VERSION, and test_build checks that
 # the server's `envi` reports exactly that version.
 export CI=true
-export ZOOKEEPER_CLUSTER_SIZE=1
-# ports OFFSET..OFFSET+4 (client, election, leader, admin, secure client): a free
-# block picked at random unless KAZOO_PORT_OFFSET is given, so that two runs on
-# one machine (e.g. a developer's and CI's) do not talk to each other's servers
-export ZOOKEEPER_PORT_OFFSET="${KAZOO_PORT_OFFSET:-$("$PY" "$HERE/servers.py" port-block)}"
+export ZOOKEEPER_CLUSTER_SIZE="${KAZOO_CLUSTER_SIZE:-1}"
+# ports OFFSET..OFFSET+4 (client, election, leader, admin, secure client), the
+# next server's 10 higher: a free block picked at random unless
+# KAZOO_PORT_OFFSET is given, so that two runs on one machine (e.g. a
+# developer's and CI's) do not talk to each other's servers
+export ZOOKEEPER_PORT_OFFSET="${KAZOO_PORT_OFFSET:-$("$PY" "$HERE/servers.py" port-block --n $((10 * ZOOKEEPER_CLUSTER_SIZE - 5)))}"
 export ZOOKEEPER_CLASSPATH="$("$PY" "$HERE/servers.py" classpath)"
 export TMPDIR="$WORK/tmp"                 # every harness work dir (and cfg) lives here
 case "$TARGET" in
@@ -65,13 +71,22 @@ export ZOOKEEPER_VERSION
 
 # Known failures against standalone ZooKeeper, deselected by node id (so a -k
 # given on the command line still composes with them):
-DESELECT_ARGS=(
-  --deselect test_client.py::TestReconfig
-  --deselect test_connection.py::TestReadOnlyMode
-  --deselect test_client.py::TestClient::test_update_host_list
-  --deselect test_gevent_handler.py::TestGeventClient::test_update_host_list
-  --deselect test_eventlet_handler.py::TestEventletClient::test_update_host_list
-)
+if [ "$ZOOKEEPER_CLUSTER_SIZE" = 1 ]; then
+  DESELECT_ARGS=(
+    --deselect test_client.py::TestReconfig
+    --deselect test_connection.py::TestReadOnlyMode
+    --deselect test_client.py::TestClient::test_update_host_list
+    --deselect test_gevent_handler.py::TestGeventClient::test_update_host_list
+    --deselect test_eventlet_handler.py::TestEventletClient::test_update_host_list
+  )
+elif [ "$TARGET" = corral ]; then
+  DESELECT_ARGS=(
+    --deselect test_client.py::TestReconfig
+    --deselect test_connection.py::TestReadOnlyMode
+  )
+else
+  DESELECT_ARGS=()
+fi
 # Extra exclusions as a -k expression (a -k on the command line replaces it).
 [ -n "${KAZOO_EXTRA_DESELECT:-}" ] && DESELECT_ARGS+=(-k "not (${KAZOO_EXTRA_DESELECT})")
 
@@ -85,7 +100,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "kazoo suite: target=$TARGET version=$ZOOKEEPER_VERSION ports=$ZOOKEEPER_PORT_OFFSET.. kazoo_tests=$KT ${DESELECT_ARGS[*]}"
+echo "kazoo suite: target=$TARGET servers=$ZOOKEEPER_CLUSTER_SIZE version=$ZOOKEEPER_VERSION ports=$ZOOKEEPER_PORT_OFFSET.. kazoo_tests=$KT ${DESELECT_ARGS[*]}"
 start=$(date +%s)
 cd "$WORK"
 timeout -k 10 "${KAZOO_SUITE_TIMEOUT:-900}" "$PY" -m pytest "$KT" --rootdir "$KT" \

@@ -413,7 +413,8 @@ def _cli():
     e = sub.add_parser("exec-zk", help="exec Apache ZooKeeper on CFG (used by fake-corral-zookeeper.sh)")
     e.add_argument("cfg")
     sub.add_parser("classpath", help="print the ZooKeeper classpath")
-    sub.add_parser("port-block", help="print the first of 5 consecutive free ports")
+    pb = sub.add_parser("port-block", help="print the first of N (default 5) consecutive free ports")
+    pb.add_argument("--n", type=int, default=5)
     sub.add_parser("version", help="start the target briefly, print X.Y.Z from its `envi`")
     a = ap.parse_args()
 
@@ -421,7 +422,7 @@ def _cli():
         print(zk_classpath())
         return 0
     if a.cmd == "port-block":
-        print(free_port_block(5))
+        print(free_port_block(a.n))
         return 0
     if a.cmd == "version":
         import re
