@@ -14,8 +14,9 @@
 //! operation) and getData, on the ensembles; setData and getData
 //! standalone. Both targets stay up during a phase and the runs alternate
 //! (Corral first in even rounds, ZooKeeper first in odd ones); each figure
-//! is the median of the rounds. ZooKeeper's JVM is warmed by one unmeasured
-//! run of every workload before the first round (Corral gets the same).
+//! is the median of the rounds. ZooKeeper's JVM is warmed by an unmeasured
+//! run of every workload (`BENCH_WARMUP_SECS`, default 10) before the first
+//! round (Corral gets the same).
 //!
 //! Failover, per round and target, on a fresh ensemble with a light write
 //! load: kill -9 of the leader (found by `srvr` Mode), then
@@ -28,7 +29,7 @@
 //!   including the client's reconnect delays.
 //!
 //! Settings: `BENCH_ROUNDS` (default 3), `BENCH_SECS` per measured run
-//! (default 3), `BENCH_ONLY` = a comma list of `ensemble`, `standalone`,
+//! (default 3), `BENCH_WARMUP_SECS`, `BENCH_ONLY` = a comma list of `ensemble`, `standalone`,
 //! `failover` (default all). Corral is `$CORRAL_BIN`, else the release
 //! binary in the target directory (a debug build would measure the
 //! compiler, not the server).
@@ -218,6 +219,7 @@ impl Table {
 struct Settings {
     rounds: usize,
     run_secs: Duration,
+    warmup_secs: Duration,
     only: Vec<String>,
 }
 
@@ -228,6 +230,7 @@ impl Settings {
         Settings {
             rounds: num("BENCH_ROUNDS", 3) as usize,
             run_secs: Duration::from_secs(num("BENCH_SECS", 3)),
+            warmup_secs: Duration::from_secs(num("BENCH_WARMUP_SECS", 10)),
             only: only.split(',').map(|s| s.trim().to_owned()).collect(),
         }
     }
@@ -247,11 +250,13 @@ async fn throughput(label: &str, corral: &[String], zookeeper: &[String], worklo
         runs += 1;
         format!("/bench-{}-{}-{runs}", if t == Target::Corral { "c" } else { "z" }, w.name().replace('+', "-"))
     };
-    // Warm-up: one unmeasured run of each workload on each target (the JVM's JIT).
+    // Warm-up: unmeasured runs of each workload on each target, long
+    // enough for the JVM's JIT (one 3 s run left ZooKeeper at a third of
+    // its speed).
     for &w in workloads {
         for t in [Target::ZooKeeper, Target::Corral] {
             let clients = if t == Target::Corral { &c_clients } else { &z_clients };
-            let mut r = run(clients, w, &root(t, w), s.run_secs).await;
+            let mut r = run(clients, w, &root(t, w), s.warmup_secs).await;
             println!("  warm-up {label} {:<14} {:<10} {:>9.0} op/s p99 {:>6.1} ms", w.name(), format!("{t:?}"), r.ops_per_s(), r.latency_ms(0.99));
         }
     }
