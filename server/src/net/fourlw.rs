@@ -13,6 +13,11 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
     let mut s = String::new();
     let core = p.replica.core();
     let st = &p.stats;
+    // As ZooKeeper, a member without a leader serves no requests, and its
+    // statistics words say so instead of answering.
+    if p.cfg.peers.len() > 1 && p.replica.leader_id() == 0 && matches!(word, "srvr" | "stat" | "mntr" | "cons" | "wchs" | "wchc" | "wchp" | "dump") {
+        return "This ZooKeeper instance is not currently serving requests\n".to_owned();
+    }
     let mode = if p.cfg.peers.len() <= 1 {
         "standalone"
     } else if p.replica.is_leader() {

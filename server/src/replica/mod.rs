@@ -94,7 +94,7 @@ pub enum PeerMessage {
     /// A member found with an empty log asks the others for their term
     /// before it takes part (see [`Replica::on_message`]).
     TermQuery,
-    TermReply { term: u64 },
+    TermReply { term: u64, last_index: u64 },
 }
 
 /// A message and the member it goes to (`from` is the sender).
@@ -198,6 +198,10 @@ impl Proposal {
     }
 }
 
+/// How far apart members stand for election after losing their leader's
+/// links, by rank of id (a pre-vote round trip on a LAN is far shorter).
+const CAMPAIGN_STAGGER_MS: i64 = 150;
+
 /// How long a leader waits for a follower to take a snapshot before it
 /// sends it again (a snapshot of a coordination service's tree is small).
 const SNAPSHOT_WAIT_MS_MAX: i64 = 5_000;
@@ -282,7 +286,15 @@ pub struct Replica {
     snapshot_applied: Option<(u64, u64)>,
     /// Set while a member found with an empty log (brand new, or wiped)
     /// learns the ensemble's term: the terms the others answered.
-    recovering: Option<BTreeMap<u64, u64>>,
+    recovering: Option<BTreeMap<u64, (u64, u64)>>,
+    /// After joining an existing ensemble with an empty log: this member
+    /// grants no vote until its commit index reaches this (the longest log
+    /// another member reported), since it may have held committed entries
+    /// that a candidate it would vote for lacks.
+    vote_after_commit: Option<u64>,
+    /// When to stand for election after the link to the leader broke
+    /// (members take turns by id, so that they do not split the vote).
+    campaign_at_ms: Option<(i64, u64)>,
     now: Now,
     last_tick_ms: i64,
     last_container_check_ms: i64,
@@ -359,6 +371,8 @@ impl Replica {
             unpersisted: VecDeque::new(),
             snapshot_applied: None,
             recovering,
+            vote_after_commit: None,
+            campaign_at_ms: None,
             now,
             last_tick_ms: now.mono_ms,
             last_container_check_ms: now.mono_ms,
@@ -544,8 +558,8 @@ impl Replica {
         self.now = now;
         match msg {
             PeerMessage::TermQuery => {
-                let term = if self.recovering.is_some() { 0 } else { self.term() };
-                self.send(from, PeerMessage::TermReply { term });
+                let (term, last_index) = if self.recovering.is_some() { (0, 0) } else { (self.term(), self.node.raft.raft_log.last_index()) };
+                self.send(from, PeerMessage::TermReply { term, last_index });
                 // It has an empty log now, whatever it had acknowledged
                 // before: forget that (raft-rs would ignore its rejections
                 // as stale and never send it the snapshot it needs).
@@ -558,9 +572,9 @@ impl Replica {
                     }
                 }
             }
-            PeerMessage::TermReply { term } => {
+            PeerMessage::TermReply { term, last_index } => {
                 if let Some(answers) = &mut self.recovering {
-                    answers.insert(from, term);
+                    answers.insert(from, (term, last_index));
                     self.try_finish_recovery();
                 }
             }
@@ -574,11 +588,10 @@ impl Replica {
                     // commit hint must not point past its log (raft-rs would
                     // stop the member); it catches up by snapshot instead.
                     MessageType::MsgHeartbeat if m.commit > last => m.commit = last,
-                    // Nor may it vote before it has a log again: it may have
-                    // voted in this term before it lost its data. A brand-new
-                    // ensemble's candidates have empty logs too.
-                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote if last == 0 && m.index > 0 => {
-                        tracing::info!(id = self.id, candidate = from, "no vote before this member has a log");
+                    // Nor may it vote before it holds what it may have held
+                    // before it lost its data (see `vote_after_commit`).
+                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote if self.vote_after_commit.is_some_and(|c| self.commit_index() < c) => {
+                        tracing::info!(id = self.id, candidate = from, "no vote before this member has caught up");
                         return;
                     }
                     _ => {}
@@ -630,7 +643,8 @@ impl Replica {
         let Some(answers) = &self.recovering else { return };
         let n = self.cfg.voters.len();
         let majority = n / 2 + 1;
-        let max = answers.values().copied().max().unwrap_or(0);
+        let max = answers.values().map(|(t, _)| *t).max().unwrap_or(0);
+        let longest = answers.values().map(|(_, l)| *l).max().unwrap_or(0);
         // Every majority that may hold committed entries has majority - 1
         // members besides this one; answers from more than n - majority
         // others meet each such set (all others when n = 3, 3 of 4 when 5).
@@ -644,6 +658,7 @@ impl Replica {
             tracing::info!(id = self.id, term = max, "empty log: joining at the ensemble's term, no vote in it");
             self.node.raft.become_follower(max, raft::INVALID_ID);
             self.node.raft.vote = self.id;
+            self.vote_after_commit = Some(longest);
         } else if self.cfg.voters.iter().min() == Some(&self.id) {
             let _ = self.node.campaign();
         }
@@ -660,10 +675,15 @@ impl Replica {
         self.fail_forwarded_to(peer);
         // A snapshot in flight to it is lost with the link.
         self.on_unreachable(peer);
-        if peer != self.id && peer == self.leader_id() && self.cfg.voters.len() > 1 && self.snapshot_applied.is_none() {
-            tracing::info!(id = self.id, leader = peer, "link to the leader lost; campaigning");
-            let _ = self.node.campaign();
-            self.pin();
+        if peer != self.id && peer == self.leader_id() && self.cfg.voters.len() > 1 && self.campaign_at_ms.is_none() {
+            // Every follower sees the leader's links close at once; if all
+            // stood at once they would split the vote and wait out a random
+            // timeout. They take turns by id instead (the first at once);
+            // pre-vote stops a later one if an earlier one has won.
+            let rank = self.cfg.voters.iter().filter(|v| **v != peer && **v < self.id).count() as i64;
+            self.campaign_at_ms = Some((now.mono_ms + rank * CAMPAIGN_STAGGER_MS, peer));
+            tracing::info!(id = self.id, leader = peer, after_ms = rank * CAMPAIGN_STAGGER_MS, "link to the leader lost; campaigning");
+            self.campaign_when_due();
         }
     }
 
@@ -677,6 +697,26 @@ impl Replica {
             }
             self.node.report_unreachable(peer);
         }
+    }
+
+    /// Stands for election if the turn taken on losing the leader has come
+    /// and no leader has been heard of since.
+    fn campaign_when_due(&mut self) {
+        let Some((at, lost)) = self.campaign_at_ms else { return };
+        let leader = self.node.raft.leader_id;
+        if leader != 0 && leader != lost {
+            self.campaign_at_ms = None; // a new leader is known: no election needed
+            return;
+        }
+        if self.now.mono_ms < at || self.snapshot_applied.is_some() || self.in_ready {
+            return;
+        }
+        self.campaign_at_ms = None;
+        if self.is_leader() {
+            return;
+        }
+        let _ = self.node.campaign();
+        self.pin();
     }
 
     fn fail_forwarded_to(&mut self, peer: u64) {
@@ -713,6 +753,7 @@ impl Replica {
             }
             return;
         }
+        self.campaign_when_due();
         // While an installed snapshot awaits its sync, raft's applied index
         // lags the log's start: an election now would read entries that are
         // gone (raft-rs looks for unapplied conf changes). Time resumes after.

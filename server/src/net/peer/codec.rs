@@ -109,6 +109,8 @@ pub struct WireTermQuery {}
 pub struct WireTermReply {
     #[prost(uint64, tag = "1")]
     pub term: u64,
+    #[prost(uint64, tag = "2")]
+    pub last_index: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -185,7 +187,7 @@ pub fn to_wire(env: &Envelope) -> Result<WireEnvelope, PeerCodecError> {
         }
         PeerMessage::Touch { sessions } => WireMessage::Touch(WireTouch { sessions: sessions.clone() }),
         PeerMessage::TermQuery => WireMessage::TermQuery(WireTermQuery {}),
-        PeerMessage::TermReply { term } => WireMessage::TermReply(WireTermReply { term: *term }),
+        PeerMessage::TermReply { term, last_index } => WireMessage::TermReply(WireTermReply { term: *term, last_index: *last_index }),
     };
     Ok(WireEnvelope { from: env.from, to: env.to, msg: Some(msg) })
 }
@@ -210,7 +212,7 @@ pub fn from_wire(wire: WireEnvelope) -> Result<Envelope, PeerCodecError> {
         },
         WireMessage::Touch(t) => PeerMessage::Touch { sessions: t.sessions },
         WireMessage::TermQuery(_) => PeerMessage::TermQuery,
-        WireMessage::TermReply(t) => PeerMessage::TermReply { term: t.term },
+        WireMessage::TermReply(t) => PeerMessage::TermReply { term: t.term, last_index: t.last_index },
     };
     Ok(Envelope { from: wire.from, to: wire.to, msg })
 }
