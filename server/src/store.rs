@@ -96,6 +96,21 @@ impl Store {
 
     /// Writes what a ready asked for; fsyncs if `must_sync`.
     pub fn persist(&self, p: &Persist) -> Result<(), StoreError> {
+        self.write(p)?;
+        if p.must_sync || p.snapshot.is_some() {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (one fsync for many readies).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes what a ready asked for, without the fsync.
+    pub fn write(&self, p: &Persist) -> Result<(), StoreError> {
         if let Some(s) = &p.snapshot {
             // A snapshot from the leader replaces the log it covers.
             self.write_snapshot(s)?;
@@ -120,9 +135,6 @@ impl Store {
         }
         if let Some(hs) = &p.hard_state {
             self.meta.insert(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", 0, e))?)?;
-        }
-        if p.must_sync || p.snapshot.is_some() {
-            self.db.flush()?;
         }
         Ok(())
     }

@@ -112,6 +112,8 @@ struct Member {
     /// Messages to send once the persist of that number is synced.
     after_sync: BTreeMap<u64, Vec<Envelope>>,
     paused_until_ms: i64,
+    /// When the last scheduled sync completes (syncs complete in order).
+    sync_tail_ms: i64,
     /// Client connections here: conn → client.
     conns: BTreeMap<u64, usize>,
     session_conn: BTreeMap<i64, u64>,
@@ -220,6 +222,7 @@ impl World {
                 unsynced: VecDeque::new(),
                 after_sync: BTreeMap::new(),
                 paused_until_ms: 0,
+                sync_tail_ms: 0,
                 conns: BTreeMap::new(),
                 session_conn: BTreeMap::new(),
                 conn_session: BTreeMap::new(),
@@ -567,10 +570,14 @@ impl World {
                     self.schedule(delay, Ev::DiskCatchUp { node: i, life });
                     continue;
                 }
+                // The disk syncs in order; the replica may prepare the next
+                // ready meanwhile.
                 let delay = if self.rng.gen_bool(0.9) { 0 } else { self.rng.gen_range(1..5) };
+                let at = (self.now_ms + delay).max(self.members[i].sync_tail_ms);
+                self.members[i].sync_tail_ms = at;
                 let life = self.members[i].life;
-                self.schedule(delay, Ev::Synced { node: i, life, number });
-                return;
+                self.schedule(at - self.now_ms, Ev::Synced { node: i, life, number });
+                continue;
             }
         }
     }

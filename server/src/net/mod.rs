@@ -233,7 +233,10 @@ impl Server {
         if let Some(p) = &peers {
             processor.set_peers(p.clone());
         }
-        let processor_thread = std::thread::Builder::new().name("processor".into()).spawn(move || processor.run(rx))?;
+        let processor_thread = std::thread::Builder::new().name("processor".into()).spawn({
+            let tx = tx.clone();
+            move || processor.run(rx, tx)
+        })?;
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             input: tx.clone(),

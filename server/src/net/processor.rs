@@ -8,7 +8,7 @@
 //! sees is ahead of what is durable, and each session's replies and events
 //! leave in the order they happened.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -47,6 +47,8 @@ pub enum Input {
     FourLetter { word: String, addr: SocketAddr, reply: oneshot::Sender<String> },
     /// Something from the peer transport.
     Peer(PeerEvent),
+    /// The persister made readies up to this number durable.
+    Persisted(u64),
     Tick,
     Shutdown,
 }
@@ -151,6 +153,50 @@ pub struct Processor {
     snapshotting: Option<std::thread::JoinHandle<()>>,
     /// The links to the other members (none when standalone).
     peers: Option<PeerNet>,
+    /// The thread that writes and fsyncs readies while this one goes on;
+    /// `None` until `run` starts it (catching up persists inline).
+    persister: Option<Persister>,
+    /// Messages to send once the ready of that number is durable.
+    after_persist: BTreeMap<u64, Vec<crate::replica::Envelope>>,
+}
+
+/// The persister thread: writes each ready it is handed, fsyncs once for
+/// everything queued (group commit), and reports the last number durable.
+struct Persister {
+    jobs: std::sync::mpsc::Sender<Persist>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Readies at most written by one fsync.
+const PERSIST_BATCH_MAX: usize = 64;
+
+impl Persister {
+    fn start(store: Store, done: mpsc::Sender<Input>) -> std::io::Result<Persister> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Persist>();
+        let thread = std::thread::Builder::new().name("persister".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < PERSIST_BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let sync = batch.iter().any(|p| p.must_sync || p.snapshot.is_some());
+                let result = batch.iter().try_for_each(|p| store.write(p)).and_then(|()| if sync { store.sync() } else { Ok(()) });
+                if let Err(e) = result {
+                    // Nothing of these readies was acknowledged; stopping is the only safe answer.
+                    tracing::error!("cannot make the log durable, stopping: {e}");
+                    std::process::exit(2);
+                }
+                let last = batch.last().map_or(0, |p| p.number);
+                if done.blocking_send(Input::Persisted(last)).is_err() {
+                    break; // the processor is gone
+                }
+            }
+        })?;
+        Ok(Persister { jobs, thread })
+    }
 }
 
 impl Processor {
@@ -206,6 +252,8 @@ impl Processor {
             epoch,
             snapshotting: None,
             peers: None,
+            persister: None,
+            after_persist: BTreeMap::new(),
         };
         let core = p.replica.core();
         tracing::info!(snapshot_zxid = format!("{snapshot_index:#x}"), entries, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
@@ -240,10 +288,17 @@ impl Processor {
     }
 
     /// Runs until `Shutdown` or until every sender is gone.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Input>) {
-        // Catch up first (a lone member elects itself, commits and applies
-        // what its log holds), before any client's input.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Input>) {
+        // Catch up first, persisting inline (a lone member elects itself,
+        // commits and applies what its log holds), before any client's input.
         self.drive();
+        match Persister::start(self.store.clone(), tx) {
+            Ok(p) => self.persister = Some(p),
+            Err(e) => {
+                tracing::error!("cannot start the persister thread: {e}");
+                std::process::exit(2);
+            }
+        }
         let mut shutdown = false;
         while !shutdown {
             let Some(first) = rx.blocking_recv() else { break };
@@ -263,6 +318,13 @@ impl Processor {
             }
             self.drive();
         }
+        // No more inputs: the persister's last report must not wait for room.
+        drop(rx);
+        if let Some(p) = self.persister.take() {
+            // Dropping the queue ends the thread once it has written it all.
+            drop(p.jobs);
+            let _ = p.thread.join();
+        }
         if let Some(h) = self.snapshotting.take() {
             let _ = h.join();
         }
@@ -278,25 +340,36 @@ impl Processor {
             }
             // A leader sends while its own fsync runs (raft thesis 10.2.1).
             self.send_all(out.messages);
-            if let Some(p) = &out.persist {
+            if let Some(p) = out.persist {
                 if let Some(s) = &p.snapshot {
                     tracing::info!(zxid = format!("{:#x}", s.index), nodes = s.core.nodes.len(), "installed a snapshot from the leader");
                 }
                 if self.cfg.unsafe_test_bugs.contains(&TestBug::LostAck) {
                     // The bug: acknowledged before the disk has it; written without an fsync.
                     self.replica.on_persisted(p.number);
-                    let unsynced = Persist { must_sync: false, entries: p.entries.clone(), hard_state: p.hard_state.clone(), snapshot: p.snapshot.clone(), number: p.number };
-                    let _ = self.store.persist(&unsynced);
+                    let _ = self.store.write(&p);
+                    self.send_all(out.messages_after_persist);
+                } else if let Some(persister) = &self.persister {
+                    // Written and fsynced by the persister while this thread
+                    // goes on; `Input::Persisted` reports it.
+                    let number = p.number;
+                    if persister.jobs.send(p).is_err() {
+                        tracing::error!("the persister thread is gone, stopping");
+                        std::process::exit(2);
+                    }
+                    self.after_persist.insert(number, out.messages_after_persist);
                 } else {
-                    if let Err(e) = self.store.persist(p) {
+                    if let Err(e) = self.store.persist(&p) {
                         // Nothing of this ready was acknowledged; stopping is the only safe answer.
                         tracing::error!("cannot make the log durable, stopping: {e}");
                         std::process::exit(2);
                     }
                     self.replica.on_persisted(p.number);
+                    self.send_all(out.messages_after_persist);
                 }
+            } else {
+                self.send_all(out.messages_after_persist);
             }
-            self.send_all(out.messages_after_persist);
             for d in out.deliveries {
                 self.deliver(d);
             }
@@ -417,6 +490,13 @@ impl Processor {
                 self.replica.on_peer_down(peer, now);
             }
             Input::Peer(PeerEvent::Up(_)) => {}
+            Input::Persisted(number) => {
+                self.replica.on_persisted(number);
+                let later = self.after_persist.split_off(&(number + 1));
+                for (_, msgs) in std::mem::replace(&mut self.after_persist, later) {
+                    self.send_all(msgs);
+                }
+            }
             Input::Shutdown => {}
         }
     }

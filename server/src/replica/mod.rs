@@ -198,6 +198,9 @@ impl Proposal {
     }
 }
 
+/// Readies at most handed out and not yet reported persisted.
+pub const READIES_IN_FLIGHT_MAX: usize = 4;
+
 /// How far apart members stand for election after losing their leader's
 /// links, by rank of id (a pre-vote round trip on a LAN is far shorter).
 const CAMPAIGN_STAGGER_MS: i64 = 150;
@@ -820,8 +823,10 @@ impl Replica {
 
     /// The writes of ready `number` (and every earlier one) are durable.
     pub fn on_persisted(&mut self, number: u64) {
-        assert_eq!(self.unpersisted.front(), Some(&number), "persisted out of order");
-        self.unpersisted.pop_front();
+        assert!(self.unpersisted.front().is_some_and(|n| *n <= number), "persisted {number}, but the oldest unpersisted is {:?}", self.unpersisted.front());
+        while self.unpersisted.front().is_some_and(|n| *n <= number) {
+            self.unpersisted.pop_front();
+        }
         self.node.on_persist_ready(number);
         if let Some((n, index)) = self.snapshot_applied {
             if n <= number {
@@ -831,10 +836,12 @@ impl Replica {
         }
     }
 
-    /// What must happen now. Call after every input until it is empty (or
-    /// a persist is outstanding: the next output comes after `on_persisted`).
+    /// What must happen now. Call after every input until it is empty.
+    /// Up to `READIES_IN_FLIGHT_MAX` readies may await their sync at once
+    /// (the shell fsyncs one batch while the next is prepared); an installed
+    /// snapshot is synced alone.
     pub fn poll(&mut self) -> Output {
-        if self.unpersisted.is_empty() && self.node.has_ready() {
+        if self.unpersisted.len() < READIES_IN_FLIGHT_MAX && self.snapshot_applied.is_none() && self.node.has_ready() {
             self.handle_ready();
         }
         std::mem::take(&mut self.out)
