@@ -72,7 +72,7 @@ fn every_test_bug_is_caught() {
 fn faults_really_happen() {
     // A simulation that never crashes or partitions anything proves little.
     let cfg = SimConfig::default();
-    let reports: Vec<Report> = (500..520).map(|s| run(s, &cfg)).collect();
+    let reports: Vec<Report> = (500..560).map(|s| run(s, &cfg)).collect();
     assert!(reports.iter().map(|r| r.crashes).sum::<u32>() > 10);
     assert!(reports.iter().map(|r| r.wipes).sum::<u32>() > 0, "no member lost its disk");
     assert!(reports.iter().map(|r| r.partitions).sum::<u32>() > 10);
