@@ -1,10 +1,12 @@
 //! The processor: the shell around the replica driver. One thread owns the
 //! [`Replica`] and the store and feeds every input to the replica in arrival
-//! order, in batches; then it carries out what the replica asks: writes to
-//! sled with one fsync per ready (group commit), replies and watch events to
-//! connections, snapshots in the background. The replica releases a write's
-//! reply only once its entry is committed (durable) and applied, and reads
-//! at once unless their session waits for an earlier write: nothing a client
+//! order, in batches; then it carries out what the replica asks: readies to
+//! its persister thread, which writes them to sled with one fsync for all
+//! that is queued (group commit) while this thread goes on; replies and
+//! watch events to connections; snapshots in the background. The replica
+//! releases a write's reply only once its entry is committed (durable) and
+//! applied, and reads at once unless their session waits for an earlier
+//! write: nothing a client
 //! sees is ahead of what is durable, and each session's replies and events
 //! leave in the order they happened.
 
