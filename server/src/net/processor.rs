@@ -6,9 +6,8 @@
 //! watch events to connections; snapshots in the background. The replica
 //! releases a write's reply only once its entry is committed (durable) and
 //! applied, and reads at once unless their session waits for an earlier
-//! write: nothing a client
-//! sees is ahead of what is durable, and each session's replies and events
-//! leave in the order they happened.
+//! write: nothing a client sees is ahead of what is durable, and each
+//! session's replies and events leave in the order they happened.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
