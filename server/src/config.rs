@@ -145,6 +145,9 @@ pub struct Config {
     pub client_addr: SocketAddr,
     /// Per-IP connection limit; 0 means unlimited (`maxClientCnxns`).
     pub max_client_cnxns: u32,
+    /// Connection limit over all addresses; 0 means unlimited (`maxCnxns`,
+    /// ZooKeeper 3.6's key and default).
+    pub max_cnxns: u32,
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
     /// Enabled four-letter words (`4lw.commands.whitelist`).
@@ -188,6 +191,7 @@ impl Config {
             data_dir,
             client_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2181),
             max_client_cnxns: 60,
+            max_cnxns: 0,
             min_session_timeout_ms: 4000,
             max_session_timeout_ms: 40000,
             four_letter_words: FOUR_LETTER_WORDS.iter().map(|s| s.to_string()).collect(),
@@ -303,6 +307,7 @@ impl Config {
         };
         cfg.client_addr = SocketAddr::new(ip, port);
         cfg.max_client_cnxns = num(&values, "maxClientCnxns", &bad)?.unwrap_or(60);
+        cfg.max_cnxns = num(&values, "maxCnxns", &bad)?.unwrap_or(0);
         // As ZooKeeperServer: absent or -1 means 2 × (min) or 20 × (max) tickTime.
         let session_timeout = |key: &str, ticks: u64| -> Result<i32, ConfigError> {
             match num::<i32>(&values, key, &bad)? {
@@ -465,6 +470,7 @@ const KNOWN_KEYS: &[&str] = &[
     "clientPort",
     "clientPortAddress",
     "maxClientCnxns",
+    "maxCnxns",
     "minSessionTimeout",
     "maxSessionTimeout",
     "4lw.commands.whitelist",

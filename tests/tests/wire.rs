@@ -169,6 +169,19 @@ fn max_client_cnxns_limits_connections_per_ip() {
     }
 }
 
+#[test]
+fn max_cnxns_limits_connections_in_all() {
+    let server = Corral::start_with("maxClientCnxns=0\nmaxCnxns=2");
+    let mut a = Raw::connect(server.addr);
+    let mut b = Raw::connect(server.addr);
+    a.handshake();
+    b.handshake();
+    let mut c = Raw::connect(server.addr);
+    let _ = c.stream.write_all(&[0, 0, 0, 1, 0]);
+    assert!(c.read_frame().is_none(), "a third connection is refused");
+    assert!(server.log().contains("maxCnxns"), "the log names the limit");
+}
+
 /// splitmix64, so a failing run replays from its printed seed.
 fn next(seed: &mut u64) -> u64 {
     *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);

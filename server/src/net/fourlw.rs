@@ -93,6 +93,7 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
             let _ = writeln!(s, "dataLogDir={}", c.data_log_dir.display());
             let _ = writeln!(s, "tickTime={}", c.tick_ms);
             let _ = writeln!(s, "maxClientCnxns={}", c.max_client_cnxns);
+            let _ = writeln!(s, "maxCnxns={}", c.max_cnxns);
             let _ = writeln!(s, "minSessionTimeout={}", c.min_session_timeout_ms);
             let _ = writeln!(s, "maxSessionTimeout={}", c.max_session_timeout_ms);
             let _ = writeln!(s, "serverId={}", c.my_id);

@@ -62,16 +62,21 @@ struct Shared {
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Shared {
-    /// Counts a connection against `maxClientCnxns`; `None` if over the limit.
-    /// The count is given back when the returned [`Slot`] is dropped.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    /// Counts a connection against `maxClientCnxns` (per address) and
+    /// `maxCnxns` (in all); `Err` names the limit it is over. The counts are
+    /// given back when the returned [`Slot`] is dropped.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {
         let mut m = self.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let total: u32 = m.values().sum();
+        if self.cfg.max_cnxns > 0 && total >= self.cfg.max_cnxns {
+            return Err("maxCnxns");
+        }
         let n = m.entry(ip).or_default();
         if self.cfg.max_client_cnxns > 0 && *n >= self.cfg.max_client_cnxns {
-            return None;
+            return Err("maxClientCnxns");
         }
         *n += 1;
-        Some(Slot { shared: self.clone(), ip })
+        Ok(Slot { shared: self.clone(), ip })
     }
 
     fn release(&self, ip: IpAddr) {
@@ -114,9 +119,16 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
             },
             _ = shared.stop.cancelled() => break,
         };
-        let Some(slot) = shared.admit(addr.ip()) else {
-            tracing::warn!(%addr, limit = shared.cfg.max_client_cnxns, "too many connections from this address (maxClientCnxns)");
-            continue;
+        let slot = match shared.admit(addr.ip()) {
+            Ok(slot) => slot,
+            Err("maxCnxns") => {
+                tracing::warn!(%addr, limit = shared.cfg.max_cnxns, "too many connections in all (maxCnxns)");
+                continue;
+            }
+            Err(limit) => {
+                tracing::warn!(%addr, limit = shared.cfg.max_client_cnxns, "too many connections from this address ({limit})");
+                continue;
+            }
         };
         let _ = socket.set_nodelay(true);
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
@@ -317,8 +329,8 @@ mod tests {
             assert!(task.await.unwrap_err().is_panic());
         }
         let (a, b) = (s.admit(ip), s.admit(ip));
-        assert!(a.is_some() && b.is_some());
-        assert!(s.admit(ip).is_none(), "maxClientCnxns holds");
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(s.admit(ip).err(), Some("maxClientCnxns"), "maxClientCnxns holds");
         drop((a, b));
         assert!(s.per_ip.lock().unwrap().is_empty(), "every slot released");
     }
