@@ -198,6 +198,11 @@ impl Proposal {
     }
 }
 
+/// Requests at most waiting in one session's line (writes not yet applied
+/// and the requests behind them). A client that pipelines more without
+/// reading its replies is disconnected rather than buffered without bound.
+pub const SESSION_PENDING_MAX: usize = 10_000;
+
 /// Readies at most handed out and not yet reported persisted.
 pub const READIES_IN_FLIGHT_MAX: usize = 4;
 
@@ -505,6 +510,11 @@ impl Replica {
             return;
         }
         self.touched.insert(session_id);
+        if self.lines.get(&session_id).is_some_and(|l| l.len() >= SESSION_PENDING_MAX) {
+            tracing::warn!(session = format!("{session_id:#x}"), limit = SESSION_PENDING_MAX, "too many requests waiting in one session (SESSION_PENDING_MAX); disconnecting");
+            self.fail_session(session_id, Some(conn));
+            return;
+        }
         if !goes_through_log(&req) {
             if self.bug(TestBug::StaleRead) {
                 self.read(conn, session_id, auth, xid, &req);
@@ -1321,3 +1331,64 @@ impl std::fmt::Debug for Replica {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{GetDataRequest, SetDataRequest};
+
+    fn standalone() -> Replica {
+        let cfg = ReplicaConfig {
+            id: 1,
+            voters: vec![1],
+            core: CoreConfig::default(),
+            snap_count: 1_000,
+            container_check_interval_ms: 60_000,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            test_bugs: Vec::new(),
+            linearizable_reads: false,
+        };
+        let mut r = Replica::new(cfg, Recovered::default(), 7, 1 << 8, 1, Now::default()).unwrap();
+        settle(&mut r);
+        r
+    }
+
+    /// Persists every ready at once; returns the deliveries.
+    fn settle(r: &mut Replica) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        loop {
+            let o = r.poll();
+            if o.is_empty() {
+                return out;
+            }
+            out.extend(o.deliveries);
+            if let Some(p) = o.persist {
+                r.on_persisted(p.number);
+            }
+        }
+    }
+
+    #[test]
+    fn a_session_cannot_queue_without_bound() {
+        let mut r = standalone();
+        r.on_connect(1, &ConnectRequest { time_out: 10_000, ..Default::default() }, Now::default());
+        let session = settle(&mut r)
+            .into_iter()
+            .find_map(|d| match d {
+                Delivery::Connected { session_id, .. } => Some(session_id),
+                _ => None,
+            })
+            .expect("connected");
+        // A write that is not yet durable, and reads piling up behind it.
+        let set = Request::SetData(SetDataRequest { path: "/".into(), data: Some(b"x".to_vec()), version: -1 });
+        r.on_request(1, session, &[], 1, set, Now::default());
+        let get = || Request::GetData(GetDataRequest { path: "/".into(), watch: false });
+        for xid in 2..(SESSION_PENDING_MAX as i32 + 1) {
+            r.on_request(1, session, &[], xid, get(), Now::default());
+        }
+        assert!(!r.out.deliveries.iter().any(|d| matches!(d, Delivery::Close { .. })), "within the limit");
+        r.on_request(1, session, &[], SESSION_PENDING_MAX as i32 + 1, get(), Now::default());
+        assert!(r.out.deliveries.iter().any(|d| matches!(d, Delivery::Close { conn: 1 })), "over the limit: disconnected");
+        assert!(r.lines.get(&session).is_none(), "its line is given up");
+    }
+}
