@@ -148,13 +148,7 @@ fn bad_config_names_file_line_and_key() {
 #[test]
 fn max_client_cnxns_limits_connections_per_ip() {
     let server = Corral::start_with("maxClientCnxns=2");
-    let mut a = Raw::connect(server.addr);
-    let mut b = Raw::connect(server.addr);
-    a.handshake();
-    b.handshake();
-    let mut c = Raw::connect(server.addr);
-    let _ = c.stream.write_all(&[0, 0, 0, 1, 0]);
-    assert!(c.read_frame().is_none(), "a third connection from 127.0.0.1 is refused");
+    let (a, _b) = two_sessions_then_refused(&server);
     drop(a);
     // Once one closes, a new one is admitted (the server notices the close asynchronously).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -172,14 +166,21 @@ fn max_client_cnxns_limits_connections_per_ip() {
 #[test]
 fn max_cnxns_limits_connections_in_all() {
     let server = Corral::start_with("maxClientCnxns=0\nmaxCnxns=2");
+    let _held = two_sessions_then_refused(&server);
+    assert!(server.log().contains("maxCnxns"), "the log names the limit");
+}
+
+/// Opens two sessions and checks that a third connection is refused (a
+/// limit of two); returns the two, still open.
+fn two_sessions_then_refused(server: &Corral) -> (Raw, Raw) {
     let mut a = Raw::connect(server.addr);
     let mut b = Raw::connect(server.addr);
     a.handshake();
     b.handshake();
     let mut c = Raw::connect(server.addr);
     let _ = c.stream.write_all(&[0, 0, 0, 1, 0]);
-    assert!(c.read_frame().is_none(), "a third connection is refused");
-    assert!(server.log().contains("maxCnxns"), "the log names the limit");
+    assert!(c.read_frame().is_none(), "a third connection from 127.0.0.1 is refused");
+    (a, b)
 }
 
 /// splitmix64, so a failing run replays from its printed seed.
