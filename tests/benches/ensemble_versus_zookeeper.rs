@@ -418,18 +418,9 @@ async fn failovers(s: &Settings, table: &mut Table) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` probes harness-less benches this way
-    }
-    if !ZooKeeper::available() {
-        eprintln!("Apache ZooKeeper is not installed: run tests/clients/install-deps.sh");
-        std::process::exit(1);
-    }
-    let bin = corral_tests::corral_release_bin();
-    // Set before the runtime starts any thread; the helpers read it.
-    std::env::set_var("CORRAL_BIN", &bin);
+    // Before the runtime starts any thread; the helpers read CORRAL_BIN.
+    let Some(_bin) = corral_tests::bench_start() else { return };
     let s = Settings::from_env();
-    println!("corral binary: {}", bin.display());
     println!("load: {SESSIONS} sessions x {IN_FLIGHT_PER_SESSION} in flight, {VALUE_BYTES}-byte values, {} s per run, {} rounds", s.run_secs.as_secs(), s.rounds);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     rt.block_on(async {

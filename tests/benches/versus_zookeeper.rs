@@ -56,17 +56,8 @@ async fn parallel(hosts: &str, write: bool) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` probes harness-less benches this way
-    }
-    if !ZooKeeper::available() {
-        eprintln!("Apache ZooKeeper is not installed: run tests/clients/install-deps.sh");
-        std::process::exit(1);
-    }
-    let bin = corral_tests::corral_release_bin();
-    // Before the helpers start any corral; they read it.
-    std::env::set_var("CORRAL_BIN", &bin);
-    println!("corral binary: {}", bin.display());
+    // Before the runtime starts any thread; the helpers read CORRAL_BIN.
+    let Some(_bin) = corral_tests::bench_start() else { return };
     let mut rows = Vec::new();
     for (name, f) in [("serial creates, 1 session", 0), ("creates, 32 sessions", 1), ("getData, 32 sessions", 2)] {
         let run = |hosts: String| async move {

@@ -55,6 +55,24 @@ pub fn corral_release_bin() -> PathBuf {
     p
 }
 
+/// The start every bench binary shares: `None` when cargo only probes the
+/// harness-less bench (`--list`); exits if Apache ZooKeeper is missing;
+/// otherwise points `CORRAL_BIN` at the release binary (call it before any
+/// thread that starts a corral exists) and returns it.
+pub fn bench_start() -> Option<PathBuf> {
+    if std::env::args().any(|a| a == "--list") {
+        return None; // `cargo test --benches` probes harness-less benches this way
+    }
+    if !zookeeper::ZooKeeper::available() {
+        eprintln!("Apache ZooKeeper is not installed: run tests/clients/install-deps.sh");
+        std::process::exit(1);
+    }
+    let bin = corral_release_bin();
+    std::env::set_var("CORRAL_BIN", &bin);
+    println!("corral binary: {}", bin.display());
+    Some(bin)
+}
+
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
 /// A corral server process owned by a test. Killed when dropped.
