@@ -64,7 +64,7 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
                 ("zk_approximate_data_size", core.tree.data_bytes().to_string()),
                 ("zk_global_sessions", core.sessions.len().to_string()),
                 ("zk_last_zxid", format!("{:#x}", core.last_zxid())),
-                ("zk_log_entries", p.store().log_len().to_string()),
+                ("zk_log_entries", p.replica.log_entries().to_string()),
                 ("zk_zxid", format!("{:#x}", core.last_zxid())),
                 ("zk_raft_term", p.replica.term().to_string()),
                 ("zk_raft_leader", p.replica.leader_id().to_string()),

@@ -107,7 +107,9 @@ fn wall_ms() -> i64 {
 }
 
 fn frame(header: ReplyHeader, body: &Response) -> Bytes {
-    let mut v = Vec::with_capacity(16 + body.encoded_len());
+    // Most replies are a header and a Stat (84 bytes); `encoded_len` would
+    // encode the body a second time just to size this.
+    let mut v = Vec::with_capacity(128);
     header.encode(&mut v);
     body.encode(&mut v);
     Bytes::from(v)
@@ -184,7 +186,7 @@ impl Persister {
                     }
                 }
                 let sync = batch.iter().any(|p| p.must_sync || p.snapshot.is_some());
-                let result = batch.iter().try_for_each(|p| store.write(p)).and_then(|()| if sync { store.sync() } else { Ok(()) });
+                let result = batch.iter().try_for_each(|p| store.write(p)).and_then(|()| store.flush(sync));
                 if let Err(e) = result {
                     // Nothing of these readies was acknowledged; stopping is the only safe answer.
                     tracing::error!("cannot make the log durable, stopping: {e}");
@@ -348,7 +350,7 @@ impl Processor {
                 if self.cfg.unsafe_test_bugs.contains(&TestBug::LostAck) {
                     // The bug: acknowledged before the disk has it; written without an fsync.
                     self.replica.on_persisted(p.number);
-                    let _ = self.store.write(&p);
+                    let _ = self.store.write(&p).and_then(|()| self.store.flush(false));
                     self.send_all(out.messages_after_persist);
                 } else if let Some(persister) = &self.persister {
                     // Written and fsynced by the persister while this thread

@@ -420,6 +420,12 @@ impl Replica {
         self.node.raft.raft_log.applied
     }
 
+    /// Entries in the log after the last snapshot.
+    pub fn log_entries(&self) -> u64 {
+        let log = self.node.raft.raft_log.store();
+        log.last_index() + 1 - log.first_index()
+    }
+
     /// On the leader: (followers, followers that have every committed entry).
     pub fn followers(&self) -> Option<(usize, usize)> {
         if !self.is_leader() {

@@ -1,15 +1,19 @@
-//! Durable state in sled: the raft log, the hard and conf state, and
-//! snapshots of the core.
+//! Durable state: the raft log and hard state in a write-ahead log of
+//! segment files ([`wal`]), snapshots of the core and the conf state in sled.
 //!
-//! The replica says what to write ([`Persist`]); [`Store::persist`] writes
-//! it and, where raft needs it (`must_sync`), fsyncs once for the whole
-//! batch before the shell reports it persisted — group commit. Snapshots are
-//! written by a background thread and only then let the log before them go.
+//! The replica says what to write ([`Persist`]); [`Store::write`] buffers
+//! it and [`Store::flush`] writes the buffer and, where raft needs it
+//! (`must_sync`), fsyncs once for a whole group of readies before the shell
+//! reports them persisted: group commit. Snapshots are written to sled by a
+//! background thread and only then let the log segments before them go.
 //! [`Store::recover`] reads everything back for [`crate::replica::Replica::new`].
 //!
-//! Data directories of the first, pre-raft format (a `log` tree of txns
-//! keyed by zxid) are converted on open: the txns are applied into a core,
-//! which becomes the first snapshot of the raft log at the same zxid.
+//! Two older formats are converted on open: the pre-raft one (a `log` tree
+//! of txns keyed by zxid; its state becomes the first snapshot), and the
+//! first raft one, which kept the log and hard state in sled trees (they
+//! are copied into the write-ahead log, then dropped).
+
+pub mod wal;
 
 use std::path::Path;
 
@@ -27,6 +31,8 @@ use crate::replica::{Persist, Recovered};
 pub enum StoreError {
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    #[error("storage: {0}")]
+    Wal(#[from] wal::WalError),
     #[error("storage: corrupt {what} at index {index:#x}: {reason}")]
     Corrupt { what: &'static str, index: u64, reason: String },
 }
@@ -35,20 +41,21 @@ fn corrupt(what: &'static str, index: u64, reason: impl ToString) -> StoreError 
     StoreError::Corrupt { what, index, reason: reason.to_string() }
 }
 
-/// The store. Cheap to clone: every clone is a handle on the same database,
+/// The store. Cheap to clone: every clone is a handle on the same files,
 /// so a background thread can write a snapshot while the replica appends.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    /// Raft entries keyed by index (8 bytes BE), rust-protobuf encoded.
-    entries: sled::Tree,
+    wal: wal::Wal,
     meta: sled::Tree,
     /// Snapshots, keyed `generation (8 bytes BE) | kind | key`: kind `n`
     /// a node by path, `s` a session by id, `m` the secret.
     snap: sled::Tree,
 }
 
-const HARD_STATE: &str = "hard_state";
+/// The first raft format's hard state and log (now in the write-ahead log).
+const LEGACY_HARD_STATE: &str = "hard_state";
+const LEGACY_RAFT_LOG: &str = "raft_log";
 const CONF_STATE: &str = "conf_state";
 /// The current snapshot: generation, index, term (8 bytes BE each); its conf state under `SNAPSHOT_CONF`.
 const SNAPSHOT: &str = "raft_snapshot";
@@ -87,54 +94,44 @@ fn be(v: &[u8], at: usize) -> Option<u64> {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        // sled's lock comes first: it keeps a second process off the log too.
         let db = open_waiting_for_lock(&dir.join("corral.sled"))?;
-        let entries = db.open_tree("raft_log")?;
+        let wal = wal::Wal::open(&dir.join("corral.log"))?;
         let meta = db.open_tree("meta")?;
         let snap = db.open_tree("snapshot")?;
-        Ok(Store { db, entries, meta, snap })
+        Ok(Store { db, wal, meta, snap })
     }
 
     /// Writes what a ready asked for; fsyncs if `must_sync`.
     pub fn persist(&self, p: &Persist) -> Result<(), StoreError> {
         self.write(p)?;
-        if p.must_sync || p.snapshot.is_some() {
-            self.sync()?;
-        }
-        Ok(())
+        self.flush(p.must_sync || p.snapshot.is_some())
     }
 
-    /// Makes everything written so far durable (one fsync for many readies).
-    pub fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+    /// Writes everything buffered by [`Store::write`]; with `sync`, makes it
+    /// durable (one fsync for many readies).
+    pub fn flush(&self, sync: bool) -> Result<(), StoreError> {
+        Ok(self.wal.flush(sync)?)
     }
 
-    /// Writes what a ready asked for, without the fsync.
+    /// Buffers what a ready asked for; [`Store::flush`] writes it. A
+    /// snapshot from the leader is written (and made durable) at once.
     pub fn write(&self, p: &Persist) -> Result<(), StoreError> {
         if let Some(s) = &p.snapshot {
             // A snapshot from the leader replaces the log it covers.
             self.write_snapshot(s)?;
-            for k in self.entries.range(..=s.index.to_be_bytes()).keys() {
-                self.entries.remove(k?)?;
-            }
+            self.wal.reset(s.index, s.term);
         }
         if let Some(first) = p.entries.first() {
-            let mut batch = sled::Batch::default();
-            // A new leader's entries replace any stored tail from their first index on.
-            for k in self.entries.range(first.index.to_be_bytes()..).keys() {
-                batch.remove(k?);
-            }
             let mut expected = first.index;
             for e in &p.entries {
                 assert_eq!(e.index, expected, "persist: entries not contiguous");
                 expected += 1;
-                let bytes = e.write_to_bytes().map_err(|err| corrupt("entry", e.index, err))?;
-                batch.insert(&e.index.to_be_bytes(), bytes);
             }
-            self.entries.apply_batch(batch)?;
+            self.wal.append_entries(&p.entries);
         }
         if let Some(hs) = &p.hard_state {
-            self.meta.insert(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", 0, e))?)?;
+            self.wal.set_hard_state(hs);
         }
         Ok(())
     }
@@ -149,28 +146,30 @@ impl Store {
     /// directory of the pre-raft format first.
     pub fn recover(&self, core_cfg: &CoreConfig, my_id: u64) -> Result<Recovered, StoreError> {
         self.migrate_legacy(core_cfg, my_id)?;
-        let hard_state = match self.meta.get(HARD_STATE)? {
-            Some(v) => HardState::parse_from_bytes(&v).map_err(|e| corrupt("hard state", 0, e))?,
-            None => HardState::default(),
-        };
+        self.migrate_sled_log()?;
         let conf_state = match self.meta.get(CONF_STATE)? {
             Some(v) => Some(ConfState::parse_from_bytes(&v).map_err(|e| corrupt("conf state", 0, e))?),
             None => None,
         };
         let snapshot = self.load_snapshot()?;
-        let after = snapshot.as_ref().map_or(0, |s| s.index);
-        let mut entries = Vec::new();
-        for kv in self.entries.range((after + 1).to_be_bytes()..) {
-            let (k, v) = kv?;
-            let index = be(&k, 0).ok_or_else(|| corrupt("entry key", after, "length"))?;
-            let e = Entry::parse_from_bytes(&v).map_err(|err| corrupt("entry", index, err))?;
-            let expected = entries.last().map_or(after + 1, |p: &Entry| p.index + 1);
-            if e.index != index || index != expected {
-                return Err(corrupt("entry", index, format!("expected index {expected:#x}")));
+        let replayed = self.wal.replay()?;
+        let (after, after_term) = snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+        let mut entries: Vec<Entry> = replayed.entries.into_iter().filter(|e| e.index > after).collect();
+        if let Some(first) = entries.first() {
+            if first.index != after + 1 {
+                return Err(corrupt("log", first.index, format!("starts after the snapshot at {after:#x}")));
             }
-            entries.push(e);
         }
-        Ok(Recovered { hard_state, conf_state, snapshot, entries })
+        // Terms never decrease along a raft log. A lower one after the
+        // snapshot is a stale tail written before the snapshot arrived (a
+        // crash between the two): it differs from the committed log, so it
+        // was never committed and can go.
+        let mut term = after_term;
+        if let Some(bad) = entries.iter().position(|e| std::mem::replace(&mut term, e.term) > e.term) {
+            tracing::warn!(index = format!("{:#x}", entries[bad].index), "dropping a stale log tail older than the snapshot before it");
+            entries.truncate(bad);
+        }
+        Ok(Recovered { hard_state: replayed.hard_state.unwrap_or_default(), conf_state, snapshot, entries })
     }
 
     /// The current snapshot's (generation, index, term), if one was completed.
@@ -233,14 +232,12 @@ impl Store {
             sled::transaction::TransactionError::Abort(()) => corrupt("snapshot marker", s.index, "aborted"),
         })?;
         self.db.flush()?;
-        // Cleanup: the old generations and the log the snapshot covers.
+        // Cleanup: the old generations and the log segments the snapshot covers.
         for k in self.snap.range(..next.to_be_bytes().to_vec()).keys() {
             self.snap.remove(k?)?;
         }
-        for k in self.entries.range(..=s.index.to_be_bytes()).keys() {
-            self.entries.remove(k?)?;
-        }
         self.db.flush()?;
+        self.wal.compact(s.index)?;
         Ok(())
     }
 
@@ -311,7 +308,8 @@ impl Store {
         let conf_state = ConfState { voters: vec![my_id], ..Default::default() };
         self.write_snapshot(&LogSnapshot { index, term: 1, conf_state: conf_state.clone(), core: core.snapshot() })?;
         let hs = HardState { term: 1, vote: 0, commit: index, ..Default::default() };
-        self.meta.insert(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", 0, e))?)?;
+        self.wal.set_hard_state(&hs);
+        self.wal.flush(true)?;
         self.meta.insert(CONF_STATE, conf_state.write_to_bytes().map_err(|e| corrupt("conf state", 0, e))?)?;
         self.db.flush()?;
         self.db.drop_tree("log")?;
@@ -319,12 +317,45 @@ impl Store {
         Ok(())
     }
 
-    pub fn log_len(&self) -> usize {
-        self.entries.len()
+    /// Converts the first raft format, which kept the log in a sled tree
+    /// and the hard state in `meta`: both are appended to the write-ahead
+    /// log and made durable, then dropped. A crash midway converts again
+    /// (appending the same entries again replaces them, by raft's rule).
+    fn migrate_sled_log(&self) -> Result<(), StoreError> {
+        // Opening a tree creates it: look before opening.
+        let has_log = self.db.tree_names().iter().any(|n| n.as_ref() == LEGACY_RAFT_LOG.as_bytes());
+        let hard_state = self.meta.get(LEGACY_HARD_STATE)?;
+        if !has_log && hard_state.is_none() {
+            return Ok(());
+        }
+        let log = self.db.open_tree(LEGACY_RAFT_LOG)?;
+        tracing::info!(entries = log.len(), "moving the raft log from sled into the write-ahead log");
+        let mut batch = Vec::new();
+        for kv in log.iter() {
+            let (k, v) = kv?;
+            let index = be(&k, 0).ok_or_else(|| corrupt("entry key", 0, "length"))?;
+            batch.push(Entry::parse_from_bytes(&v).map_err(|err| corrupt("entry", index, err))?);
+            if batch.len() == 10_000 {
+                self.wal.append_entries(&batch);
+                self.wal.flush(false)?;
+                batch.clear();
+            }
+        }
+        self.wal.append_entries(&batch);
+        if let Some(v) = hard_state {
+            self.wal.set_hard_state(&HardState::parse_from_bytes(&v).map_err(|e| corrupt("hard state", 0, e))?);
+        }
+        self.wal.flush(true)?;
+        self.meta.remove(LEGACY_HARD_STATE)?;
+        self.db.flush()?;
+        self.db.drop_tree(LEGACY_RAFT_LOG)?;
+        self.db.flush()?;
+        Ok(())
     }
 
+    /// Bytes of the snapshots (sled) and the log.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.wal.size_on_disk()
     }
 }
 
@@ -372,6 +403,47 @@ mod tests {
         assert_eq!(r.snapshot, Some(snap), "the newest complete generation");
         assert_eq!(r.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3], "the log up to the snapshot is gone");
         drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_log_kept_in_sled_moves_into_the_write_ahead_log() {
+        let dir = temp_dir("sled-log");
+        {
+            // The first raft format: entries in the `raft_log` tree, the hard state in `meta`.
+            let db = sled::Config::new().path(dir.join("corral.sled")).open().unwrap();
+            let log = db.open_tree(LEGACY_RAFT_LOG).unwrap();
+            for e in [entry(1, 1), entry(2, 1), entry(3, 2)] {
+                log.insert(e.index.to_be_bytes(), e.write_to_bytes().unwrap()).unwrap();
+            }
+            let hs = HardState { term: 2, vote: 3, commit: 2, ..Default::default() };
+            db.open_tree("meta").unwrap().insert(LEGACY_HARD_STATE, hs.write_to_bytes().unwrap()).unwrap();
+            db.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let s = Store::open(&dir).unwrap();
+            let r = s.recover(&CoreConfig::default(), 1).unwrap();
+            assert_eq!(r.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(), vec![(1, 1), (2, 1), (3, 2)]);
+            assert_eq!((r.hard_state.term, r.hard_state.vote, r.hard_state.commit), (2, 3, 2));
+            assert!(!s.db.tree_names().iter().any(|n| n.as_ref() == LEGACY_RAFT_LOG.as_bytes()), "the sled log is gone");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stale_tail_behind_a_snapshot_is_dropped() {
+        // A crash after the leader's snapshot (index 2, term 3) reached sled
+        // and before the log's reset: entries of term 1 follow it.
+        let dir = temp_dir("stale-tail");
+        {
+            let s = Store::open(&dir).unwrap();
+            s.persist(&Persist { number: 1, entries: vec![entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)], hard_state: None, snapshot: None, must_sync: true }).unwrap();
+            let core = Snapshot { zxid: 2, nodes: vec![NodeRecord { path: "/".into(), ..Default::default() }], sessions: vec![], secret: 7 };
+            s.write_snapshot(&LogSnapshot { index: 2, term: 3, conf_state: ConfState { voters: vec![1], ..Default::default() }, core }).unwrap();
+        }
+        let r = Store::open(&dir).unwrap().recover(&CoreConfig::default(), 1).unwrap();
+        assert_eq!(r.snapshot.map(|s| s.index), Some(2));
+        assert!(r.entries.is_empty(), "entries of a lower term than the snapshot's are stale: {:?}", r.entries);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
