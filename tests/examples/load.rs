@@ -8,15 +8,17 @@
 //! Arguments: a comma list of members (session `i` connects to member
 //! `i mod n`), the workload (`setData`, `getData`, `createDelete`) and the
 //! seconds to run. Same shape as the benchmark: 16 sessions with 8 requests
-//! in flight each, 100-byte values. Prints op/s, p50 and p99.
+//! in flight each (`LOAD_SESSIONS`, `LOAD_IN_FLIGHT` change them), 100-byte
+//! values. Prints op/s, p50 and p99.
 
 use std::time::{Duration, Instant};
 
 use corral_tests::persistent;
 use zookeeper_client as zk;
 
-const SESSIONS: usize = 16;
-const IN_FLIGHT_PER_SESSION: usize = 8;
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 const VALUE_BYTES: usize = 100;
 
 #[derive(Clone, Copy)]
@@ -53,8 +55,9 @@ fn main() {
 }
 
 async fn run(members: Vec<String>, workload: Workload, secs: Duration) {
+    let (sessions, in_flight) = (setting("LOAD_SESSIONS", 16).max(1), setting("LOAD_IN_FLIGHT", 8).max(1));
     let mut clients = Vec::new();
-    for i in 0..SESSIONS {
+    for i in 0..sessions {
         let host = &members[i % members.len()];
         let c = zk::Client::connector()
             .with_session_timeout(Duration::from_secs(10))
@@ -69,7 +72,7 @@ async fn run(members: Vec<String>, workload: Workload, secs: Duration) {
         .create(&root, &value, &persistent())
         .await
         .expect("create root");
-    for s in 0..SESSIONS {
+    for s in 0..sessions {
         clients[0]
             .create(&format!("{root}/s{s}"), &value, &persistent())
             .await
@@ -82,7 +85,7 @@ async fn run(members: Vec<String>, workload: Workload, secs: Duration) {
     let end = start + secs;
     let mut tasks = Vec::new();
     for (s, client) in clients.iter().enumerate() {
-        for k in 0..IN_FLIGHT_PER_SESSION {
+        for k in 0..in_flight {
             let (client, value) = (client.clone(), value.clone());
             let node = format!("{root}/s{s}");
             tasks.push(tokio::spawn(async move {
