@@ -41,8 +41,8 @@ pub struct Peer {
     pub election_port: u16,
     pub role: PeerRole,
     /// The client address after `;` (ZooKeeper 3.5+ form); `0.0.0.0` when
-    /// only a port is given. Parsed; Corral listens on `clientPort` /
-    /// `clientPortAddress`.
+    /// only a port is given. This member's own one is where it listens when
+    /// zoo.cfg has no `clientPort` (see [`Config::load`]).
     pub client_addr: Option<SocketAddr>,
 }
 
@@ -143,6 +143,9 @@ pub struct Config {
     /// `dataLogDir`: where the txn log lives; defaults to `data_dir`.
     pub data_log_dir: PathBuf,
     pub client_addr: SocketAddr,
+    /// Whether zoo.cfg set `clientPort` (else this member's `server.N`
+    /// line may give the client address, as in ZooKeeper 3.5+).
+    pub client_port_set: bool,
     /// Per-IP connection limit; 0 means unlimited (`maxClientCnxns`).
     pub max_client_cnxns: u32,
     /// Connection limit over all addresses; 0 means unlimited (`maxCnxns`,
@@ -190,6 +193,7 @@ impl Config {
             data_log_dir: data_dir.clone(),
             data_dir,
             client_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2181),
+            client_port_set: false,
             max_client_cnxns: 60,
             max_cnxns: 0,
             min_session_timeout_ms: 4000,
@@ -221,7 +225,30 @@ impl Config {
             })?;
         }
         cfg.check_ensemble(&myid)?;
+        cfg.use_own_client_address()?;
         Ok(cfg)
+    }
+
+    /// As ZooKeeper 3.5+: this member's `server.N=...;[address:]port` is its
+    /// client address when zoo.cfg has no `clientPort`; when it has both,
+    /// they must agree.
+    pub fn use_own_client_address(&mut self) -> Result<(), ConfigError> {
+        let Some(me) = self.peers.iter().find(|p| p.id == self.my_id) else { return Ok(()) };
+        let Some(addr) = me.client_addr else { return Ok(()) };
+        if !self.client_port_set {
+            self.client_addr = addr;
+        } else if addr.port() != self.client_addr.port() {
+            return Err(ConfigError::Invalid {
+                file: self.source.clone(),
+                message: format!(
+                    "server.{}: client port {} differs from clientPort={}",
+                    me.id,
+                    addr.port(),
+                    self.client_addr.port()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Checks this member's place in the ensemble once `my_id` is known
@@ -306,6 +333,7 @@ impl Config {
             Some((line, v)) => v.parse().map_err(|_| bad("clientPortAddress", *line, format!("not an IP address: {v:?}")))?,
         };
         cfg.client_addr = SocketAddr::new(ip, port);
+        cfg.client_port_set = values.contains_key("clientPort");
         cfg.max_client_cnxns = num(&values, "maxClientCnxns", &bad)?.unwrap_or(60);
         cfg.max_cnxns = num(&values, "maxCnxns", &bad)?.unwrap_or(0);
         // As ZooKeeperServer: absent or -1 means 2 × (min) or 20 × (max) tickTime.
@@ -702,6 +730,23 @@ mod tests {
         assert_eq!(Config::load(&cfg).unwrap().my_id, 2);
         std::fs::write(dir.join("myid"), "7\n").unwrap();
         assert!(Config::load(&cfg).unwrap_err().to_string().contains("no server.7 line"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_own_server_line_gives_the_client_port_when_zoo_cfg_does_not() {
+        let dir = std::env::temp_dir().join(format!("corral-config-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("myid"), "2\n").unwrap();
+        let cfg = dir.join("zoo.cfg");
+        let servers = "server.1=a:1:2;2181\nserver.2=b:1:2;127.0.0.2:2182\n";
+        std::fs::write(&cfg, format!("dataDir={}\n{servers}", dir.display())).unwrap();
+        assert_eq!(Config::load(&cfg).unwrap().client_addr, "127.0.0.2:2182".parse().unwrap());
+        std::fs::write(&cfg, format!("dataDir={}\nclientPort=2182\n{servers}", dir.display())).unwrap();
+        assert_eq!(Config::load(&cfg).unwrap().client_addr.port(), 2182, "both, agreeing");
+        std::fs::write(&cfg, format!("dataDir={}\nclientPort=3000\n{servers}", dir.display())).unwrap();
+        let e = Config::load(&cfg).unwrap_err().to_string();
+        assert!(e.contains("server.2: client port 2182 differs from clientPort=3000"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
