@@ -2,10 +2,13 @@
 //!
 //! - [`core`]: the deterministic state machine (tree, sessions, watches,
 //!   ACLs, prep and apply). No I/O, no clock.
-//! - [`store`]: the durable txn log and snapshots in sled.
+//! - [`replica`]: the sans-IO replica driver (raft-rs and the core).
+//! - [`store`]: the durable raft log (a write-ahead log) and snapshots (sled).
 //! - [`net`]: the tokio shell: client connections, TLS, four-letter words,
 //!   and the processor that drives the core in log order.
 //! - [`config`]: `zoo.cfg` parsing.
+//! - [`embed`]: a server ([`Server`]) or a whole ensemble ([`Cluster`])
+//!   inside a Rust process.
 //!
 //! # The path of one create
 //!
@@ -55,7 +58,10 @@
 
 pub mod config;
 pub mod core;
+pub mod embed;
 pub mod net;
 pub mod replica;
 pub mod store;
 pub mod testbug;
+
+pub use embed::{Cluster, ClusterBuilder, Server, ServerBuilder};

@@ -89,10 +89,18 @@ fn main() -> ExitCode {
             println!("corral listening (TLS) on {a}");
         }
         println!("corral listening on {}", server.local_addr);
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        server.shutdown().await;
-        ExitCode::SUCCESS
+        tokio::select! {
+            _ = wait_for_signal() => tracing::info!("shutting down"),
+            // Only on an error that makes going on unsafe (logged by the processor).
+            _ = server.stopping() => {}
+        }
+        match server.shutdown().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("corral: {e}");
+                ExitCode::from(2)
+            }
+        }
     })
 }
 

@@ -45,7 +45,12 @@ pub struct Server {
     /// The TLS listener's address, when `secureClientPort` is set.
     pub secure_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
-    done: tokio::task::JoinHandle<()>,
+    /// Ends once everything the server started has stopped; gives the
+    /// processor's error if it stopped on its own.
+    done: tokio::task::JoinHandle<Result<(), String>>,
+    store: crate::store::Store,
+    status: tokio::sync::watch::Receiver<processor::Status>,
+    peers: Option<peer::PeerNet>,
 }
 
 /// What every accept loop and connection task shares.
@@ -171,7 +176,12 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
 /// port (`server.N=host:quorumPort:electionPort`; the election port is not
 /// used, raft elects over the same links) and feeds what arrives to the
 /// processor.
-async fn start_peers(cfg: &Config, stop: CancellationToken, input: mpsc::Sender<Input>) -> anyhow::Result<peer::PeerNet> {
+async fn start_peers(
+    cfg: &Config,
+    listener: Option<TcpListener>,
+    stop: CancellationToken,
+    input: mpsc::Sender<Input>,
+) -> anyhow::Result<peer::PeerNet> {
     let resolve = |p: &crate::config::Peer| {
         let hp = p.quorum_host_port();
         let source = cfg.source.display().to_string();
@@ -189,9 +199,11 @@ async fn start_peers(cfg: &Config, stop: CancellationToken, input: mpsc::Sender<
         addrs.push((p.id, resolve(p).await?));
     }
     let me = addrs.iter().find(|(id, _)| *id == cfg.my_id).map(|(_, a)| *a).ok_or_else(|| anyhow::anyhow!("myid {} is not among the server.N lines of {}", cfg.my_id, cfg.source.display()))?;
-    let (net, mut events) = peer::PeerNet::start(cfg.my_id, me, addrs, stop.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on the quorum port {me} (server.{} in {}): {e}", cfg.my_id, cfg.source.display()))?;
+    let started = match listener {
+        Some(l) => peer::PeerNet::start_with_listener(cfg.my_id, l, addrs, stop.clone()),
+        None => peer::PeerNet::start(cfg.my_id, me, addrs, stop.clone()).await,
+    };
+    let (net, mut events) = started.map_err(|e| anyhow::anyhow!("cannot listen on the quorum port {me} (server.{} in {}): {e}", cfg.my_id, cfg.source.display()))?;
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             if input.send(Input::Peer(ev)).await.is_err() {
@@ -217,6 +229,13 @@ impl Server {
     /// Recovers state from the data directory, binds the client port(s) and
     /// starts serving.
     pub async fn start(cfg: Config) -> anyhow::Result<Server> {
+        Server::start_with(cfg, None).await
+    }
+
+    /// As [`Server::start`]; `quorum_listener`, if given, is this member's
+    /// quorum port already bound (an embedded cluster binds them all first,
+    /// so no port is picked twice).
+    pub async fn start_with(cfg: Config, quorum_listener: Option<TcpListener>) -> anyhow::Result<Server> {
         let cfg = Arc::new(cfg);
         let tls = match &cfg.tls {
             Some(t) => Some(tls::acceptor(t).map_err(|e| anyhow::anyhow!("{e} (secureClientPort in {})", cfg.source.display()))?),
@@ -241,10 +260,13 @@ impl Server {
 
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
         let shutdown = CancellationToken::new();
-        let peers = if cfg.peers.len() > 1 { Some(start_peers(&cfg, shutdown.clone(), tx.clone()).await?) } else { None };
+        let peers = if cfg.peers.len() > 1 { Some(start_peers(&cfg, quorum_listener, shutdown.clone(), tx.clone()).await?) } else { None };
         if let Some(p) = &peers {
             processor.set_peers(p.clone());
         }
+        processor.set_stop(shutdown.clone());
+        let store = processor.store_handle();
+        let status = processor.status();
         let processor_thread = std::thread::Builder::new().name("processor".into()).spawn({
             let tx = tx.clone();
             move || processor.run(rx, tx)
@@ -278,6 +300,7 @@ impl Server {
         }
 
         let stop = shutdown.clone();
+        let peer_net = peers.clone();
         let done = tokio::spawn(async move {
             stop.cancelled().await;
             shared.tracker.close();
@@ -286,16 +309,56 @@ impl Server {
             let _ = tx.send(Input::Shutdown).await;
             drop(tx);
             drop(shared);
-            let _ = tokio::task::spawn_blocking(move || processor_thread.join()).await;
+            let result = match tokio::task::spawn_blocking(move || processor_thread.join()).await {
+                Ok(Ok(r)) => r,
+                _ => Err("the processor thread panicked".to_owned()),
+            };
+            // Its quorum port is free again once this returns.
+            if let Some(p) = peer_net {
+                p.shutdown().await;
+            }
+            result
         });
         tracing::info!(addr = %local_addr, secure = ?secure_addr, "corral listening");
-        Ok(Server { local_addr, secure_addr, shutdown, done })
+        Ok(Server { local_addr, secure_addr, shutdown, done, store, status, peers })
     }
 
-    /// Stops accepting, closes connections, lets the processor finish, and waits.
-    pub async fn shutdown(self) {
+    /// Stops accepting, closes connections, lets the processor finish, and
+    /// waits; `Err` if it had stopped on its own (the log could not be made
+    /// durable).
+    pub async fn shutdown(self) -> Result<(), String> {
+        self.shutdown.cancel();
+        self.done.await.unwrap_or_else(|e| Err(format!("server task: {e}")))
+    }
+
+    /// Stops as kill -9 would leave things: everything not yet fsynced is
+    /// lost, nothing more is written, connections drop. Returns once every
+    /// thread and task has ended and the data directory is free again.
+    pub async fn kill(self) {
+        self.store.crash();
         self.shutdown.cancel();
         let _ = self.done.await;
+    }
+
+    /// Starts a graceful stop without waiting for it.
+    pub fn stop_now(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Resolves when the server starts stopping: `shutdown`, `kill`, or an
+    /// error that made the processor stop on its own.
+    pub async fn stopping(&self) {
+        self.shutdown.cancelled().await
+    }
+
+    /// Follows the processor's view of the ensemble (leader, term, commit).
+    pub fn status(&self) -> tokio::sync::watch::Receiver<processor::Status> {
+        self.status.clone()
+    }
+
+    /// The links to the other members (none when standalone).
+    pub fn peers(&self) -> Option<&peer::PeerNet> {
+        self.peers.as_ref()
     }
 }
 

@@ -50,8 +50,22 @@ pub enum Input {
     Peer(PeerEvent),
     /// The persister made readies up to this number durable.
     Persisted(u64),
+    /// The persister could not make the log durable: nothing after the last
+    /// report may be acknowledged, so the server stops.
+    Fatal(String),
     Tick,
     Shutdown,
+}
+
+/// What the processor last knew of its place in the ensemble, published
+/// after every batch (for embedders and tests; clients see `srvr`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The leader's member id (0: none known).
+    pub leader: u64,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
 }
 
 #[derive(Debug)]
@@ -161,6 +175,12 @@ pub struct Processor {
     persister: Option<Persister>,
     /// Messages to send once the ready of that number is durable.
     after_persist: BTreeMap<u64, Vec<crate::replica::Envelope>>,
+    /// Why the processor stopped on its own, if it did.
+    fatal: Option<String>,
+    /// Cancelled when the processor stops on its own, so the rest of the
+    /// server stops too.
+    stop: Option<tokio_util::sync::CancellationToken>,
+    status: tokio::sync::watch::Sender<Status>,
 }
 
 /// The persister thread: writes each ready it is handed, fsyncs once for
@@ -189,8 +209,8 @@ impl Persister {
                 let result = batch.iter().try_for_each(|p| store.write(p)).and_then(|()| store.flush(sync));
                 if let Err(e) = result {
                     // Nothing of these readies was acknowledged; stopping is the only safe answer.
-                    tracing::error!("cannot make the log durable, stopping: {e}");
-                    std::process::exit(2);
+                    let _ = done.blocking_send(Input::Fatal(format!("cannot make the log durable: {e}")));
+                    break;
                 }
                 let last = batch.last().map_or(0, |p| p.number);
                 if done.blocking_send(Input::Persisted(last)).is_err() {
@@ -257,6 +277,9 @@ impl Processor {
             peers: None,
             persister: None,
             after_persist: BTreeMap::new(),
+            fatal: None,
+            stop: None,
+            status: tokio::sync::watch::Sender::new(Status::default()),
         };
         let core = p.replica.core();
         tracing::info!(snapshot_zxid = format!("{snapshot_index:#x}"), entries, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
@@ -266,6 +289,43 @@ impl Processor {
     /// Connects the processor to the other members (before `run`).
     pub fn set_peers(&mut self, peers: PeerNet) {
         self.peers = Some(peers);
+    }
+
+    /// The token cancelled if the processor stops on its own (before `run`).
+    pub fn set_stop(&mut self, stop: tokio_util::sync::CancellationToken) {
+        self.stop = Some(stop);
+    }
+
+    /// A handle on the store, for a kill that must lose what is not synced.
+    pub fn store_handle(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// Follows the processor's [`Status`].
+    pub fn status(&self) -> tokio::sync::watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    /// Stops on an error that makes going on unsafe; nothing more is
+    /// persisted or acknowledged.
+    fn fail(&mut self, why: String) {
+        tracing::error!("stopping: {why}");
+        if self.fatal.is_none() {
+            self.fatal = Some(why);
+        }
+        if let Some(stop) = &self.stop {
+            stop.cancel();
+        }
+    }
+
+    fn publish_status(&self) {
+        let s = Status {
+            leader: self.replica.leader_id(),
+            term: self.replica.term(),
+            commit: self.replica.commit_index(),
+            applied: self.replica.applied_index(),
+        };
+        self.status.send_if_modified(|old| std::mem::replace(old, s) != s);
     }
 
     fn send_all(&mut self, envelopes: Vec<crate::replica::Envelope>) {
@@ -290,20 +350,21 @@ impl Processor {
         Now { mono_ms: self.mono_ms(), wall_ms: wall_ms() }
     }
 
-    /// Runs until `Shutdown` or until every sender is gone.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Input>) {
+    /// Runs until `Shutdown`, until every sender is gone, or until an error
+    /// makes going on unsafe (then `Err` says why).
+    pub fn run(mut self, mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Input>) -> Result<(), String> {
         // Catch up first, persisting inline (a lone member elects itself,
         // commits and applies what its log holds), before any client's input.
         self.drive();
-        match Persister::start(self.store.clone(), tx) {
-            Ok(p) => self.persister = Some(p),
-            Err(e) => {
-                tracing::error!("cannot start the persister thread: {e}");
-                std::process::exit(2);
+        if self.fatal.is_none() {
+            match Persister::start(self.store.clone(), tx) {
+                Ok(p) => self.persister = Some(p),
+                Err(e) => self.fail(format!("cannot start the persister thread: {e}")),
             }
         }
+        self.publish_status();
         let mut shutdown = false;
-        while !shutdown {
+        while !shutdown && self.fatal.is_none() {
             let Some(first) = rx.blocking_recv() else { break };
             let mut batch = vec![first];
             while batch.len() < BATCH_MAX {
@@ -320,6 +381,7 @@ impl Processor {
                 self.step(input);
             }
             self.drive();
+            self.publish_status();
         }
         // No more inputs: the persister's last report must not wait for room.
         drop(rx);
@@ -332,11 +394,15 @@ impl Processor {
             let _ = h.join();
         }
         tracing::info!("processor stopped");
+        match self.fatal.take() {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
     /// Carries out what the replica asks until it has nothing more.
     fn drive(&mut self) {
-        loop {
+        while self.fatal.is_none() {
             let out = self.replica.poll();
             if out.is_empty() {
                 break;
@@ -357,15 +423,15 @@ impl Processor {
                     // goes on; `Input::Persisted` reports it.
                     let number = p.number;
                     if persister.jobs.send(p).is_err() {
-                        tracing::error!("the persister thread is gone, stopping");
-                        std::process::exit(2);
+                        self.fail("the persister thread is gone".into());
+                        return;
                     }
                     self.after_persist.insert(number, out.messages_after_persist);
                 } else {
                     if let Err(e) = self.store.persist(&p) {
                         // Nothing of this ready was acknowledged; stopping is the only safe answer.
-                        tracing::error!("cannot make the log durable, stopping: {e}");
-                        std::process::exit(2);
+                        self.fail(format!("cannot make the log durable: {e}"));
+                        return;
                     }
                     self.replica.on_persisted(p.number);
                     self.send_all(out.messages_after_persist);
@@ -500,6 +566,7 @@ impl Processor {
                     self.send_all(msgs);
                 }
             }
+            Input::Fatal(why) => self.fail(why),
             Input::Shutdown => {}
         }
     }

@@ -353,6 +353,12 @@ impl Store {
         Ok(())
     }
 
+    /// Loses everything not yet synced and refuses later writes: an
+    /// embedded server's `kill` (see [`wal::Wal::crash`]).
+    pub fn crash(&self) {
+        self.wal.crash();
+    }
+
     /// Bytes of the snapshots (sled) and the log.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0) + self.wal.size_on_disk()

@@ -57,6 +57,8 @@ pub enum WalError {
         offset: u64,
         reason: String,
     },
+    #[error("the log was crashed on purpose (an embedded server's kill)")]
+    Crashed,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
@@ -108,6 +110,10 @@ struct Inner {
     active: Segment,
     file: File,
     bytes: u64,
+    /// `bytes` as of the last fdatasync: what a crash keeps.
+    synced: u64,
+    /// Set by [`Wal::crash`]: nothing more is written.
+    crashed: bool,
     /// Records encoded and not yet written.
     buf: Vec<u8>,
     /// The last hard state appended: the head of every new segment.
@@ -277,6 +283,8 @@ impl Wal {
                 active,
                 file,
                 bytes,
+                synced: bytes,
+                crashed: false,
                 buf: Vec::new(),
                 hard_state,
             })),
@@ -367,6 +375,9 @@ impl Wal {
     pub fn flush(&self, sync: bool) -> Result<(), WalError> {
         let mut guard = self.inner.lock().expect("wal lock");
         let inner = &mut *guard;
+        if inner.crashed {
+            return Err(WalError::Crashed);
+        }
         let path = segment_path(&inner.dir, inner.active.seq);
         if !inner.buf.is_empty() {
             inner.file.write_all(&inner.buf).map_err(io(&path))?;
@@ -380,6 +391,7 @@ impl Wal {
         }
         if sync {
             inner.file.sync_data().map_err(io(&path))?;
+            inner.synced = inner.bytes;
             if inner.bytes >= SEGMENT_BYTES_MAX {
                 let seq = inner.active.seq + 1;
                 let (file, bytes) =
@@ -388,9 +400,23 @@ impl Wal {
                 inner.closed.push(old);
                 inner.file = file;
                 inner.bytes = bytes;
+                inner.synced = bytes;
             }
         }
         Ok(())
+    }
+
+    /// What a power cut would do, for an embedded server's `kill`: drops
+    /// everything written since the last fdatasync and refuses every later
+    /// write. Closed segments were synced before they were closed.
+    pub fn crash(&self) {
+        let mut inner = self.inner.lock().expect("wal lock");
+        inner.crashed = true;
+        inner.buf.clear();
+        let synced = inner.synced;
+        if let Err(e) = inner.file.set_len(synced) {
+            tracing::warn!("crash: cannot cut the log back to {synced} bytes: {e}");
+        }
     }
 
     /// Deletes the oldest closed segments whose entries are all at or below
@@ -398,6 +424,9 @@ impl Wal {
     pub fn compact(&self, index: u64) -> Result<usize, WalError> {
         let (dir, gone) = {
             let mut inner = self.inner.lock().expect("wal lock");
+            if inner.crashed {
+                return Ok(0);
+            }
             let n = inner
                 .closed
                 .iter()
@@ -547,6 +576,23 @@ mod tests {
             indexes(&Wal::open(&dir).unwrap().replay().unwrap()),
             vec![(1, 1), (2, 1), (3, 2)]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_crash_keeps_what_was_synced_and_nothing_after() {
+        let dir = temp_dir("crash");
+        let w = Wal::open(&dir).unwrap();
+        w.append_entries(&[entry(1, 1)]);
+        w.flush(true).unwrap();
+        w.append_entries(&[entry(2, 1)]);
+        w.flush(false).unwrap(); // written, not synced
+        w.append_entries(&[entry(3, 1)]); // only buffered
+        w.crash();
+        w.append_entries(&[entry(4, 1)]);
+        assert!(matches!(w.flush(true), Err(WalError::Crashed)));
+        drop(w);
+        assert_eq!(indexes(&Wal::open(&dir).unwrap().replay().unwrap()), vec![(1, 1)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

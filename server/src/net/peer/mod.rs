@@ -153,9 +153,16 @@ struct Shared {
     stop: CancellationToken,
     tracker: TaskTracker,
     send_queue_max: usize,
+    /// Peers whose messages are dropped both ways, as a cut network would
+    /// (set by an embedded cluster's `partition`; the TCP links stay up).
+    cut: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Shared {
+    fn is_cut(&self, peer: u64) -> bool {
+        self.cut.lock().unwrap_or_else(PoisonError::into_inner).contains(&peer)
+    }
+
     /// Reports an event to the shell, waiting for room; false once stopping.
     async fn report(&self, event: PeerEvent) -> bool {
         tokio::select! {
@@ -227,6 +234,7 @@ impl PeerNet {
             stop: shutdown.child_token(),
             tracker: TaskTracker::new(),
             send_queue_max,
+            cut: Mutex::default(),
         });
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
         for slot in shared.peers.values() {
@@ -250,6 +258,17 @@ impl PeerNet {
         self.shared.my_id
     }
 
+    /// Drops every message to and from `peers` from now on (and restores
+    /// every other peer), as a network partition would: for tests and
+    /// embedded clusters. Raft sees lost messages, not closed links.
+    pub fn cut_off(&self, peers: &[u64]) {
+        *self.shared.cut.lock().unwrap_or_else(PoisonError::into_inner) = peers.iter().copied().collect();
+    }
+
+    fn is_cut(&self, peer: u64) -> bool {
+        self.shared.is_cut(peer)
+    }
+
     /// Queues `env` for its peer and returns at once (never blocks, never
     /// awaits: callable from the processor thread). Dropped if the link to
     /// `env.to` is down; if its queue is full the link is broken (queue
@@ -264,6 +283,9 @@ impl PeerNet {
         let Some(slot) = self.shared.peers.get(&env.to) else {
             panic!("a message for {}, who is not a peer of {}", env.to, self.shared.my_id);
         };
+        if self.is_cut(env.to) {
+            return true; // lost on the way, as far as the sender can tell
+        }
         let mut link = slot.link();
         let Some(l) = link.as_ref() else {
             tracing::trace!(to = env.to, "link down, message dropped");
@@ -403,6 +425,9 @@ async fn read_frames(shared: &Shared, peer: u64, socket: &mut TcpStream, replace
                 Ok(Some(env)) => {
                     if env.from != peer || env.to != shared.my_id {
                         return LinkError::Misaddressed { from: env.from, to: env.to, link: peer };
+                    }
+                    if shared.is_cut(peer) {
+                        continue;
                     }
                     if !shared.report(PeerEvent::Message(env)).await {
                         return LinkError::Stopped;
