@@ -95,9 +95,11 @@ async fn run(members: Vec<String>, workload: Workload, secs: Duration) {
                     let t = Instant::now();
                     match workload {
                         Workload::SetData => {
-                            drop(client.set_data(&node, &value, None).await.expect("setData"))
+                            client.set_data(&node, &value, None).await.expect("setData");
                         }
-                        Workload::GetData => drop(client.get_data(&node).await.expect("getData")),
+                        Workload::GetData => {
+                            client.get_data(&node).await.expect("getData");
+                        }
                         Workload::CreateDelete => {
                             let path = format!("{node}/k{k}-{i}");
                             client
