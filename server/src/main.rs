@@ -10,6 +10,11 @@ use corral::net::Server;
 
 const USAGE: &str = "usage: corral                  run standalone on 127.0.0.1:2181 with data in ./corral-data
        corral server ZOO_CFG    run with a ZooKeeper zoo.cfg (and dataDir/myid)
+       corral dev [--nodes N] [--port P] [--data DIR]
+                                a local N-member ensemble (default 3) in this one process,
+                                client ports P, P+1, ... (default 2181; 0: free ports); data in
+                                a temporary directory removed on exit unless --data is given;
+                                ctrl-c stops it
        corral --version         print the version
 test only: corral server ZOO_CFG --unsafe-test-bug BUG [--unsafe-test-bug BUG ...]
                                 break a guarantee on purpose (lost-ack, stale-read, overlay-skip, expire-on-follower)";
@@ -41,6 +46,9 @@ fn main() -> ExitCode {
         } else {
             rest.push(a);
         }
+    }
+    if rest.first() == Some(&"dev") && bugs.is_empty() {
+        return dev(&rest[1..]);
     }
     let cfg = match rest.as_slice() {
         [] if bugs.is_empty() => Ok(Config::embedded_default()),
@@ -110,4 +118,74 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// `corral dev`: an ensemble for development, through the embedding API.
+fn dev(args: &[&str]) -> ExitCode {
+    let mut nodes = 3usize;
+    let mut data: Option<PathBuf> = None;
+    let mut port = 2181u16;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (*a, it.next()) {
+            ("--nodes", Some(n)) => match n.parse() {
+                Ok(n) if (1..=9).contains(&n) => nodes = n,
+                _ => {
+                    eprintln!("corral dev: --nodes takes 1 to 9, found {n:?}");
+                    return ExitCode::from(64);
+                }
+            },
+            ("--data", Some(d)) => data = Some(PathBuf::from(d)),
+            ("--port", Some(p)) => match p.parse() {
+                Ok(p) => port = p,
+                Err(_) => {
+                    eprintln!("corral dev: --port takes a port number, found {p:?}");
+                    return ExitCode::from(64);
+                }
+            },
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(64);
+            }
+        }
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("corral: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let mut server = corral::ServerBuilder::default().client_addr(([127, 0, 0, 1], port).into());
+        if let Some(d) = data {
+            server = server.data_dir(d);
+        }
+        let stopped = if nodes == 1 {
+            match server.start().await {
+                Ok(s) => {
+                    println!("corral dev: 1 member; connect string {}", s.connect_string());
+                    wait_for_signal().await;
+                    s.shutdown().await
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            match corral::Cluster::builder(nodes).server(server).client_ports_from(port).start().await {
+                Ok(c) => {
+                    println!("corral dev: {nodes} members; connect string {}", c.connect_string());
+                    wait_for_signal().await;
+                    c.shutdown().await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match stopped {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("corral dev: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
