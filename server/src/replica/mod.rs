@@ -700,6 +700,12 @@ impl Replica {
             // timeout. They take turns by id instead (the first at once);
             // pre-vote stops a later one if an earlier one has won.
             let rank = self.cfg.voters.iter().filter(|v| **v != peer && **v < self.id).count() as i64;
+            // The leader is gone for this member too: forget it now, or
+            // raft's leader lease makes it ignore the first candidate's
+            // (pre-)votes until an election timeout has passed, and the
+            // election waits for its own turn instead. Safety never rests
+            // on the lease (linearizable reads use ReadIndex).
+            self.node.raft.leader_id = raft::INVALID_ID;
             self.campaign_at_ms = Some((now.mono_ms + rank * CAMPAIGN_STAGGER_MS, peer));
             tracing::info!(id = self.id, leader = peer, after_ms = rank * CAMPAIGN_STAGGER_MS, "link to the leader lost; campaigning");
             self.campaign_when_due();
