@@ -190,6 +190,10 @@ struct Persister {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// A log write + fsync slower than this is logged (ZooKeeper's
+/// `fsync.warningthresholdms` default).
+const FSYNC_WARNING: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// Readies at most written by one fsync.
 const PERSIST_BATCH_MAX: usize = 64;
 
@@ -206,7 +210,13 @@ impl Persister {
                     }
                 }
                 let sync = batch.iter().any(|p| p.must_sync || p.snapshot.is_some());
+                let started = Instant::now();
                 let result = batch.iter().try_for_each(|p| store.write(p)).and_then(|()| store.flush(sync));
+                let took = started.elapsed();
+                if took >= FSYNC_WARNING {
+                    // As ZooKeeper's SyncThread (fsync.warningthresholdms): every write waits for this.
+                    tracing::warn!(ms = took.as_millis() as u64, readies = batch.len(), "writing and fsyncing the log took long; every write waited for it (a slow or busy disk?)");
+                }
                 if let Err(e) = result {
                     // Nothing of these readies was acknowledged; stopping is the only safe answer.
                     let _ = done.blocking_send(Input::Fatal(format!("cannot make the log durable: {e}")));
