@@ -65,3 +65,13 @@ pub mod store;
 pub mod testbug;
 
 pub use embed::{Cluster, ClusterBuilder, Server, ServerBuilder};
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+/// docs/embedding.md's examples, compiled (not run) as doc tests.
+#[doc = include_str!("../../docs/embedding.md")]
+#[cfg(doctest)]
+pub struct EmbeddingDocDoctests;

@@ -145,7 +145,28 @@ impl ServerBuilder {
         self
     }
 
-    /// Starts the server and returns once it answers clients.
+    /// Makes this server member `my_id` of an ensemble whose members listen
+    /// for each other on `members` (id, quorum address; this one's
+    /// included): an application that is also a member of its own
+    /// coordination group, one process per member.
+    pub fn ensemble_member(mut self, my_id: u64, members: &[(u64, SocketAddr)]) -> Self {
+        self.cfg.my_id = my_id;
+        self.cfg.peers = members
+            .iter()
+            .map(|(id, addr)| crate::config::Peer {
+                id: *id,
+                host: addr.ip().to_string(),
+                peer_port: addr.port(),
+                election_port: 0,
+                role: crate::config::PeerRole::Participant,
+                client_addr: None,
+            })
+            .collect();
+        self
+    }
+
+    /// Starts the server and returns once it answers clients (for an
+    /// ensemble member: once the ensemble has a leader).
     pub async fn start(self) -> anyhow::Result<Server> {
         let (mut cfg, temp) = self.resolve("server")?;
         let running = net::Server::start(cfg.clone()).await?;
