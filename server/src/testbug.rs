@@ -16,10 +16,13 @@ pub enum TestBug {
     OverlaySkip,
     /// Followers expire sessions on their own clock, outside the log.
     ExpireOnFollower,
+    /// A leader that lost its quorum keeps leading (no check-quorum step
+    /// down) and answers linearizable reads locally, as if it held a lease.
+    SplitBrain,
 }
 
 impl TestBug {
-    pub const ALL: &'static [TestBug] = &[TestBug::LostAck, TestBug::StaleRead, TestBug::OverlaySkip, TestBug::ExpireOnFollower];
+    pub const ALL: &'static [TestBug] = &[TestBug::LostAck, TestBug::StaleRead, TestBug::OverlaySkip, TestBug::ExpireOnFollower, TestBug::SplitBrain];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -27,6 +30,7 @@ impl TestBug {
             TestBug::StaleRead => "stale-read",
             TestBug::OverlaySkip => "overlay-skip",
             TestBug::ExpireOnFollower => "expire-on-follower",
+            TestBug::SplitBrain => "split-brain",
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use corral_sim::{run, Bug, SimConfig};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: corral-sim run [--seeds N | --seed S] [--start S] [--nodes 3|5] [--clients C] [--bug lost-ack|stale-read|overlay-skip|expire-on-follower] [--minutes M] [--trace LINES]");
+    eprintln!("usage: corral-sim run [--seeds N | --seed S] [--start S] [--nodes 3|5] [--clients C] [--bug lost-ack|stale-read|overlay-skip|expire-on-follower|split-brain] [--minutes M] [--trace LINES]");
     ExitCode::from(2)
 }
 

@@ -176,7 +176,10 @@ fn mix(h: u64, v: u64) -> u64 {
 impl World {
     pub(crate) fn new(seed: u64, cfg: SimConfig) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let linearizable = cfg.linearizable.unwrap_or_else(|| rng.gen_bool(0.5));
+        let drawn = rng.gen_bool(0.5);
+        // A stale leader's reads are wrong only where reads promise to be
+        // linearizable, so the `split-brain` bug runs with them throughout.
+        let linearizable = cfg.linearizable.unwrap_or(drawn || cfg.bug == Some(Bug::SplitBrain));
         let report = Report {
             seed,
             violation: None,

@@ -341,7 +341,9 @@ impl Replica {
             applied,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
-            check_quorum: true,
+            // The `split-brain` bug: a leader cut off from its quorum never
+            // learns it, so it goes on answering as one.
+            check_quorum: !cfg.test_bugs.contains(&TestBug::SplitBrain),
             pre_vote: true,
             ..Default::default()
         };
@@ -526,7 +528,10 @@ impl Replica {
                 self.read(conn, session_id, auth, xid, &req);
                 return;
             }
-            let gate = (self.cfg.linearizable_reads && reads_data(&req)).then(|| self.read_index());
+            // The `split-brain` bug: a leader trusts its leadership without
+            // asking a quorum (a lease that nothing backs).
+            let lease_bypass = self.bug(TestBug::SplitBrain) && self.is_leader();
+            let gate = (self.cfg.linearizable_reads && reads_data(&req) && !lease_bypass).then(|| self.read_index());
             match (self.lines.get_mut(&session_id), gate) {
                 (Some(line), gate) => line.push_back(Slot::Read { conn, xid, req, auth: auth.to_vec(), gate }),
                 (None, None) => self.read(conn, session_id, auth, xid, &req),
