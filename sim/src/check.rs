@@ -12,9 +12,19 @@
 //! - Every acknowledged write is in the final log exactly once, at or below
 //!   the zxid of its reply; sequential names are never handed out twice.
 //! - At the end every member holds the reference state.
+//! - Watches: a client that set a watch sees its event before any reply
+//!   whose zxid is at or past the change that fires it (ZooKeeper: a client
+//!   sees the event before it sees the new data).
+//! - Ephemerals: created only for open sessions, gone with their session's
+//!   close (by the client or by expiry) in the same txn, and no member
+//!   serves a session after its close. The world adds the timing half: an
+//!   expiry must not come while the session is being served (see
+//!   `World::check_expiry`), and abandoned sessions must expire before a
+//!   run ends.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use corral::core::tree::owner;
 use corral::core::txn::{Op, Txn};
 use corral::core::{Core, CoreConfig};
 use prost::Message as _;
@@ -32,6 +42,11 @@ fn fnv(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Every ordinary ephemeral (owned by a session) of a state.
+fn ephemeral_paths(core: &Core) -> BTreeSet<String> {
+    core.tree.nodes().filter(|(_, n)| owner::is_session(n.ephemeral_owner)).map(|(p, _)| p.clone()).collect()
+}
+
 /// A value of a path at some zxid: `None` when it did not exist.
 type Value = Option<(Vec<u8>, i32)>;
 
@@ -43,6 +58,17 @@ struct PendingRead {
     zxid: i64,
     got: Value,
     mzxid: i64,
+}
+
+/// A watch a client holds (set by a read answered at `set_at`), and the
+/// highest zxid of a reply it got while the watch had not fired.
+struct ArmedWatch {
+    client: usize,
+    xid: i32,
+    path: String,
+    set_at: i64,
+    observed: i64,
+    observed_xid: i32,
 }
 
 /// An acknowledged write.
@@ -70,8 +96,22 @@ pub struct Checker {
     acks: Vec<Ack>,
     sequential: BTreeSet<String>,
     pub reads_checked: u64,
+    /// Watches whose client got a reply past their set point, checked.
+    pub watches_checked: u64,
+    /// Sessions expired (closed by the leader, not by their client).
+    pub expiries: u64,
     /// The highest log index of a write acknowledged so far.
     acked_upto: u64,
+    /// Per client, the watches it holds that have not fired yet.
+    armed: BTreeMap<usize, Vec<ArmedWatch>>,
+    /// Watches no longer held (fired or given up with the connection) whose
+    /// client saw replies past their set point: checked once the reference
+    /// reaches the last such reply.
+    disarmed: Vec<ArmedWatch>,
+    /// Session → the index of the txn that closed it.
+    closed: BTreeMap<i64, u64>,
+    /// Expiry closes (session, index) learned since the last `take_expiries`.
+    new_expiries: Vec<(i64, u64)>,
 }
 
 impl Default for Checker {
@@ -94,7 +134,13 @@ impl Checker {
             acks: Vec::new(),
             sequential: BTreeSet::new(),
             reads_checked: 0,
+            watches_checked: 0,
+            expiries: 0,
             acked_upto: 0,
+            armed: BTreeMap::new(),
+            disarmed: Vec::new(),
+            closed: BTreeMap::new(),
+            new_expiries: Vec::new(),
         }
     }
 
@@ -123,6 +169,11 @@ impl Checker {
                         }
                     }
                     self.log.insert(index, (hash, txn.session_id, txn.cxid, node));
+                    // cxid 0: the leader's own close (expiry), not a client's closeSession.
+                    if txn.cxid == 0 && txn.ops.iter().any(|o| matches!(&o.op, Some(Op::CloseSession(c)) if c.session_id == txn.session_id)) {
+                        self.new_expiries.push((txn.session_id, index));
+                        self.expiries += 1;
+                    }
                     self.txns.insert(index, txn);
                 }
             }
@@ -147,6 +198,9 @@ impl Checker {
             let mut touched: Vec<String> = Vec::new();
             for op in &txn.ops {
                 match &op.op {
+                    Some(Op::Create(c)) if owner::is_session(c.ephemeral_owner) && !self.reference.sessions.contains(c.ephemeral_owner) => {
+                        return Err(format!("zxid {index:#x} creates ephemeral {} for session {:#x}, which is not open: it would never go", c.path, c.ephemeral_owner));
+                    }
                     Some(Op::Create(c)) => touched.push(c.path.clone()),
                     Some(Op::SetData(s)) => touched.push(s.path.clone()),
                     Some(Op::Delete(d)) | Some(Op::DeleteContainer(d)) => touched.push(d.path.clone()),
@@ -154,7 +208,30 @@ impl Checker {
                     _ => {}
                 }
             }
+            let before: BTreeSet<String> = ephemeral_paths(&self.reference);
             self.reference.apply(&txn);
+            let mut deleted: BTreeSet<String> = before;
+            let after: BTreeSet<String> = ephemeral_paths(&self.reference);
+            deleted.retain(|p| !after.contains(p));
+            for op in &txn.ops {
+                match &op.op {
+                    Some(Op::CloseSession(c)) => {
+                        self.closed.insert(c.session_id, index);
+                        if let Some(p) = self.reference.tree.ephemerals(c.session_id).next() {
+                            return Err(format!("session {:#x} closed at zxid {index:#x} but its ephemeral {p} remains", c.session_id));
+                        }
+                        let owned: Vec<String> = touched.clone();
+                        deleted.retain(|p| !owned.contains(p));
+                    }
+                    Some(Op::Delete(d)) | Some(Op::DeleteContainer(d)) => {
+                        deleted.remove(&d.path);
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(p) = deleted.first() {
+                return Err(format!("ephemeral {p} vanished at zxid {index:#x} without a delete or its session's close"));
+            }
             for p in touched {
                 let value = self.reference.tree.get(&p).map(|n| (n.data.clone().unwrap_or_default(), n.version));
                 self.history.entry(p).or_default().push((index as i64, value));
@@ -172,6 +249,7 @@ impl Checker {
     }
 
     fn check_reads(&mut self) -> Result<(), Failure> {
+        self.check_watches()?;
         let upto = self.reference_upto as i64;
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads).into_iter().partition(|r| r.zxid <= upto);
         self.reads = waiting;
@@ -195,6 +273,72 @@ impl Checker {
         Ok(())
     }
 
+    /// The first change of `path` in `(after, upto]`, by the reference.
+    fn changed(&self, path: &str, after: i64, upto: i64) -> Option<i64> {
+        let h = self.history.get(path)?;
+        let mut prev = self.value_at(path, after).0;
+        for (z, v) in h.iter().filter(|(z, _)| *z > after && *z <= upto) {
+            if *v != prev {
+                return Some(*z);
+            }
+            prev = v.clone();
+        }
+        None
+    }
+
+    /// A watch must fire before its client sees a reply at or past the change.
+    fn watch_violation(&self, w: &ArmedWatch) -> Option<Failure> {
+        let z = self.changed(&w.path, w.set_at, w.observed)?;
+        Some(format!(
+            "client {}: watch on {} (set by xid {} at zxid {:#x}) fired by the change at {z:#x}, but the client got reply xid {} at zxid {:#x} before the event",
+            w.client, w.path, w.xid, w.set_at, w.observed_xid, w.observed
+        ))
+    }
+
+    fn check_watches(&mut self) -> Result<(), Failure> {
+        let upto = self.reference_upto as i64;
+        for w in self.armed.values().flatten().filter(|w| w.observed > w.set_at && w.observed <= upto) {
+            if let Some(e) = self.watch_violation(w) {
+                return Err(e);
+            }
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.disarmed).into_iter().partition(|w| w.observed <= upto);
+        self.disarmed = waiting;
+        for w in ready {
+            self.watches_checked += 1;
+            if let Some(e) = self.watch_violation(&w) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// A watch event reached `client`: the watches it held on `path` are spent.
+    pub fn watch_event(&mut self, client: usize, path: &str) -> Result<(), Failure> {
+        let list = self.armed.entry(client).or_default();
+        let (fired, kept): (Vec<_>, Vec<_>) = std::mem::take(list).into_iter().partition(|w| w.path == path);
+        *list = kept;
+        self.disarmed.extend(fired.into_iter().filter(|w| w.observed > w.set_at));
+        self.check_watches()
+    }
+
+    /// The client's connection is gone, and with it its watches (this
+    /// client does not set them again on reconnecting).
+    pub fn watches_lost(&mut self, client: usize) {
+        let list = self.armed.remove(&client).unwrap_or_default();
+        self.disarmed.extend(list.into_iter().filter(|w| w.observed > w.set_at));
+    }
+
+    /// Expiry closes (session, index) first learned since the last call.
+    pub fn take_expiries(&mut self) -> Vec<(i64, u64)> {
+        std::mem::take(&mut self.new_expiries)
+    }
+
+    /// Sessions open in the agreed state.
+    pub fn open_sessions(&self) -> Vec<i64> {
+        self.reference.sessions.iter().map(|(s, _)| *s).collect()
+    }
+
     /// The highest log index of a write acknowledged so far.
     pub fn acked_upto(&self) -> u64 {
         self.acked_upto
@@ -213,6 +357,25 @@ impl Checker {
 
     /// A reply a client received, in its session's order.
     pub fn reply(&mut self, client: usize, session_id: i64, xid: i32, req: &Request, zxid: i64, err: ErrorCode, body: &Response) -> Result<(), Failure> {
+        if let Some(c) = self.closed.get(&session_id) {
+            if zxid >= *c as i64 && err != ErrorCode::SessionExpired && !matches!(req, Request::CloseSession) {
+                return Err(format!("client {client}: session {session_id:#x} closed at zxid {c:#x}, yet xid {xid} was answered {err:?} at zxid {zxid:#x}"));
+            }
+        }
+        for w in self.armed.get_mut(&client).into_iter().flatten() {
+            if zxid > w.observed {
+                w.observed = zxid;
+                w.observed_xid = xid;
+            }
+        }
+        let watch_path = match (req, err) {
+            (Request::GetData(r), ErrorCode::Ok) if r.watch => Some(&r.path),
+            (Request::Exists(r), ErrorCode::Ok | ErrorCode::NoNode) if r.watch => Some(&r.path),
+            _ => None,
+        };
+        if let Some(path) = watch_path {
+            self.armed.entry(client).or_default().push(ArmedWatch { client, xid, path: path.clone(), set_at: zxid, observed: zxid, observed_xid: xid });
+        }
         match (req, err, body) {
             (Request::GetData(r), ErrorCode::Ok, Response::GetData(g)) => self.reads.push(PendingRead {
                 client,

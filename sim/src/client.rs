@@ -58,6 +58,17 @@ pub struct Client {
     pub live_writes: u32,
     /// Sessions this client has started (a new one after each expiry or close).
     pub sessions_started: u32,
+    /// The last time a member answered this client (a reply or a connect):
+    /// when, which session, and the leader and term that member followed.
+    pub served: Option<Served>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Served {
+    pub at_ms: i64,
+    pub session_id: i64,
+    pub leader: u64,
+    pub term: u64,
 }
 
 impl Client {
@@ -75,6 +86,7 @@ impl Client {
             last_sent_ms: 0,
             live_writes: 0,
             sessions_started: 0,
+            served: None,
         }
     }
 

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::check::Checker;
-use crate::client::{self, Client, ClientState, InFlight};
+use crate::client::{self, Client, ClientState, InFlight, Served};
 
 /// Test-only faults a run can turn on, to prove the checks catch them (the
 /// server's own switches; `lost-ack` is played by the simulated shell).
@@ -60,6 +60,8 @@ pub struct Report {
     pub ops_ok: u64,
     pub ops_indeterminate: u64,
     pub reads_checked: u64,
+    pub watches_checked: u64,
+    pub expiries: u64,
     pub crashes: u32,
     /// Crashes that also lost the whole disk.
     pub wipes: u32,
@@ -189,6 +191,8 @@ impl World {
             ops_ok: 0,
             ops_indeterminate: 0,
             reads_checked: 0,
+            watches_checked: 0,
+            expiries: 0,
             crashes: 0,
             wipes: 0,
             partitions: 0,
@@ -355,6 +359,8 @@ impl World {
         self.report.events = self.events;
         self.report.sim_ms = self.now_ms;
         self.report.reads_checked = self.checker.reads_checked;
+        self.report.watches_checked = self.checker.watches_checked;
+        self.report.expiries = self.checker.expiries;
         self.report.log_len = self.checker.log_len();
         self.report
     }
@@ -384,11 +390,20 @@ impl World {
             .iter()
             .map(|c| format!("client {}: {:?} session {:#x} live writes {} in flight {:?}", c.id, c.state, c.session_id, c.live_writes, c.in_flight.iter().map(|f| f.xid).collect::<Vec<_>>()))
             .collect();
-        format!("{}; {}", members.join("; "), clients.join("; "))
+        let abandoned: Vec<String> = self.abandoned_sessions().iter().map(|s| format!("{s:#x}")).collect();
+        format!("{}; {}; abandoned sessions still open: [{}]", members.join("; "), clients.join("; "), abandoned.join(", "))
     }
 
     fn live_done(&self) -> bool {
-        self.clients.iter().all(|c| c.live_writes >= 2) && self.converged()
+        self.clients.iter().all(|c| c.live_writes >= 2) && self.converged() && self.abandoned_sessions().is_empty()
+    }
+
+    /// Sessions still open that no client holds (one whose connect reply
+    /// was lost, say): they must expire, ephemerals and all, before a run
+    /// can end.
+    fn abandoned_sessions(&self) -> Vec<i64> {
+        let held: BTreeSet<i64> = self.clients.iter().map(|c| c.session_id).collect();
+        self.checker.open_sessions().into_iter().filter(|s| !held.contains(s)).collect()
     }
 
     fn converged(&self) -> bool {
@@ -511,6 +526,36 @@ impl World {
         }
     }
 
+    /// Member `i` is the first to apply the expiry of `session` (at
+    /// `index`). If it leads and proposed it in its own term, the session
+    /// must not have been served lately by a member that followed it then:
+    /// such a member passes on that it heard from the session (a touch
+    /// batch per tick), so the leader's clock cannot run out before the
+    /// timeout. The margin covers a touch lost with a link and the time a
+    /// member takes to notice that its leader is gone.
+    fn check_expiry(&mut self, i: usize, session: i64, index: u64) {
+        const MARGIN_MS: i64 = 1_000;
+        let Some(r) = self.members[i].replica.as_ref() else { return };
+        let (leader, term) = (i as u64 + 1, r.term());
+        if !r.is_leader() || r.entry_term(index) != Some(term) {
+            return;
+        }
+        let now = self.now_ms;
+        for c in &self.clients {
+            let Some(s) = c.served else { continue };
+            if s.session_id == session && s.leader == leader && s.term == term && now < s.at_ms + c.timeout_ms as i64 - MARGIN_MS {
+                let msg = format!(
+                    "session {session:#x} of client {} expired at zxid {index:#x} by leader {leader} (term {term}) only {} ms after a member following it served the session (timeout {} ms)",
+                    c.id,
+                    now - s.at_ms,
+                    c.timeout_ms
+                );
+                self.fail(msg);
+                return;
+            }
+        }
+    }
+
     /// Carries out what member `i`'s replica asks, until it has nothing more.
     fn drive(&mut self, i: usize) {
         loop {
@@ -530,6 +575,9 @@ impl World {
             if upto > from || !applied.is_empty() {
                 if let Err(e) = self.checker.applied(i as u64 + 1, from, upto, applied) {
                     self.fail(e);
+                }
+                for (session, index) in self.checker.take_expiries() {
+                    self.check_expiry(i, session, index);
                 }
             }
             if out.is_empty() {
@@ -650,6 +698,13 @@ impl World {
                     }
                 }
                 if let Some(c) = self.members[i].conns.get(&conn).copied() {
+                    let session = match &d {
+                        Delivery::Connected { session_id, .. } => *session_id,
+                        _ => self.members[i].conn_session.get(&conn).copied().unwrap_or(0),
+                    };
+                    if let (Some(r), true) = (self.members[i].replica.as_ref(), session != 0) {
+                        self.clients[c].served = Some(Served { at_ms: self.now_ms, session_id: session, leader: r.leader_id(), term: r.term() });
+                    }
                     self.to_client(c, conn, d);
                 }
             }
@@ -921,6 +976,7 @@ impl World {
 
     /// The client gives up on its connection (or learns it closed).
     fn client_lost(&mut self, c: usize, node: usize, conn: u64, why: &str) {
+        self.checker.watches_lost(c);
         let cl = &mut self.clients[c];
         let unknown = cl.in_flight.iter().filter(|f| corral::replica::goes_through_log(&f.req)).count();
         self.report.ops_indeterminate += unknown as u64;
@@ -972,7 +1028,11 @@ impl World {
                 self.note(format!("client {c} connected to member {} (session {session_id:#x})", node + 1));
             }
             Delivery::Reply { xid, zxid, err, body, .. } => self.client_reply(c, xid, zxid, err, body),
-            Delivery::Event(_) => {}
+            Delivery::Event(e) => {
+                if let Err(e) = self.checker.watch_event(c, &e.path) {
+                    self.fail(e);
+                }
+            }
             Delivery::Close { .. } => self.client_lost(c, node, conn, "connection closed by the server"),
             Delivery::SessionClosed { .. } | Delivery::LeaderLost => {}
         }

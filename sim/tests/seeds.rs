@@ -78,5 +78,7 @@ fn faults_really_happen() {
     assert!(reports.iter().map(|r| r.partitions).sum::<u32>() > 10);
     assert!(reports.iter().map(|r| r.leaders).sum::<u32>() > 20, "leaders change under faults");
     assert!(reports.iter().map(|r| r.reads_checked).sum::<u64>() > 100);
+    assert!(reports.iter().map(|r| r.watches_checked).sum::<u64>() > 20, "watch order checked");
+    assert!(reports.iter().map(|r| r.expiries).sum::<u64>() > 0, "sessions expire");
     assert!(reports.iter().map(|r| r.ops_indeterminate).sum::<u64>() > 0);
 }

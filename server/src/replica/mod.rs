@@ -428,6 +428,12 @@ impl Replica {
         log.last_index() + 1 - log.first_index()
     }
 
+    /// The term of the log entry at `index`, while the log still holds it
+    /// (a simulator tells a leader's own proposals from inherited ones).
+    pub fn entry_term(&self, index: u64) -> Option<u64> {
+        self.node.raft.raft_log.term(index).ok()
+    }
+
     /// On the leader: (followers, followers that have every committed entry).
     pub fn followers(&self) -> Option<(usize, usize)> {
         if !self.is_leader() {
@@ -1052,9 +1058,20 @@ impl Replica {
                 }
             }
             for op in &txn.ops {
-                if let Some(Op::CloseSession(c)) = &op.op {
-                    self.out.deliveries.push(Delivery::SessionClosed { session_id: c.session_id });
-                    self.fail_session(c.session_id, None);
+                match &op.op {
+                    Some(Op::CloseSession(c)) => {
+                        self.out.deliveries.push(Delivery::SessionClosed { session_id: c.session_id });
+                        self.fail_session(c.session_id, None);
+                    }
+                    // A session's clock starts when it is created, not when
+                    // its client is first answered: if that answer never
+                    // comes (the client gave up, the proposer failed over),
+                    // no one else would ever touch the session and the
+                    // leader would keep it, ephemerals and all, forever.
+                    Some(Op::CreateSession(c)) => {
+                        self.core.touch(c.session_id, self.now.mono_ms);
+                    }
+                    _ => {}
                 }
             }
         }
