@@ -12,8 +12,10 @@
 
 pub mod check;
 pub mod client;
+pub mod script;
 mod world;
 
+pub use script::run_script;
 pub use world::{Bug, Report, SimConfig, Violation};
 
 /// Runs one seed. A panic in the code under test (an assertion of the

@@ -33,11 +33,13 @@ pub struct SimConfig {
     pub linearizable: Option<bool>,
     /// Trace lines kept for a failure report.
     pub trace_lines: usize,
+    /// Entries applied between snapshots (`snapCount`).
+    pub snap_count: u64,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { nodes: 3, clients: 4, safety_ms: 6_000, liveness_ms: 20_000, fault_every_ms: 700, bug: None, linearizable: None, trace_lines: 400 }
+        SimConfig { nodes: 3, clients: 4, safety_ms: 6_000, liveness_ms: 20_000, fault_every_ms: 700, bug: None, linearizable: None, trace_lines: 400, snap_count: 300 }
     }
 }
 
@@ -169,6 +171,15 @@ pub(crate) struct World {
     events: u64,
     report: Report,
     violation: Option<String>,
+    /// Driven by a script (`crate::script`): no random faults or clients,
+    /// fixed latencies, and client deliveries kept for the script to print.
+    scripted: bool,
+    /// Scripted: every trace line (and its time) since the script last took them.
+    pub(crate) script_notes: Vec<(i64, String)>,
+    /// Scripted: per client, what it received since the script last looked.
+    pub(crate) inbox: BTreeMap<usize, Vec<String>>,
+    /// Scripted: extra latency of a directed link (a slow network path).
+    slow: BTreeMap<(usize, usize), i64>,
 }
 
 fn mix(h: u64, v: u64) -> u64 {
@@ -177,6 +188,16 @@ fn mix(h: u64, v: u64) -> u64 {
 
 impl World {
     pub(crate) fn new(seed: u64, cfg: SimConfig) -> World {
+        World::build(seed, cfg, false)
+    }
+
+    /// A world for a script: members start, nothing else happens unless a
+    /// command asks (see [`crate::script`]).
+    pub(crate) fn scripted(seed: u64, cfg: SimConfig) -> World {
+        World::build(seed, SimConfig { clients: 0, ..cfg }, true)
+    }
+
+    fn build(seed: u64, cfg: SimConfig, scripted: bool) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let drawn = rng.gen_bool(0.5);
         // A stale leader's reads are wrong only where reads promise to be
@@ -218,6 +239,10 @@ impl World {
             events: 0,
             report,
             violation: None,
+            scripted,
+            script_notes: Vec::new(),
+            inbox: BTreeMap::new(),
+            slow: BTreeMap::new(),
             cfg,
         };
         for i in 0..w.cfg.nodes {
@@ -237,6 +262,9 @@ impl World {
             });
             w.start_member(i);
         }
+        if scripted {
+            return w;
+        }
         for c in 0..w.cfg.clients {
             let at = w.rng.gen_range(0..200);
             w.schedule(at, Ev::ClientWake { client: c });
@@ -253,6 +281,9 @@ impl World {
     }
 
     fn note(&mut self, line: String) {
+        if self.scripted {
+            self.script_notes.push((self.now_ms, line.clone()));
+        }
         for b in line.as_bytes() {
             self.trace_hash = mix(self.trace_hash, *b as u64);
         }
@@ -288,7 +319,7 @@ impl World {
             id: m.id,
             voters,
             core: CoreConfig::default(),
-            snap_count: 300,
+            snap_count: self.cfg.snap_count,
             container_check_interval_ms: 1_000,
             election_tick: 10,
             heartbeat_tick: 2,
@@ -436,7 +467,7 @@ impl World {
                     }
                     self.drive(node);
                 }
-                let jitter = self.rng.gen_range(0..10);
+                let jitter = if self.scripted { 5 } else { self.rng.gen_range(0..10) };
                 self.schedule(corral::replica::RAFT_TICK_MS - 5 + jitter, Ev::Tick { node, life });
             }
             Ev::Deliver { from, to, link, env } => {
@@ -498,7 +529,9 @@ impl World {
                 }
                 self.drop_conn(node, conn);
             }
+            Ev::ToClient { client, conn, d } if self.scripted => self.script_receives(client, conn, d),
             Ev::ToClient { client, conn, d } => self.client_receives(client, conn, d),
+            Ev::ClientWake { client } if self.scripted => self.script_wake(client),
             Ev::ClientWake { client } => self.client_wake(client),
             Ev::Fault => {
                 if self.phase == Phase::Safety {
@@ -577,6 +610,7 @@ impl World {
                     self.fail(e);
                 }
                 for (session, index) in self.checker.take_expiries() {
+                    self.note(format!("session {session:#x} expired (zxid {index:#x})"));
                     self.check_expiry(i, session, index);
                 }
             }
@@ -623,7 +657,13 @@ impl World {
                 }
                 // The disk syncs in order; the replica may prepare the next
                 // ready meanwhile.
-                let delay = if self.rng.gen_bool(0.9) { 0 } else { self.rng.gen_range(1..5) };
+                let delay = if self.scripted {
+                    1
+                } else if self.rng.gen_bool(0.9) {
+                    0
+                } else {
+                    self.rng.gen_range(1..5)
+                };
                 let at = (self.now_ms + delay).max(self.members[i].sync_tail_ms);
                 self.members[i].sync_tail_ms = at;
                 let life = self.members[i].life;
@@ -656,7 +696,13 @@ impl World {
             return;
         }
         let link = *self.link_life.entry((from, to)).or_insert(1);
-        let delay = if self.rng.gen_bool(0.95) { self.rng.gen_range(0..3) } else { self.rng.gen_range(3..40) };
+        let delay = if self.scripted {
+            1 + self.slow.get(&(from, to)).copied().unwrap_or(0)
+        } else if self.rng.gen_bool(0.95) {
+            self.rng.gen_range(0..3)
+        } else {
+            self.rng.gen_range(3..40)
+        };
         let tail = self.link_tail_ms.get(&(from, to)).copied().unwrap_or(0);
         let at = (self.now_ms + delay).max(tail);
         self.link_tail_ms.insert((from, to), at);
@@ -1087,5 +1133,277 @@ fn describe(req: &Request) -> String {
         Request::GetChildren(r) => format!("getChildren {}", r.path),
         Request::Sync(r) => format!("sync {}", r.path),
         other => format!("{:?}", other.op_code()),
+    }
+}
+
+/// Scripted driving: the commands of `crate::script`, as plain calls.
+impl World {
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    pub(crate) fn violation(&self) -> Option<&str> {
+        self.violation.as_deref()
+    }
+
+    pub(crate) fn nodes(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Runs every event due within `ms` and moves the clock to the end.
+    pub(crate) fn run_for(&mut self, ms: i64) {
+        let end = self.now_ms + ms;
+        self.run_while(end, |_| true);
+        self.now_ms = self.now_ms.max(end);
+    }
+
+    /// Runs events until `done` holds (checked after each) or `max_ms`
+    /// passes; the milliseconds taken, `None` if it never held.
+    pub(crate) fn run_until(&mut self, max_ms: i64, done: impl Fn(&World) -> bool) -> Option<i64> {
+        let start = self.now_ms;
+        if done(self) {
+            return Some(0);
+        }
+        let end = start + max_ms;
+        let held = self.run_while(end, |w| !done(w));
+        if held {
+            return Some(self.now_ms - start);
+        }
+        self.now_ms = self.now_ms.max(end);
+        None
+    }
+
+    /// Runs events due by `end` while `go` holds; true if it stopped because `go` failed.
+    fn run_while(&mut self, end: i64, go: impl Fn(&World) -> bool) -> bool {
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > end {
+                return false;
+            }
+            let ((at, _), ev) = entry.remove_entry();
+            self.now_ms = at;
+            self.events += 1;
+            self.step(ev);
+            if !go(self) {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub(crate) fn leader(&self) -> Option<usize> {
+        self.members.iter().position(|m| m.replica.as_ref().is_some_and(|r| r.is_leader()))
+    }
+
+    /// Every member up and following one leader that has committed all it
+    /// proposed (the ensemble's secret included), and applied it all.
+    pub(crate) fn all_converged(&self) -> bool {
+        let Some(l) = self.leader().and_then(|l| self.members[l].replica.as_ref()) else { return false };
+        let (leader, term, commit) = (l.id(), l.term(), l.commit_index());
+        l.core().sessions.secret() != 0
+            && l.last_index() == commit
+            && self.members.iter().all(|m| {
+                m.replica.as_ref().is_some_and(|r| r.leader_id() == leader && r.term() == term && r.applied_index() == commit && r.core().last_zxid() == l.core().last_zxid())
+            })
+    }
+
+    pub(crate) fn script_crash(&mut self, i: usize, wipe: bool) {
+        if self.alive(i) {
+            self.crash(i);
+        }
+        if wipe {
+            self.note(format!("member {} wiped", i + 1));
+            self.members[i].disk = Disk::default();
+        }
+    }
+
+    pub(crate) fn script_restart(&mut self, i: usize) {
+        if !self.alive(i) {
+            self.start_member(i);
+        }
+    }
+
+    /// Cuts every link between members of different groups.
+    pub(crate) fn partition(&mut self, groups: &[Vec<usize>]) {
+        for (g, a_side) in groups.iter().enumerate() {
+            for b_side in &groups[g + 1..] {
+                for a in a_side {
+                    for b in b_side {
+                        self.cut_link(*a, *b);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    pub(crate) fn set_slow(&mut self, from: usize, to: usize, ms: i64) {
+        if ms == 0 {
+            self.slow.remove(&(from, to));
+        } else {
+            self.slow.insert((from, to), ms);
+        }
+    }
+
+    pub(crate) fn add_client(&mut self) -> usize {
+        let c = self.clients.len();
+        self.clients.push(Client::new(c));
+        self.schedule(client::SESSION_TIMEOUT_MS as i64 / 3, Ev::ClientWake { client: c });
+        c
+    }
+
+    pub(crate) fn client(&self, c: usize) -> &Client {
+        &self.clients[c]
+    }
+
+    /// The client connects to member `node`, resuming its session if it has one.
+    pub(crate) fn script_connect(&mut self, c: usize, node: usize) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let cl = &mut self.clients[c];
+        cl.state = ClientState::Connecting { node, conn };
+        cl.last_heard_ms = self.now_ms;
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: cl.last_zxid,
+            time_out: client::SESSION_TIMEOUT_MS,
+            session_id: cl.session_id,
+            passwd: cl.passwd.clone(),
+            read_only: Some(false),
+        };
+        let life = self.members[node].life;
+        self.schedule(1, Ev::Connect { node, life, conn, client: c, req });
+    }
+
+    /// Sends a request on the client's connection; its xid, or `None` if it has none.
+    pub(crate) fn script_send(&mut self, c: usize, req: Request) -> Option<i32> {
+        let ClientState::Connected { node, conn } = self.clients[c].state else { return None };
+        self.client_send(c, node, conn, req);
+        Some(self.clients[c].next_xid - 1)
+    }
+
+    /// The client drops its connection (its session lives on until it expires).
+    pub(crate) fn script_disconnect(&mut self, c: usize) {
+        if let ClientState::Connecting { node, conn } | ClientState::Connected { node, conn } = self.clients[c].state {
+            self.script_lost(c, node, conn);
+        }
+    }
+
+    fn script_lost(&mut self, c: usize, node: usize, conn: u64) {
+        self.checker.watches_lost(c);
+        let lost: Vec<i32> = self.clients[c].in_flight.drain(..).filter(|f| !matches!(f.req, Request::Ping)).map(|f| f.xid).collect();
+        for xid in lost {
+            self.inbox.entry(c).or_default().push(format!("xid {xid}: no reply (connection lost)"));
+        }
+        self.clients[c].state = ClientState::Disconnected { retry_at_ms: i64::MAX };
+        let life = self.members[node].life;
+        self.schedule(1, Ev::Disconnect { node, life, conn });
+    }
+
+    /// A scripted client pings while connected, as a real one does.
+    fn script_wake(&mut self, c: usize) {
+        if let ClientState::Connected { node, conn } = self.clients[c].state {
+            let cl = &self.clients[c];
+            if cl.in_flight.is_empty() && self.now_ms - cl.last_sent_ms >= cl.timeout_ms as i64 / 3 {
+                self.client_send(c, node, conn, Request::Ping);
+            }
+        }
+        self.schedule(100, Ev::ClientWake { client: c });
+    }
+
+    fn script_receives(&mut self, c: usize, conn: u64, d: Delivery) {
+        let node = match self.clients[c].state {
+            ClientState::Connecting { node, conn: k } | ClientState::Connected { node, conn: k } if k == conn => node,
+            _ => return, // an old connection's leftovers
+        };
+        self.clients[c].last_heard_ms = self.now_ms;
+        let line = match d {
+            Delivery::Connected { session_id: 0, .. } => {
+                self.clients[c].session_id = 0;
+                self.clients[c].passwd = vec![0; 16];
+                Some("session expired: refused".to_string())
+            }
+            Delivery::Connected { session_id, timeout_ms, passwd, .. } => {
+                let cl = &mut self.clients[c];
+                let resumed = cl.session_id == session_id;
+                if cl.session_id == 0 {
+                    cl.sessions_started += 1;
+                }
+                cl.session_id = session_id;
+                cl.passwd = passwd;
+                cl.timeout_ms = timeout_ms;
+                cl.state = ClientState::Connected { node, conn };
+                Some(format!("connected to member {} ({} session)", node + 1, if resumed { "resumed" } else { "new" }))
+            }
+            Delivery::Reply { xid, zxid, err, body, .. } => {
+                let req = self.clients[c].in_flight.front().map(|f| f.req.clone());
+                self.client_reply(c, xid, zxid, err, body.clone());
+                match req {
+                    Some(Request::Ping) | None => None,
+                    Some(req) => Some(format!("xid {xid} {}: {err:?} at zxid {zxid:#x}{}", describe(&req), render(&body))),
+                }
+            }
+            Delivery::Event(e) => {
+                if let Err(f) = self.checker.watch_event(c, &e.path) {
+                    self.fail(f);
+                }
+                Some(format!("event {:?} {}", e.event_type, e.path))
+            }
+            Delivery::Close { .. } => {
+                self.inbox.entry(c).or_default().push(format!("connection to member {} closed", node + 1));
+                self.script_lost(c, node, conn);
+                None
+            }
+            Delivery::SessionClosed { .. } | Delivery::LeaderLost => None,
+        };
+        if let Some(line) = line {
+            self.inbox.entry(c).or_default().push(line);
+        }
+    }
+
+    /// One line per member: role, term, leader, last log index, commit, applied, sessions.
+    pub(crate) fn member_lines(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| match &m.replica {
+                None => format!("member {}: down", m.id),
+                Some(r) if r.is_recovering() => format!("member {}: recovering (learning the term)", m.id),
+                Some(r) => format!(
+                    "member {}: {} term {} leader {} log {:#x} commit {:#x} applied {:#x} sessions {}",
+                    m.id,
+                    if r.is_leader() { "leader" } else { "follower" },
+                    r.term(),
+                    r.leader_id(),
+                    r.last_index(),
+                    r.commit_index(),
+                    r.applied_index(),
+                    r.core().sessions.len()
+                ),
+            })
+            .collect()
+    }
+
+    /// The tree of each running member: (member, path, node).
+    pub(crate) fn cores(&self) -> Vec<(usize, &corral::core::Core)> {
+        self.members.iter().enumerate().filter_map(|(i, m)| m.replica.as_ref().map(|r| (i, r.core()))).collect()
+    }
+
+    /// The end-of-run checks, now: acknowledged writes in the log, reads
+    /// checked, every member equal to the reference.
+    pub(crate) fn script_check(&mut self) -> Result<(), String> {
+        let cores: Vec<&corral::core::Core> = self.members.iter().filter_map(|m| m.replica.as_ref().map(|r| r.core())).collect();
+        self.checker.finish(&cores)
+    }
+}
+
+fn render(body: &Response) -> String {
+    match body {
+        Response::Create(r) => format!(" path {}", r.path),
+        Response::GetData(r) => format!(" data {:?} version {}", String::from_utf8_lossy(r.data.as_deref().unwrap_or_default()), r.stat.version),
+        Response::Stat(s) => format!(" version {}", s.version),
+        Response::GetChildren(r) => format!(" children {:?}", r.children),
+        _ => String::new(),
     }
 }

@@ -434,6 +434,11 @@ impl Replica {
         self.node.raft.raft_log.term(index).ok()
     }
 
+    /// The index of the last entry in this member's log.
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
     /// On the leader: (followers, followers that have every committed entry).
     pub fn followers(&self) -> Option<(usize, usize)> {
         if !self.is_leader() {
