@@ -12,6 +12,7 @@
 //! start nodes=3 [seed=S] [snap-count=N] [linearizable]
 //! run ms=N                         let time pass
 //! run-until leader|converged [max-ms=N]
+//! run-until leader member=3       until member 3 knows a leader
 //! state                            role, term, leader, commit, applied per member
 //! tree                             the znodes (once if every member agrees)
 //! crash 1 | wipe 1 | restart 1
@@ -245,6 +246,10 @@ impl Script {
                 let max = cmd.num("max-ms", Some(10_000))?;
                 let what = cmd.words.first().cloned().unwrap_or_default();
                 let took = match what.as_str() {
+                    "leader" if cmd.args.contains_key("member") => {
+                        let m = self.member(cmd.args.get("member"))?;
+                        self.world()?.run_until(max, |w| w.knows_leader(m))
+                    }
                     "leader" => self.world()?.run_until(max, |w| w.leader().is_some()),
                     "converged" => self.world()?.run_until(max, |w| w.all_converged()),
                     other => return Err(format!("run-until: unknown condition {other:?} (leader, converged)")),

@@ -767,7 +767,7 @@ impl World {
                     self.close_conn(i, conn);
                 }
             }
-            Delivery::LeaderLost => {
+            Delivery::LeaderLost | Delivery::Resynced => {
                 let conns: Vec<u64> = self.members[i].conns.keys().copied().collect();
                 for conn in conns {
                     self.close_conn(i, conn);
@@ -1080,7 +1080,7 @@ impl World {
                 }
             }
             Delivery::Close { .. } => self.client_lost(c, node, conn, "connection closed by the server"),
-            Delivery::SessionClosed { .. } | Delivery::LeaderLost => {}
+            Delivery::SessionClosed { .. } | Delivery::LeaderLost | Delivery::Resynced => {}
         }
     }
 
@@ -1188,6 +1188,10 @@ impl World {
             }
         }
         false
+    }
+
+    pub(crate) fn knows_leader(&self, i: usize) -> bool {
+        self.members[i].replica.as_ref().is_some_and(|r| r.leader_id() != 0)
     }
 
     pub(crate) fn leader(&self) -> Option<usize> {
@@ -1356,7 +1360,7 @@ impl World {
                 self.script_lost(c, node, conn);
                 None
             }
-            Delivery::SessionClosed { .. } | Delivery::LeaderLost => None,
+            Delivery::SessionClosed { .. } | Delivery::LeaderLost | Delivery::Resynced => None,
         };
         if let Some(line) = line {
             self.inbox.entry(c).or_default().push(line);

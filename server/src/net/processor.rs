@@ -496,8 +496,12 @@ impl Processor {
                     self.send(conn, Output::Close);
                 }
             }
-            Delivery::LeaderLost => {
-                tracing::warn!("no leader: closing every client connection");
+            Delivery::LeaderLost | Delivery::Resynced => {
+                if matches!(d, Delivery::LeaderLost) {
+                    tracing::warn!("no leader: closing every client connection");
+                } else {
+                    tracing::warn!("state replaced by the leader's snapshot: closing every client connection");
+                }
                 for (_, c) in self.connecting.drain() {
                     let _ = c.out.try_send(Output::Close);
                 }

@@ -135,6 +135,12 @@ pub enum Delivery {
     /// This member has no leader: close every client connection so clients
     /// move to a member that has one (ZooKeeper without read-only mode).
     LeaderLost,
+    /// This member's state was replaced by a snapshot from the leader:
+    /// close every client connection. Their watches were set on the state
+    /// that is gone and would never fire; a client reconnects and sets them
+    /// again against its last zxid, which fires what changed meanwhile (a
+    /// ZooKeeper follower resyncs only with its clients disconnected).
+    Resynced,
 }
 
 /// Everything a replica asks of its shell; taken with [`Replica::poll`].
@@ -902,6 +908,7 @@ impl Replica {
                     self.node.mut_store().install(snap.clone());
                     // Pending reads and writes of this member saw a state that is gone.
                     self.fail_pending();
+                    self.out.deliveries.push(Delivery::Resynced);
                     persist.snapshot = Some(snap);
                 }
                 // The leader sent what no member of this version writes: stop with context.
