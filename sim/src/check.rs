@@ -110,8 +110,8 @@ pub struct Checker {
     disarmed: Vec<ArmedWatch>,
     /// Session → the index of the txn that closed it.
     closed: BTreeMap<i64, u64>,
-    /// Expiry closes (session, index) learned since the last `take_expiries`.
-    new_expiries: Vec<(i64, u64)>,
+    /// Expiry closes (session, index, txn time) learned since the last `take_expiries`.
+    new_expiries: Vec<(i64, u64, i64)>,
 }
 
 impl Default for Checker {
@@ -171,7 +171,7 @@ impl Checker {
                     self.log.insert(index, (hash, txn.session_id, txn.cxid, node));
                     // cxid 0: the leader's own close (expiry), not a client's closeSession.
                     if txn.cxid == 0 && txn.ops.iter().any(|o| matches!(&o.op, Some(Op::CloseSession(c)) if c.session_id == txn.session_id)) {
-                        self.new_expiries.push((txn.session_id, index));
+                        self.new_expiries.push((txn.session_id, index, txn.time_ms));
                         self.expiries += 1;
                     }
                     self.txns.insert(index, txn);
@@ -329,8 +329,9 @@ impl Checker {
         self.disarmed.extend(list.into_iter().filter(|w| w.observed > w.set_at));
     }
 
-    /// Expiry closes (session, index) first learned since the last call.
-    pub fn take_expiries(&mut self) -> Vec<(i64, u64)> {
+    /// Expiry closes (session, index, wall time of the proposal) first
+    /// learned since the last call.
+    pub fn take_expiries(&mut self) -> Vec<(i64, u64, i64)> {
         std::mem::take(&mut self.new_expiries)
     }
 

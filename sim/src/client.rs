@@ -66,6 +66,8 @@ pub struct Client {
 #[derive(Debug, Clone, Copy)]
 pub struct Served {
     pub at_ms: i64,
+    /// The member that answered.
+    pub member: usize,
     pub session_id: i64,
     pub leader: u64,
     pub term: u64,

@@ -123,6 +123,9 @@ struct Member {
     session_conn: BTreeMap<i64, u64>,
     conn_session: BTreeMap<u64, i64>,
     was_leader: bool,
+    /// When this member was last paused, crashed or lost a link: what it
+    /// heard from clients just before may never have reached the leader.
+    disturbed_ms: i64,
 }
 
 #[derive(Debug)]
@@ -181,6 +184,9 @@ pub(crate) struct World {
     /// Scripted: extra latency of a directed link (a slow network path).
     slow: BTreeMap<(usize, usize), i64>,
 }
+
+/// Wall time at virtual time 0 (znode times, txn times).
+const WALL_EPOCH_MS: i64 = 1_700_000_000_000;
 
 fn mix(h: u64, v: u64) -> u64 {
     (h ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(17)
@@ -259,6 +265,7 @@ impl World {
                 session_conn: BTreeMap::new(),
                 conn_session: BTreeMap::new(),
                 was_leader: false,
+                disturbed_ms: i64::MIN,
             });
             w.start_member(i);
         }
@@ -302,7 +309,7 @@ impl World {
 
     fn now(&self) -> Now {
         // Wall time moves with the virtual clock, from a fixed epoch.
-        Now { mono_ms: self.now_ms, wall_ms: 1_700_000_000_000 + self.now_ms }
+        Now { mono_ms: self.now_ms, wall_ms: WALL_EPOCH_MS + self.now_ms }
     }
 
     fn start_member(&mut self, i: usize) {
@@ -560,27 +567,47 @@ impl World {
     }
 
     /// Member `i` is the first to apply the expiry of `session` (at
-    /// `index`). If it leads and proposed it in its own term, the session
-    /// must not have been served lately by a member that followed it then:
-    /// such a member passes on that it heard from the session (a touch
-    /// batch per tick), so the leader's clock cannot run out before the
-    /// timeout. The margin covers a touch lost with a link and the time a
-    /// member takes to notice that its leader is gone.
-    fn check_expiry(&mut self, i: usize, session: i64, index: u64) {
+    /// `index`, proposed at `proposed_ms`). If it leads and proposed it in
+    /// its own term, the session must not have been served shortly before
+    /// by a member that followed it then: such a member passes on that it
+    /// heard from the session (a touch batch per tick), so the leader's
+    /// clock cannot run out before the timeout, once the touch has had time
+    /// to arrive (`TOUCH_LAG_MS`: the follower's next tick and the link).
+    /// Unless that member or the leader was paused, crashed or cut off
+    /// since (the touch may be lost: the leader rightly knows nothing); the
+    /// margin covers the time a member takes to notice that its leader is
+    /// gone. Nor may the leader itself serve the session once it has
+    /// proposed its close. (A follower may: it resumes sessions on its own,
+    /// where ZooKeeper's asks the leader to revalidate them.)
+    fn check_expiry(&mut self, i: usize, session: i64, index: u64, proposed_ms: i64) {
         const MARGIN_MS: i64 = 1_000;
+        const TOUCH_LAG_MS: i64 = 250;
         let Some(r) = self.members[i].replica.as_ref() else { return };
         let (leader, term) = (i as u64 + 1, r.term());
         if !r.is_leader() || r.entry_term(index) != Some(term) {
             return;
         }
-        let now = self.now_ms;
         for c in &self.clients {
             let Some(s) = c.served else { continue };
-            if s.session_id == session && s.leader == leader && s.term == term && now < s.at_ms + c.timeout_ms as i64 - MARGIN_MS {
+            if s.session_id != session || s.leader != leader || s.term != term {
+                continue;
+            }
+            if s.at_ms >= proposed_ms {
+                if s.member == i {
+                    let msg = format!("leader {leader} (term {term}) served session {session:#x} of client {} at {} ms, after proposing its expiry (zxid {index:#x}) at {proposed_ms} ms", c.id, s.at_ms);
+                    self.fail(msg);
+                    return;
+                }
+                continue;
+            }
+            let disturbed = self.members[s.member].disturbed_ms.max(self.members[i].disturbed_ms) >= s.at_ms;
+            let lag = if s.member == i { 0 } else { TOUCH_LAG_MS };
+            if !disturbed && proposed_ms > s.at_ms + lag && proposed_ms < s.at_ms + c.timeout_ms as i64 - MARGIN_MS {
                 let msg = format!(
-                    "session {session:#x} of client {} expired at zxid {index:#x} by leader {leader} (term {term}) only {} ms after a member following it served the session (timeout {} ms)",
+                    "session {session:#x} of client {} expired (zxid {index:#x}, proposed at {proposed_ms} ms) by leader {leader} (term {term}) only {} ms after member {} following it served the session (timeout {} ms)",
                     c.id,
-                    now - s.at_ms,
+                    proposed_ms - s.at_ms,
+                    s.member + 1,
                     c.timeout_ms
                 );
                 self.fail(msg);
@@ -609,9 +636,9 @@ impl World {
                 if let Err(e) = self.checker.applied(i as u64 + 1, from, upto, applied) {
                     self.fail(e);
                 }
-                for (session, index) in self.checker.take_expiries() {
+                for (session, index, wall_ms) in self.checker.take_expiries() {
                     self.note(format!("session {session:#x} expired (zxid {index:#x})"));
-                    self.check_expiry(i, session, index);
+                    self.check_expiry(i, session, index, wall_ms - WALL_EPOCH_MS);
                 }
             }
             if out.is_empty() {
@@ -712,6 +739,8 @@ impl World {
     /// The link between `a` and `b` broke (both directions): what was in
     /// flight is lost and both ends learn of it, as TCP would tell them.
     fn break_link(&mut self, a: usize, b: usize) {
+        self.members[a].disturbed_ms = self.now_ms;
+        self.members[b].disturbed_ms = self.now_ms;
         for (x, y) in [(a, b), (b, a)] {
             *self.link_life.entry((x, y)).or_insert(1) += 1;
             self.link_tail_ms.remove(&(x, y));
@@ -749,7 +778,7 @@ impl World {
                         _ => self.members[i].conn_session.get(&conn).copied().unwrap_or(0),
                     };
                     if let (Some(r), true) = (self.members[i].replica.as_ref(), session != 0) {
-                        self.clients[c].served = Some(Served { at_ms: self.now_ms, session_id: session, leader: r.leader_id(), term: r.term() });
+                        self.clients[c].served = Some(Served { at_ms: self.now_ms, member: i, session_id: session, leader: r.leader_id(), term: r.term() });
                     }
                     self.to_client(c, conn, d);
                 }
@@ -873,6 +902,8 @@ impl World {
                 self.report.partitions += 1;
                 self.note(format!("partition: link {} -> {} cut", i + 1, j + 1));
                 if self.cut.insert((i, j)) {
+                    self.members[i].disturbed_ms = self.now_ms;
+                    self.members[j].disturbed_ms = self.now_ms;
                     *self.link_life.entry((i, j)).or_insert(1) += 1;
                     self.link_tail_ms.remove(&(i, j));
                     let now = self.now();
@@ -891,6 +922,7 @@ impl World {
                 let until = self.now_ms + self.rng.gen_range(100..3_000);
                 self.note(format!("member {} paused until {until}ms", i + 1));
                 self.members[i].paused_until_ms = until;
+                self.members[i].disturbed_ms = self.now_ms;
             }
             _ => {
                 if !self.cut.is_empty() {
@@ -915,6 +947,7 @@ impl World {
     }
 
     fn crash(&mut self, i: usize) {
+        self.members[i].disturbed_ms = self.now_ms;
         self.report.crashes += 1;
         let lost = self.members[i].unsynced.len();
         self.note(format!("member {} crashes ({lost} unsynced writes lost)", i + 1));

@@ -15,7 +15,7 @@ fn assert_passes(report: &Report, nodes: usize) {
 }
 
 /// Seeds that found bugs once (see docs/simulation.md), then a range.
-const REGRESSIONS: &[u64] = &[1, 2, 15, 21, 33, 90, 106, 110, 548, 890];
+const REGRESSIONS: &[u64] = &[1, 2, 15, 21, 33, 90, 106, 110, 548, 890, 10651];
 
 #[test]
 fn fixed_seeds_three_members() {
@@ -30,7 +30,9 @@ fn fixed_seeds_three_members() {
 #[test]
 fn fixed_seeds_five_members() {
     let cfg = SimConfig { nodes: 5, ..SimConfig::default() };
-    for seed in [39].into_iter().chain(2000..2030) {
+    // 20752 and 20791: touches lost with a paused follower, a resume racing
+    // the leader's expiry (the expiry check must allow both).
+    for seed in [39, 20752, 20791].into_iter().chain(2000..2030) {
         assert_passes(&run(seed, &cfg), 5);
     }
 }

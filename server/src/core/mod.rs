@@ -145,7 +145,11 @@ impl Core {
                 op: TxnOp::new(Op::CreateSession(CreateSessionTxn { session_id, timeout_ms })),
             };
         }
-        if !self.sessions.contains(req.session_id) || req.passwd != self.sessions.password(req.session_id) {
+        // A session whose close is already proposed (on the leader: it
+        // expired, or its client asked) is as good as gone: resuming it
+        // would tell the client it lives just before its ephemerals go
+        // (ZooKeeper's tracker likewise refuses a closing session).
+        if !self.sessions.contains(req.session_id) || req.passwd != self.sessions.password(req.session_id) || self.outstanding.is_closing(req.session_id) {
             return Connect::Expired;
         }
         self.sessions.renegotiate(req.session_id, timeout_ms);

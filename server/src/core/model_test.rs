@@ -305,3 +305,17 @@ fn sequential_suffix_wraps_like_java() {
 fn set_creates(core: &mut Core, path: &str, creates: i32) {
     core.tree.force_cversion_for_test(path, creates);
 }
+
+#[test]
+fn a_session_whose_close_is_proposed_cannot_be_resumed() {
+    let mut d = Driver::new();
+    let session = d.session;
+    let resume = protocol::ConnectRequest { time_out: 10_000, session_id: session, passwd: d.core.sessions.password(session), ..Default::default() };
+    assert!(matches!(d.core.connect(&resume, d.now), Connect::Resume { .. }));
+    // The leader's expiry, proposed and not yet applied.
+    let zxid = d.core.last_zxid() + 1;
+    let ops = d.core.prep_close(session, zxid);
+    assert!(matches!(d.core.connect(&resume, d.now), Connect::Expired), "resumed a session whose close is in flight");
+    d.commit(session, ops);
+    assert!(matches!(d.core.connect(&resume, d.now), Connect::Expired));
+}
