@@ -71,6 +71,8 @@ pub struct Served {
     pub session_id: i64,
     pub leader: u64,
     pub term: u64,
+    /// Whether that member's link to its leader was up.
+    pub linked: bool,
 }
 
 impl Client {

@@ -573,8 +573,9 @@ impl World {
     /// heard from the session (a touch batch per tick), so the leader's
     /// clock cannot run out before the timeout, once the touch has had time
     /// to arrive (`TOUCH_LAG_MS`: the follower's next tick and the link).
-    /// Unless that member or the leader was paused, crashed or cut off
-    /// since (the touch may be lost: the leader rightly knows nothing); the
+    /// Unless that member was cut off from the leader then, or it or the
+    /// leader was paused, crashed or cut off since (the touch may be lost:
+    /// the leader rightly knows nothing); the
     /// margin covers the time a member takes to notice that its leader is
     /// gone. Nor may the leader itself serve the session once it has
     /// proposed its close. (A follower may: it resumes sessions on its own,
@@ -600,7 +601,7 @@ impl World {
                 }
                 continue;
             }
-            let disturbed = self.members[s.member].disturbed_ms.max(self.members[i].disturbed_ms) >= s.at_ms;
+            let disturbed = !s.linked || self.members[s.member].disturbed_ms.max(self.members[i].disturbed_ms) >= s.at_ms;
             let lag = if s.member == i { 0 } else { TOUCH_LAG_MS };
             if !disturbed && proposed_ms > s.at_ms + lag && proposed_ms < s.at_ms + c.timeout_ms as i64 - MARGIN_MS {
                 let msg = format!(
@@ -778,7 +779,11 @@ impl World {
                         _ => self.members[i].conn_session.get(&conn).copied().unwrap_or(0),
                     };
                     if let (Some(r), true) = (self.members[i].replica.as_ref(), session != 0) {
-                        self.clients[c].served = Some(Served { at_ms: self.now_ms, member: i, session_id: session, leader: r.leader_id(), term: r.term() });
+                        let leader = r.leader_id();
+                        // Whether what this member heard can reach the leader at all.
+                        let l = leader as usize;
+                        let linked = leader != 0 && (l - 1 == i || (!self.cut.contains(&(i, l - 1)) && self.alive(l - 1)));
+                        self.clients[c].served = Some(Served { at_ms: self.now_ms, member: i, session_id: session, leader, term: r.term(), linked });
                     }
                     self.to_client(c, conn, d);
                 }
