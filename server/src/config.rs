@@ -66,6 +66,10 @@ impl Peer {
     }
 }
 
+/// Default of `maxOutputQueueBytes`: several replies of the largest size
+/// (`jute.maxbuffer`, 1 MiB) behind one another.
+pub const MAX_OUTPUT_QUEUE_BYTES_DEFAULT: usize = 8 << 20;
+
 /// Server ids Corral accepts: raft reserves 0, session ids carry the id in one byte.
 const SERVER_ID_MAX: u64 = 255;
 
@@ -158,6 +162,16 @@ pub struct Config {
     pub extended_types: bool,
     /// `jute.maxbuffer`: the largest frame accepted.
     pub max_frame_bytes: usize,
+    /// `maxWatchesPerSession` (Corral's own key): watches one session may
+    /// hold on this member; 0 means unlimited.
+    pub max_watches_per_session: usize,
+    /// `maxSetWatchesPaths` (Corral's own key): paths in one SetWatches or
+    /// SetWatches2 request; 0 means unlimited.
+    pub max_set_watches_paths: usize,
+    /// `maxOutputQueueBytes` (Corral's own key): bytes of replies and events
+    /// queued for one connection that its client has not taken yet; 0 means
+    /// unlimited.
+    pub max_output_queue_bytes: usize,
     pub super_digest: Option<String>,
     /// How often empty containers and expired TTL nodes are looked for
     /// (`znode.container.checkIntervalMs`, ZooKeeper's default 60 s).
@@ -201,6 +215,9 @@ impl Config {
             four_letter_words: FOUR_LETTER_WORDS.iter().map(|s| s.to_string()).collect(),
             extended_types: true,
             max_frame_bytes: protocol::DEFAULT_MAX_FRAME_BYTES,
+            max_watches_per_session: crate::core::MAX_WATCHES_PER_SESSION_DEFAULT,
+            max_set_watches_paths: crate::core::MAX_SET_WATCHES_PATHS_DEFAULT,
+            max_output_queue_bytes: MAX_OUTPUT_QUEUE_BYTES_DEFAULT,
             super_digest: None,
             container_check_interval_ms: 60_000,
             snap_count: 100_000,
@@ -336,6 +353,9 @@ impl Config {
         cfg.client_port_set = values.contains_key("clientPort");
         cfg.max_client_cnxns = num(&values, "maxClientCnxns", &bad)?.unwrap_or(60);
         cfg.max_cnxns = num(&values, "maxCnxns", &bad)?.unwrap_or(0);
+        cfg.max_watches_per_session = num(&values, "maxWatchesPerSession", &bad)?.unwrap_or(cfg.max_watches_per_session);
+        cfg.max_set_watches_paths = num(&values, "maxSetWatchesPaths", &bad)?.unwrap_or(cfg.max_set_watches_paths);
+        cfg.max_output_queue_bytes = num(&values, "maxOutputQueueBytes", &bad)?.unwrap_or(cfg.max_output_queue_bytes);
         // As ZooKeeperServer: absent or -1 means 2 × (min) or 20 × (max) tickTime.
         let session_timeout = |key: &str, ticks: u64| -> Result<i32, ConfigError> {
             match num::<i32>(&values, key, &bad)? {
@@ -499,6 +519,9 @@ const KNOWN_KEYS: &[&str] = &[
     "clientPortAddress",
     "maxClientCnxns",
     "maxCnxns",
+    "maxWatchesPerSession",
+    "maxSetWatchesPaths",
+    "maxOutputQueueBytes",
     "minSessionTimeout",
     "maxSessionTimeout",
     "4lw.commands.whitelist",

@@ -42,11 +42,33 @@ pub struct CoreConfig {
     pub extended_types: bool,
     /// `zookeeper.DigestAuthenticationProvider.superDigest`.
     pub super_digest: Option<String>,
+    /// `maxWatchesPerSession` (Corral's own): watches one session may hold
+    /// on this member; 0 means unlimited.
+    pub max_watches_per_session: usize,
+    /// `maxSetWatchesPaths` (Corral's own): paths one SetWatches or
+    /// SetWatches2 request may carry; 0 means unlimited.
+    pub max_set_watches_paths: usize,
 }
+
+/// Default of `maxWatchesPerSession`: far above what a coordination client
+/// holds, low enough that a session cannot take the member's memory.
+pub const MAX_WATCHES_PER_SESSION_DEFAULT: usize = 100_000;
+/// Default of `maxSetWatchesPaths`: ZooKeeper's Java client sends at most
+/// 128 Ki characters of paths per SetWatches, so at most this many paths;
+/// it is also above [`MAX_WATCHES_PER_SESSION_DEFAULT`], for clients (the C
+/// client) that send all their watches in one request.
+pub const MAX_SET_WATCHES_PATHS_DEFAULT: usize = 131_072;
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        CoreConfig { min_session_timeout_ms: 4000, max_session_timeout_ms: 40000, extended_types: false, super_digest: None }
+        CoreConfig {
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            extended_types: false,
+            super_digest: None,
+            max_watches_per_session: MAX_WATCHES_PER_SESSION_DEFAULT,
+            max_set_watches_paths: MAX_SET_WATCHES_PATHS_DEFAULT,
+        }
     }
 }
 
@@ -57,6 +79,25 @@ pub enum Handled {
     Reply { err: ErrorCode, body: Response, events: Vec<WatchEvent> },
     /// A write: these ops must be logged as one txn, then applied.
     Write(Vec<TxnOp>),
+    /// A read that would take the session over one of the server's limits
+    /// (named: the zoo.cfg key): not answered; the connection is closed, as
+    /// the protocol has no error code for it. Watches it registered before
+    /// reaching the limit are still held: the caller drops the session's.
+    OverLimit(&'static str),
+}
+
+/// Why a read was not answered.
+enum ReadError {
+    /// Answered with this code.
+    Code(ErrorCode),
+    /// Over the limit of this name: see [`Handled::OverLimit`].
+    Limit(&'static str),
+}
+
+impl From<ErrorCode> for ReadError {
+    fn from(e: ErrorCode) -> Self {
+        ReadError::Code(e)
+    }
 }
 
 /// The result of applying one txn op.
@@ -218,7 +259,8 @@ impl Core {
                 let mut events = Vec::new();
                 let (err, body) = match self.read(caller, req, &mut events) {
                     Ok(body) => (ErrorCode::Ok, body),
-                    Err(e) => (e, Response::Empty),
+                    Err(ReadError::Code(e)) => (e, Response::Empty),
+                    Err(ReadError::Limit(name)) => return Handled::OverLimit(name),
                 };
                 Handled::Reply { err, body, events }
             }
@@ -232,32 +274,43 @@ impl Core {
         Ok(node)
     }
 
-    fn get_data(&mut self, caller: Caller, path: &str, watch: bool) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
+    /// Registers a watch unless the session holds `maxWatchesPerSession`
+    /// already (one it holds again costs nothing).
+    fn watch(&mut self, session_id: i64, kind: Kind, path: &str) -> Result<(), ReadError> {
+        let max = self.cfg.max_watches_per_session;
+        if max > 0 && self.watches.session_len(session_id) >= max && !self.watches.has(session_id, kind, path) {
+            return Err(ReadError::Limit("maxWatchesPerSession"));
+        }
+        self.watches.add(session_id, kind, path);
+        Ok(())
+    }
+
+    fn get_data(&mut self, caller: Caller, path: &str, watch: bool) -> Result<(Option<Vec<u8>>, Stat), ReadError> {
         let node = self.node_for_read(path, perms::READ, caller)?;
         let out = (node.data.clone(), node.stat());
         if watch {
-            self.watches.add(caller.session_id, Kind::Data, path);
+            self.watch(caller.session_id, Kind::Data, path)?;
         }
         Ok(out)
     }
 
-    fn get_children(&mut self, caller: Caller, path: &str, watch: bool) -> Result<(Vec<String>, Stat), ErrorCode> {
+    fn get_children(&mut self, caller: Caller, path: &str, watch: bool) -> Result<(Vec<String>, Stat), ReadError> {
         let node = self.node_for_read(path, perms::READ, caller)?;
         let out = (node.children.iter().cloned().collect(), node.stat());
         if watch {
-            self.watches.add(caller.session_id, Kind::Child, path);
+            self.watch(caller.session_id, Kind::Child, path)?;
         }
         Ok(out)
     }
 
-    fn read(&mut self, caller: Caller, req: &Request, events: &mut Vec<WatchEvent>) -> Result<Response, ErrorCode> {
+    fn read(&mut self, caller: Caller, req: &Request, events: &mut Vec<WatchEvent>) -> Result<Response, ReadError> {
         Ok(match req {
             Request::Ping => Response::Empty,
             Request::Exists(r) => {
                 path::validate(&r.path, false)?;
                 // Registered whether or not the node exists: it fires on creation.
                 if r.watch {
-                    self.watches.add(caller.session_id, Kind::Data, &r.path);
+                    self.watch(caller.session_id, Kind::Data, &r.path)?;
                 }
                 Response::Stat(self.tree.get(&r.path).ok_or(ErrorCode::NoNode)?.stat())
             }
@@ -297,28 +350,28 @@ impl Core {
                 path::validate(&r.path, false)?;
                 Response::Sync(SyncResponse { path: r.path.clone() })
             }
-            Request::MultiRead(m) => Response::Multi(MultiResponse { results: self.multi_read(caller, &m.ops) }),
+            Request::MultiRead(m) => Response::Multi(MultiResponse { results: self.multi_read(caller, &m.ops)? }),
             Request::AddWatch(r) => {
                 path::validate(&r.path, false)?;
                 let kind = match protocol::AddWatchMode::from_i32(r.mode) {
                     Some(protocol::AddWatchMode::Persistent) => Kind::Persistent,
                     Some(protocol::AddWatchMode::PersistentRecursive) => Kind::PersistentRecursive,
-                    None => return Err(ErrorCode::BadArguments),
+                    None => return Err(ErrorCode::BadArguments.into()),
                 };
-                self.watches.add(caller.session_id, kind, &r.path);
+                self.watch(caller.session_id, kind, &r.path)?;
                 Response::AddWatch(protocol::ErrorResponse { err: 0 })
             }
             Request::CheckWatches(r) => {
                 let t = WatcherType::from_i32(r.r#type).ok_or(ErrorCode::BadArguments)?;
                 if !self.watches.contains(caller.session_id, t, &r.path) {
-                    return Err(ErrorCode::NoWatcher);
+                    return Err(ErrorCode::NoWatcher.into());
                 }
                 Response::Empty
             }
             Request::RemoveWatches(r) => {
                 let t = WatcherType::from_i32(r.r#type).ok_or(ErrorCode::BadArguments)?;
                 if !self.watches.remove(caller.session_id, t, &r.path) {
-                    return Err(ErrorCode::NoWatcher);
+                    return Err(ErrorCode::NoWatcher.into());
                 }
                 Response::Empty
             }
@@ -330,11 +383,11 @@ impl Core {
                     child_watches: w.child_watches.clone(),
                     ..Default::default()
                 };
-                self.set_watches(caller.session_id, &w2, events);
+                self.set_watches(caller.session_id, &w2, events)?;
                 Response::Empty
             }
             Request::SetWatches2(w) => {
-                self.set_watches(caller.session_id, w, events);
+                self.set_watches(caller.session_id, w, events)?;
                 Response::Empty
             }
             Request::WhoAmI => Response::WhoAmI(WhoAmIResponse {
@@ -350,8 +403,8 @@ impl Core {
                     })
                     .collect(),
             }),
-            Request::Reconfig(_) => return Err(ErrorCode::ReconfigDisabled),
-            Request::Sasl(_) | Request::Auth(_) => return Err(ErrorCode::Unimplemented),
+            Request::Reconfig(_) => return Err(ErrorCode::ReconfigDisabled.into()),
+            Request::Sasl(_) | Request::Auth(_) => return Err(ErrorCode::Unimplemented.into()),
             w => {
                 debug_assert!(is_write(w));
                 unreachable!("writes are prepped, not read")
@@ -359,52 +412,61 @@ impl Core {
         })
     }
 
-    fn multi_read(&mut self, caller: Caller, ops: &[MultiOp]) -> Vec<OpResult> {
+    fn multi_read(&mut self, caller: Caller, ops: &[MultiOp]) -> Result<Vec<OpResult>, ReadError> {
         ops.iter()
-            .map(|op| match op {
-                MultiOp::GetData(r) => match self.get_data(caller, &r.path, r.watch) {
-                    Ok((d, s)) => OpResult::GetData(d, s),
-                    Err(e) => OpResult::Error(e),
-                },
-                MultiOp::GetChildren(r) => match self.get_children(caller, &r.path, r.watch) {
-                    Ok((c, _)) => OpResult::GetChildren(c),
-                    Err(e) => OpResult::Error(e),
-                },
-                _ => OpResult::Error(ErrorCode::BadArguments),
+            .map(|op| {
+                let result = match op {
+                    MultiOp::GetData(r) => self.get_data(caller, &r.path, r.watch).map(|(d, s)| OpResult::GetData(d, s)),
+                    MultiOp::GetChildren(r) => self.get_children(caller, &r.path, r.watch).map(|(c, _)| OpResult::GetChildren(c)),
+                    _ => Err(ErrorCode::BadArguments.into()),
+                };
+                match result {
+                    Ok(r) => Ok(r),
+                    Err(ReadError::Code(e)) => Ok(OpResult::Error(e)),
+                    Err(limit) => Err(limit),
+                }
             })
             .collect()
     }
 
     /// Re-registers a reconnecting client's watches, firing at once those
     /// whose condition changed after `relative_zxid` (`DataTree.setWatches`).
-    fn set_watches(&mut self, session_id: i64, w: &SetWatches2, events: &mut Vec<WatchEvent>) {
+    /// At most `maxSetWatchesPaths` paths in one request, whatever they do:
+    /// each costs a lookup and may cost an event.
+    fn set_watches(&mut self, session_id: i64, w: &SetWatches2, events: &mut Vec<WatchEvent>) -> Result<(), ReadError> {
+        let lists = [&w.data_watches, &w.exist_watches, &w.child_watches, &w.persistent_watches, &w.persistent_recursive_watches];
+        let paths: usize = lists.iter().map(|l| l.len()).sum();
+        if self.cfg.max_set_watches_paths > 0 && paths > self.cfg.max_set_watches_paths {
+            return Err(ReadError::Limit("maxSetWatchesPaths"));
+        }
         let mut fire = |event_type, path: &str| events.push(WatchEvent { session_id, event_type, path: path.to_owned() });
         for p in &w.data_watches {
             match self.tree.get(p) {
                 None => fire(EventType::NodeDeleted, p),
                 Some(n) if n.mzxid > w.relative_zxid => fire(EventType::NodeDataChanged, p),
-                Some(_) => self.watches.add(session_id, Kind::Data, p),
+                Some(_) => self.watch(session_id, Kind::Data, p)?,
             }
         }
         for p in &w.exist_watches {
             match self.tree.get(p) {
                 Some(_) => fire(EventType::NodeCreated, p),
-                None => self.watches.add(session_id, Kind::Data, p),
+                None => self.watch(session_id, Kind::Data, p)?,
             }
         }
         for p in &w.child_watches {
             match self.tree.get(p) {
                 None => fire(EventType::NodeDeleted, p),
                 Some(n) if n.pzxid > w.relative_zxid => fire(EventType::NodeChildrenChanged, p),
-                Some(_) => self.watches.add(session_id, Kind::Child, p),
+                Some(_) => self.watch(session_id, Kind::Child, p)?,
             }
         }
         for p in &w.persistent_watches {
-            self.watches.add(session_id, Kind::Persistent, p);
+            self.watch(session_id, Kind::Persistent, p)?;
         }
         for p in &w.persistent_recursive_watches {
-            self.watches.add(session_id, Kind::PersistentRecursive, p);
+            self.watch(session_id, Kind::PersistentRecursive, p)?;
         }
+        Ok(())
     }
 
     /// Applies a committed txn: the only place the tree and session table change.

@@ -161,6 +161,7 @@ impl Driver {
         let caller = Caller { session_id: self.session, auth: &auth };
         let (err, body) = match self.core.handle(caller, &req, self.core.last_zxid() + 1) {
             Handled::Reply { err, body, .. } => (err, body),
+            Handled::OverLimit(limit) => panic!("the model stays far below {limit}"),
             Handled::Write(ops) => {
                 let applied = self.commit(self.session, ops);
                 reply(&req, &applied.outcomes)

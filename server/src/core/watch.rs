@@ -49,6 +49,21 @@ impl Watches {
         self.by_session.entry(session_id).or_default().insert((kind, path.to_owned()));
     }
 
+    /// How many watches the session holds.
+    pub fn session_len(&self, session_id: i64) -> usize {
+        self.by_session.get(&session_id).map_or(0, BTreeSet::len)
+    }
+
+    /// The most watches any one session holds (mntr).
+    pub fn session_len_max(&self) -> usize {
+        self.by_session.values().map(BTreeSet::len).max().unwrap_or(0)
+    }
+
+    /// Whether the session holds this very watch.
+    pub fn has(&self, session_id: i64, kind: Kind, path: &str) -> bool {
+        self.by_path.get(&(kind, path.to_owned())).is_some_and(|s| s.contains(&session_id))
+    }
+
     fn remove_one(&mut self, session_id: i64, kind: Kind, path: &str) -> bool {
         let key = (kind, path.to_owned());
         let Some(set) = self.by_path.get_mut(&key) else { return false };

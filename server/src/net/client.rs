@@ -14,11 +14,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 
-use super::processor::{Input, Output, OUTPUT_QUEUE_MAX};
+use super::processor::{output_cost, Input, OutQueue, Output};
 use crate::config::{Config, FOUR_LETTER_WORDS};
 
 /// How long a new connection may take to send its first bytes.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection the server closes may take to take its last
+/// replies: a client that does not read them must not hold its task (and
+/// its maxClientCnxns slot) forever.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut socket: S,
@@ -74,11 +79,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             return;
         }
     };
-    let (out_tx, mut out_rx) = mpsc::channel(OUTPUT_QUEUE_MAX);
-    if input.send(Input::Connect { conn_id, addr, tls_ids, req, out: out_tx }).await.is_err() {
+    let (out, out_rx) = OutQueue::new();
+    let (mut out_rx, state) = (out_rx.rx, out_rx.state);
+    if input.send(Input::Connect { conn_id, addr, tls_ids, req, out }).await.is_err() {
         return;
     }
 
+    let mut aborted = false;
     loop {
         tokio::select! {
             frame = framed.next() => {
@@ -101,35 +108,67 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
             }
             out = out_rx.recv() => {
-                let mut closing = false;
-                let mut out = out;
                 // Write everything queued, then flush once.
-                loop {
-                    match out {
-                        Some(Output::Frame(b)) => {
-                            if framed.feed(b).await.is_err() {
+                let write = async {
+                    let (mut out, mut written, mut closing) = (out, 0, false);
+                    loop {
+                        match out {
+                            Some(Output::Frame(b)) => {
+                                let cost = output_cost(b.len());
+                                if framed.feed(b).await.is_err() {
+                                    closing = true;
+                                    break;
+                                }
+                                written += cost;
+                            }
+                            Some(Output::Close) | None => {
                                 closing = true;
                                 break;
                             }
                         }
-                        Some(Output::Close) | None => {
-                            closing = true;
+                        match out_rx.try_recv() {
+                            Ok(o) => out = Some(o),
+                            Err(_) => break,
+                        }
+                    }
+                    (written, framed.flush().await.is_err() || closing)
+                };
+                // A write stuck on a client that does not read ends when the
+                // processor drops the connection (at once over
+                // maxOutputQueueBytes, after a grace period otherwise).
+                let grace = async {
+                    state.closed.cancelled().await;
+                    tokio::time::sleep(CLOSE_FLUSH_TIMEOUT).await;
+                };
+                tokio::select! {
+                    (written, closing) = write => {
+                        state.bytes.fetch_sub(written, std::sync::atomic::Ordering::Relaxed);
+                        if closing {
                             break;
                         }
                     }
-                    match out_rx.try_recv() {
-                        Ok(o) => out = Some(o),
-                        Err(_) => break,
+                    _ = state.abort.cancelled() => {
+                        aborted = true;
+                        break;
+                    }
+                    _ = grace => {
+                        tracing::info!(%addr, "closing connection: the client did not take its last replies within {CLOSE_FLUSH_TIMEOUT:?}");
+                        aborted = true;
+                        break;
                     }
                 }
-                if framed.flush().await.is_err() || closing {
-                    break;
-                }
+            }
+            _ = state.abort.cancelled() => {
+                aborted = true;
+                break;
             }
             _ = shutdown.cancelled() => break,
         }
     }
-    let _ = framed.get_mut().shutdown().await;
+    if !aborted {
+        // TLS sends close_notify here, which a client that does not read could block.
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, framed.get_mut().shutdown()).await;
+    }
     let _ = input.send(Input::Closed { conn_id }).await;
 }
 

@@ -9,6 +9,39 @@ use super::processor::Processor;
 /// tools gate features on it, and Corral implements 3.8's protocol.
 pub const ZK_VERSION: &str = concat!("3.8.4-corral-", env!("CARGO_PKG_VERSION"), ", built on 1970-01-01 00:00 UTC");
 
+/// Each limit on what a client can grow, beside its current use (Corral's
+/// own mntr keys; `corral_limit_X` is the limit, `corral_use_X` what is
+/// nearest to it now).
+fn limit_rows(p: &Processor) -> Vec<(&'static str, String)> {
+    let cfg = &p.cfg;
+    let (per_ip_max, cnxns) = {
+        let m = p.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (m.values().copied().max().unwrap_or(0), m.values().sum::<u32>())
+    };
+    let queues = p.conns.values().map(|c| c.out.queued());
+    let (out_max, out_total) = queues.fold((0, 0), |(m, t), q| (m.max(q), t + q));
+    let input_used = p.input.as_ref().and_then(|w| w.upgrade()).map_or(0, |tx| tx.max_capacity() - tx.capacity());
+    let core = p.replica.core();
+    vec![
+        ("corral_limit_max_client_cnxns", cfg.max_client_cnxns.to_string()),
+        ("corral_use_max_client_cnxns", per_ip_max.to_string()),
+        ("corral_limit_max_cnxns", cfg.max_cnxns.to_string()),
+        ("corral_use_max_cnxns", cnxns.to_string()),
+        ("corral_limit_max_watches_per_session", cfg.max_watches_per_session.to_string()),
+        ("corral_use_max_watches_per_session", core.watches.session_len_max().to_string()),
+        ("corral_limit_max_set_watches_paths", cfg.max_set_watches_paths.to_string()),
+        ("corral_use_max_set_watches_paths", p.stats.set_watches_paths_max.to_string()),
+        ("corral_limit_max_output_queue_bytes", cfg.max_output_queue_bytes.to_string()),
+        ("corral_use_max_output_queue_bytes", out_max.to_string()),
+        ("corral_output_queue_bytes", out_total.to_string()),
+        ("corral_limit_session_pending_max", crate::replica::SESSION_PENDING_MAX.to_string()),
+        ("corral_use_session_pending_max", p.replica.longest_line().to_string()),
+        ("corral_limit_input_queue_max", super::INPUT_QUEUE_MAX.to_string()),
+        ("corral_use_input_queue_max", input_used.to_string()),
+        ("corral_limit_jute_maxbuffer", cfg.max_frame_bytes.to_string()),
+    ]
+}
+
 pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) -> String {
     let mut s = String::new();
     let core = p.replica.core();
@@ -74,6 +107,7 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
                 ("zk_data_dir_size", p.store().size_on_disk().to_string()),
             ];
             let mut rows = rows;
+            rows.extend(limit_rows(p));
             if let Some((followers, synced)) = p.replica.followers() {
                 // As ZooKeeper, only the leader reports these. Syncs go
                 // through the log like writes, so none wait apart.
@@ -94,6 +128,9 @@ pub(super) fn run(p: &mut Processor, word: &str, asker: std::net::SocketAddr) ->
             let _ = writeln!(s, "tickTime={}", c.tick_ms);
             let _ = writeln!(s, "maxClientCnxns={}", c.max_client_cnxns);
             let _ = writeln!(s, "maxCnxns={}", c.max_cnxns);
+            let _ = writeln!(s, "maxWatchesPerSession={}", c.max_watches_per_session);
+            let _ = writeln!(s, "maxSetWatchesPaths={}", c.max_set_watches_paths);
+            let _ = writeln!(s, "maxOutputQueueBytes={}", c.max_output_queue_bytes);
             let _ = writeln!(s, "minSessionTimeout={}", c.min_session_timeout_ms);
             let _ = writeln!(s, "maxSessionTimeout={}", c.max_session_timeout_ms);
             let _ = writeln!(s, "serverId={}", c.my_id);

@@ -25,7 +25,7 @@ use crate::config::Config;
 use processor::{Input, Processor};
 
 /// Requests at most queued for the processor; a full queue stops reading sockets.
-const INPUT_QUEUE_MAX: usize = 16_384;
+pub const INPUT_QUEUE_MAX: usize = 16_384;
 
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
@@ -57,7 +57,7 @@ pub struct Server {
 struct Shared {
     cfg: Arc<Config>,
     input: mpsc::Sender<Input>,
-    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>,
     next_conn_id: AtomicU64,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -267,6 +267,7 @@ impl Server {
         processor.set_stop(shutdown.clone());
         let store = processor.store_handle();
         let status = processor.status();
+        let per_ip = processor.per_ip.clone();
         let processor_thread = std::thread::Builder::new().name("processor".into()).spawn({
             let tx = tx.clone();
             move || processor.run(rx, tx)
@@ -274,7 +275,7 @@ impl Server {
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             input: tx.clone(),
-            per_ip: Mutex::default(),
+            per_ip,
             next_conn_id: AtomicU64::new(1),
             stop: shutdown.clone(),
             tracker: TaskTracker::new(),
@@ -372,7 +373,7 @@ mod tests {
         Arc::new(Shared {
             cfg: Arc::new(cfg),
             input: mpsc::channel(1).0,
-            per_ip: Mutex::default(),
+            per_ip: Arc::default(),
             next_conn_id: AtomicU64::new(1),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),

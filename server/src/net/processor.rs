@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use protocol::{codes::xid, ConnectRequest, ConnectResponse, ErrorCode, Id, Jute, KeeperState, ReplyHeader, Request, Response, WatcherEvent};
 use raft::eraftpb::ConfState;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::core::watch::WatchEvent;
@@ -32,13 +34,91 @@ use super::peer::{PeerEvent, PeerNet};
 
 /// Inputs at most taken into one batch (one fsync).
 pub const BATCH_MAX: usize = 1024;
-/// Frames at most queued for one connection; a client that does not read
-/// its replies is disconnected rather than buffered without bound.
-pub const OUTPUT_QUEUE_MAX: usize = 65_536;
+/// What one queued frame counts against `maxOutputQueueBytes` beyond its
+/// bytes on the wire: its bookkeeping (buffer, allocation, queue slot), so
+/// that a flood of tiny frames is bounded as surely as a few large ones.
+pub const OUTPUT_FRAME_OVERHEAD_BYTES: usize = 64;
+
+/// What a frame of `len` bytes counts in its connection's output queue.
+pub fn output_cost(len: usize) -> usize {
+    4 + len + OUTPUT_FRAME_OVERHEAD_BYTES
+}
+
+/// A connection's outgoing queue as the processor holds it: replies and
+/// events for the connection's task to write, counted in bytes (see
+/// [`output_cost`]) until the task has written them. A client that does not
+/// read is disconnected when its queue would pass `maxOutputQueueBytes`
+/// rather than buffered without bound.
+#[derive(Clone)]
+pub struct OutQueue {
+    tx: mpsc::UnboundedSender<Output>,
+    state: Arc<OutState>,
+}
+
+/// What a connection's processor side and its task share.
+#[derive(Default)]
+pub struct OutState {
+    /// Bytes queued and not yet written to the socket.
+    pub bytes: AtomicUsize,
+    /// Cancelled when the processor closes the connection in order (after
+    /// what is queued): the task gives its last writes a bounded time.
+    pub closed: CancellationToken,
+    /// Cancelled when the processor drops the connection at once (over
+    /// `maxOutputQueueBytes`): the task stops writing and closes.
+    pub abort: CancellationToken,
+}
+
+/// The connection task's end of an [`OutQueue`].
+pub struct OutReceiver {
+    pub rx: mpsc::UnboundedReceiver<Output>,
+    pub state: Arc<OutState>,
+}
+
+/// Why a frame was not queued.
+enum Refused {
+    /// The connection's task is gone.
+    Gone,
+    /// Over `maxOutputQueueBytes`, with this many bytes queued.
+    Full(usize),
+}
+
+impl OutQueue {
+    pub fn new() -> (OutQueue, OutReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(OutState::default());
+        (OutQueue { tx, state: state.clone() }, OutReceiver { rx, state })
+    }
+
+    /// Queues a frame unless that takes the queue over `max` bytes (0: no
+    /// limit). A frame into an empty queue always goes: a single reply
+    /// larger than the limit is not a slow reader.
+    fn push(&self, frame: Bytes, max: usize) -> Result<(), Refused> {
+        let cost = output_cost(frame.len());
+        let queued = self.state.bytes.load(Ordering::Relaxed);
+        if max > 0 && queued > 0 && queued + cost > max {
+            return Err(Refused::Full(queued));
+        }
+        // Only this (the processor) thread adds; the task only takes away,
+        // so the check above cannot be overtaken.
+        self.state.bytes.fetch_add(cost, Ordering::Relaxed);
+        self.tx.send(Output::Frame(frame)).map_err(|_| Refused::Gone)
+    }
+
+    /// Closes after what is queued.
+    fn close(&self) {
+        let _ = self.tx.send(Output::Close);
+        self.state.closed.cancel();
+    }
+
+    /// Bytes queued now.
+    pub fn queued(&self) -> usize {
+        self.state.bytes.load(Ordering::Relaxed)
+    }
+}
 
 pub enum Input {
     /// `tls_ids`: identities from the client's TLS certificate (x509).
-    Connect { conn_id: u64, addr: SocketAddr, tls_ids: Vec<Id>, req: ConnectRequest, out: mpsc::Sender<Output> },
+    Connect { conn_id: u64, addr: SocketAddr, tls_ids: Vec<Id>, req: ConnectRequest, out: OutQueue },
     Request { conn_id: u64, xid: i32, req: Request },
     /// A request whose body could not be decoded: answered with `err` in
     /// order, then the connection is closed if `close`.
@@ -77,7 +157,7 @@ pub enum Output {
 /// A client connection as the processor knows it.
 pub(super) struct Conn {
     pub session_id: i64,
-    pub out: mpsc::Sender<Output>,
+    pub out: OutQueue,
     /// Ids authenticated on this connection (ip first, then addauth's).
     pub auth: Vec<Id>,
     pub addr: SocketAddr,
@@ -107,13 +187,16 @@ pub(super) struct Stats {
     pub latency_max_ms: u64,
     pub latency_total_ms: u64,
     pub latency_count: u64,
+    /// The most paths one SetWatches request carried (mntr, against
+    /// `maxSetWatchesPaths`).
+    pub set_watches_paths_max: usize,
 }
 
 /// A connection whose connect request the replica has not answered yet.
 struct Connecting {
     addr: SocketAddr,
     tls_ids: Vec<Id>,
-    out: mpsc::Sender<Output>,
+    out: OutQueue,
 }
 
 fn wall_ms() -> i64 {
@@ -181,6 +264,11 @@ pub struct Processor {
     /// server stops too.
     stop: Option<tokio_util::sync::CancellationToken>,
     status: tokio::sync::watch::Sender<Status>,
+    /// Connections counted per address (maxClientCnxns, maxCnxns), shared
+    /// with the accept loops; for mntr.
+    pub(super) per_ip: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, u32>>>,
+    /// The input queue, to report how full it is (mntr).
+    pub(super) input: Option<mpsc::WeakSender<Input>>,
 }
 
 /// The persister thread: writes each ready it is handed, fsyncs once for
@@ -243,6 +331,8 @@ impl Processor {
             max_session_timeout_ms: cfg.max_session_timeout_ms,
             extended_types: cfg.extended_types,
             super_digest: cfg.super_digest.clone(),
+            max_watches_per_session: cfg.max_watches_per_session,
+            max_set_watches_paths: cfg.max_set_watches_paths,
         };
         // raft ids start at 1; a standalone server without myid is member 1.
         let raft_id = cfg.my_id.max(1);
@@ -290,6 +380,8 @@ impl Processor {
             fatal: None,
             stop: None,
             status: tokio::sync::watch::Sender::new(Status::default()),
+            per_ip: Arc::default(),
+            input: None,
         };
         let core = p.replica.core();
         tracing::info!(snapshot_zxid = format!("{snapshot_index:#x}"), entries, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
@@ -366,6 +458,7 @@ impl Processor {
         // Catch up first, persisting inline (a lone member elects itself,
         // commits and applies what its log holds), before any client's input.
         self.drive();
+        self.input = Some(tx.downgrade());
         if self.fatal.is_none() {
             match Persister::start(self.store.clone(), tx) {
                 Ok(p) => self.persister = Some(p),
@@ -487,7 +580,7 @@ impl Processor {
             Delivery::Connected { conn, session_id, timeout_ms, passwd } => self.connected(conn, session_id, timeout_ms, passwd),
             Delivery::Close { conn } => {
                 if let Some(c) = self.connecting.remove(&conn) {
-                    let _ = c.out.try_send(Output::Close);
+                    c.out.close();
                 }
                 self.send(conn, Output::Close);
             }
@@ -503,7 +596,7 @@ impl Processor {
                     tracing::warn!("state replaced by the leader's snapshot: closing every client connection");
                 }
                 for (_, c) in self.connecting.drain() {
-                    let _ = c.out.try_send(Output::Close);
+                    c.out.close();
                 }
                 let conns: Vec<u64> = self.conns.keys().copied().collect();
                 for conn in conns {
@@ -515,18 +608,28 @@ impl Processor {
 
     fn send(&mut self, conn_id: u64, out: Output) {
         let Some(conn) = self.conns.get_mut(&conn_id) else { return };
-        if matches!(out, Output::Frame(_)) {
-            conn.sent += 1;
-            self.stats.sent += 1;
-        }
-        let closing = matches!(out, Output::Close);
-        if conn.out.try_send(out).is_err() || closing {
-            if !closing {
-                tracing::warn!(session = format!("{:#x}", conn.session_id), "client not reading its replies; disconnecting");
-                let _ = conn.out.try_send(Output::Close);
+        match out {
+            Output::Frame(frame) => {
+                conn.sent += 1;
+                self.stats.sent += 1;
+                match conn.out.push(frame, self.cfg.max_output_queue_bytes) {
+                    Ok(()) => return,
+                    Err(Refused::Gone) => {}
+                    Err(Refused::Full(queued)) => {
+                        tracing::warn!(
+                            session = format!("{:#x}", conn.session_id),
+                            addr = %conn.addr,
+                            queued,
+                            limit = self.cfg.max_output_queue_bytes,
+                            "client not reading its replies: output queue over maxOutputQueueBytes; disconnecting"
+                        );
+                        conn.out.state.abort.cancel();
+                    }
+                }
             }
-            self.drop_conn(conn_id);
+            Output::Close => conn.out.close(),
         }
+        self.drop_conn(conn_id);
     }
 
     fn drop_conn(&mut self, conn_id: u64) {
@@ -591,8 +694,8 @@ impl Processor {
         if session_id == 0 {
             tracing::info!(addr = %c.addr, "reconnect refused: session expired or bad password");
             let resp = ConnectResponse { protocol_version: 0, time_out: 0, session_id: 0, passwd, read_only: false };
-            let _ = c.out.try_send(Output::Frame(Bytes::from(resp.to_bytes())));
-            let _ = c.out.try_send(Output::Close);
+            let _ = c.out.push(Bytes::from(resp.to_bytes()), 0);
+            c.out.close();
             return;
         }
         // The session moves here: its old connection (if any) is closed.
@@ -632,6 +735,14 @@ impl Processor {
         let Some(conn) = self.conns.get_mut(&conn_id) else { return };
         conn.received += 1;
         conn.last_op = op_name(&req);
+        let watch_paths = match &req {
+            Request::SetWatches(w) => w.data_watches.len() + w.exist_watches.len() + w.child_watches.len(),
+            Request::SetWatches2(w) => {
+                w.data_watches.len() + w.exist_watches.len() + w.child_watches.len() + w.persistent_watches.len() + w.persistent_recursive_watches.len()
+            }
+            _ => 0,
+        };
+        self.stats.set_watches_paths_max = self.stats.set_watches_paths_max.max(watch_paths);
         conn.last_cxid = xid;
         self.stats.received += 1;
         let session_id = conn.session_id;

@@ -473,6 +473,12 @@ impl Replica {
         self.proposals.len()
     }
 
+    /// The most requests waiting in one session's line (mntr, against
+    /// [`SESSION_PENDING_MAX`]).
+    pub fn longest_line(&self) -> usize {
+        self.lines.values().map(VecDeque::len).max().unwrap_or(0)
+    }
+
     /// Makes every later election timeout of this member come from `ticks`
     /// in turn (cycled), instead of raft-rs's thread-local RNG.
     pub fn pin_election_timeouts(&mut self, ticks: Vec<usize>) {
@@ -1219,7 +1225,18 @@ impl Replica {
 
     fn read(&mut self, conn: u64, session_id: i64, auth: &[Id], xid: i32, req: &Request) {
         let caller = Caller { session_id, auth };
-        let Handled::Reply { err, body, events } = self.core.handle(caller, req, 0) else { unreachable!("a read is answered") };
+        let (err, body, events) = match self.core.handle(caller, req, 0) {
+            Handled::Reply { err, body, events } => (err, body, events),
+            Handled::OverLimit(limit) => {
+                tracing::warn!(session = format!("{session_id:#x}"), limit, "request over a limit ({limit}); disconnecting");
+                // What the request registered before reaching the limit goes
+                // too, as does everything else of the connection.
+                self.on_disconnect(session_id);
+                self.fail_session(session_id, Some(conn));
+                return;
+            }
+            Handled::Write(_) => unreachable!("a read is answered"),
+        };
         self.out.deliveries.extend(events.into_iter().map(Delivery::Event));
         let xid = if matches!(req, Request::Ping) { protocol::codes::xid::PING } else { xid };
         self.reply(conn, xid, err, body);
@@ -1295,7 +1312,7 @@ impl Replica {
         }
         match self.core.handle(caller, req, zxid) {
             Handled::Write(ops) => ops,
-            Handled::Reply { .. } => unreachable!("a write is prepped"),
+            Handled::Reply { .. } | Handled::OverLimit(_) => unreachable!("a write is prepped"),
         }
     }
 
@@ -1383,10 +1400,14 @@ mod tests {
     use protocol::{GetDataRequest, SetDataRequest};
 
     fn standalone() -> Replica {
+        standalone_with(CoreConfig::default())
+    }
+
+    fn standalone_with(core: CoreConfig) -> Replica {
         let cfg = ReplicaConfig {
             id: 1,
             voters: vec![1],
-            core: CoreConfig::default(),
+            core,
             snap_count: 1_000,
             container_check_interval_ms: 60_000,
             election_tick: 10,
@@ -1436,5 +1457,33 @@ mod tests {
         r.on_request(1, session, &[], SESSION_PENDING_MAX as i32 + 1, get(), Now::default());
         assert!(r.out.deliveries.iter().any(|d| matches!(d, Delivery::Close { conn: 1 })), "over the limit: disconnected");
         assert!(r.lines.get(&session).is_none(), "its line is given up");
+    }
+
+    #[test]
+    fn a_request_over_max_watches_per_session_leaves_no_watch_behind() {
+        let mut cfg_core = CoreConfig::default();
+        cfg_core.max_watches_per_session = 2;
+        let mut r = standalone_with(cfg_core);
+        r.on_connect(1, &ConnectRequest { time_out: 10_000, ..Default::default() }, Now::default());
+        let session = settle(&mut r)
+            .into_iter()
+            .find_map(|d| match d {
+                Delivery::Connected { session_id, .. } => Some(session_id),
+                _ => None,
+            })
+            .expect("connected");
+        // A reconnect's SetWatches for three missing nodes: two register,
+        // the third is over the limit.
+        let sw = Request::SetWatches(protocol::SetWatches {
+            relative_zxid: 0,
+            data_watches: Vec::new(),
+            exist_watches: vec!["/a".into(), "/b".into(), "/c".into()],
+            child_watches: Vec::new(),
+        });
+        r.on_request(1, session, &[], 1, sw, Now::default());
+        let out = settle(&mut r);
+        assert!(out.iter().any(|d| matches!(d, Delivery::Close { conn: 1 })), "over the limit: disconnected");
+        assert!(!out.iter().any(|d| matches!(d, Delivery::Reply { .. })), "not answered");
+        assert_eq!(r.core().watches.total(), 0, "the two it registered are gone too");
     }
 }
