@@ -8,14 +8,19 @@ use std::time::{Duration, Instant};
 use corral_tests::{Corral, Raw};
 use protocol::{Acl, CreateRequest, ExistsRequest, GetDataRequest, Id, Jute, Request, RequestHeader, SetWatches};
 
-/// The value of one mntr key.
-fn mntr(server: &Corral, key: &str) -> u64 {
+/// The value of one mntr key; `None` if the mntr connection was refused
+/// (its address at maxClientCnxns).
+fn try_mntr(server: &Corral, key: &str) -> Option<u64> {
     let out = server.four_letter("mntr");
-    out.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('\t')))
-        .unwrap_or_else(|| panic!("no {key} in mntr:\n{out}"))
-        .parse()
-        .unwrap()
+    if out.is_empty() {
+        return None;
+    }
+    let v = out.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('\t')));
+    Some(v.unwrap_or_else(|| panic!("no {key} in mntr:\n{out}")).parse().unwrap())
+}
+
+fn mntr(server: &Corral, key: &str) -> u64 {
+    try_mntr(server, key).expect("mntr answered")
 }
 
 /// Polls mntr until `key` reads `want` (the server notices closes
@@ -23,11 +28,11 @@ fn mntr(server: &Corral, key: &str) -> u64 {
 fn wait_mntr(server: &Corral, key: &str, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = mntr(server, key);
-        if v == want {
+        let v = try_mntr(server, key);
+        if v == Some(want) {
             return;
         }
-        assert!(Instant::now() < deadline, "{key} stayed {v}, expected {want}");
+        assert!(Instant::now() < deadline, "{key} stayed {v:?}, expected {want}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -171,4 +176,145 @@ fn mntr_reports_each_limit_and_its_use() {
     drop((a, b));
     wait_mntr(&server, "corral_use_max_cnxns", 1);
     wait_mntr(&server, "zk_watch_count", 0);
+}
+
+/// How a test client goes away.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// close(): FIN (or RST when unread data is left, as the kernel does).
+    Close,
+    /// SO_LINGER 0: RST at once.
+    Reset,
+}
+
+fn kill(stream: std::net::TcpStream, how: Kill) {
+    if let Kill::Reset = how {
+        stream.set_nonblocking(true).unwrap();
+        let s = tokio::net::TcpStream::from_std(stream).unwrap();
+        s.set_zero_linger().unwrap();
+        drop(s);
+    }
+}
+
+/// Every counter a connection adds to while it lives.
+const COUNTERS: [&str; 6] = [
+    "corral_use_max_cnxns",
+    "corral_use_max_client_cnxns",
+    "zk_num_alive_connections",
+    "zk_watch_count",
+    "corral_output_queue_bytes",
+    "corral_use_session_pending_max",
+];
+
+/// Connections killed by their client in every state a connection task can
+/// be in, by close and by reset, leave nothing behind: the counters return
+/// to their baseline and the address gets its whole maxClientCnxns again.
+#[tokio::test]
+async fn killed_connections_leave_no_slot_count_or_watch_behind() {
+    const MAX: usize = 8;
+    let dir = std::env::temp_dir().join(format!("corral-leaks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let jks = dir.join("server.jks");
+    let keytool = std::process::Command::new("keytool")
+        .args(["-genkeypair", "-alias", "corral", "-keyalg", "RSA", "-keysize", "2048", "-dname", "CN=127.0.0.1", "-validity", "2"])
+        .args(["-storetype", "JKS", "-storepass", "storepw", "-keypass", "storepw", "-keystore"])
+        .arg(&jks)
+        .output()
+        .expect("keytool");
+    assert!(keytool.status.success(), "{}", String::from_utf8_lossy(&keytool.stderr));
+    // Output queue limit far above what the slow reader below queues: it
+    // must be killed by its client with its queue full, not by the limit.
+    let server = Corral::start_with(&format!(
+        "maxClientCnxns={MAX}\nmaxOutputQueueBytes={}\nsecureClientPort=0\nssl.keyStore.location={}\nssl.keyStore.password=storepw\nssl.clientAuth=none",
+        256 << 20,
+        jks.display()
+    ));
+    let secure: std::net::SocketAddr = server.stdout_line("corral listening (TLS) on ").expect("TLS listener").parse().unwrap();
+    {
+        let mut raw = Raw::connect(server.addr);
+        raw.handshake();
+        let create = Request::Create(CreateRequest { path: "/big".into(), data: Some(vec![1; 100_000]), acl: open_acl(), flags: 0 });
+        assert_eq!(raw.call(1, &create).0.err, 0);
+    }
+    wait_mntr(&server, "corral_use_max_cnxns", 1);
+    let baseline: Vec<u64> = COUNTERS.iter().map(|k| mntr(&server, k)).collect();
+    assert_eq!(baseline, [1, 1, 0, 0, 0, 0], "only the asking connection");
+
+    let frame = |xid: i32, req: &Request| {
+        let mut f = Vec::new();
+        RequestHeader { xid, r#type: req.op_code().as_i32() }.encode(&mut f);
+        req.encode_body(&mut f);
+        let mut v = (f.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(&f);
+        v
+    };
+    for how in [Kill::Close, Kill::Reset] {
+        let mut victims: Vec<(&str, std::net::TcpStream)> = Vec::new();
+        // TCP connected, nothing sent: the task waits for its first bytes.
+        victims.push(("idle", std::net::TcpStream::connect(server.addr).unwrap()));
+        // Half a ConnectRequest: the task waits for the rest of the frame.
+        let mut half = std::net::TcpStream::connect(server.addr).unwrap();
+        half.write_all(&[0, 0, 0, 44, 0, 0, 0, 0, 0, 0]).unwrap();
+        victims.push(("half a ConnectRequest", half));
+        // Half a TLS ClientHello: the task is in the TLS handshake.
+        let mut tls = std::net::TcpStream::connect(secure).unwrap();
+        tls.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00, 0xfc, 0x03, 0x03]).unwrap();
+        victims.push(("mid-TLS-handshake", tls));
+        // A session with requests in flight, unread.
+        let mut busy = Raw::connect(server.addr);
+        busy.handshake();
+        let mut burst = Vec::new();
+        for xid in 1..200 {
+            let req = Request::Create(CreateRequest { path: "/n-".into(), data: None, acl: open_acl(), flags: 2 });
+            burst.extend(frame(xid, &req));
+            burst.extend(frame(1000 + xid, &Request::Exists(ExistsRequest { path: "/".into(), watch: false })));
+        }
+        busy.stream.write_all(&burst).unwrap();
+        victims.push(("requests in flight", busy.stream));
+        // A session holding watches.
+        let mut watching = Raw::connect(server.addr);
+        watching.handshake();
+        watching.call(1, &exists_watch("/w1"));
+        watching.call(2, &Request::GetData(GetDataRequest { path: "/big".into(), watch: true }));
+        victims.push(("watches registered", watching.stream));
+        // A slow reader: 30 MB of replies asked for, none read; killed once
+        // the server holds some of them queued.
+        let mut slow = Raw::connect(server.addr);
+        slow.handshake();
+        let mut asks = Vec::new();
+        for xid in 1..300 {
+            asks.extend(frame(xid, &Request::GetData(GetDataRequest { path: "/big".into(), watch: false })));
+        }
+        slow.stream.write_all(&asks).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mntr(&server, "corral_output_queue_bytes") == 0 {
+            assert!(Instant::now() < deadline, "the slow reader's output never queued");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        victims.push(("slow reader, output queued", slow.stream));
+        assert_eq!(victims.len() + 1, MAX - 1, "every state held at once, beside the mntr connection");
+        assert_eq!(mntr(&server, "corral_use_max_client_cnxns"), MAX as u64 - 1);
+        assert!(mntr(&server, "zk_watch_count") >= 2);
+        for (what, stream) in victims {
+            eprintln!("{how:?}: {what}");
+            kill(stream, how);
+        }
+        for (key, want) in COUNTERS.iter().zip(&baseline) {
+            wait_mntr(&server, key, *want);
+        }
+        // The address gets its whole maxClientCnxns, and no more.
+        let mut full: Vec<Raw> = (0..MAX).map(|_| Raw::connect(server.addr)).collect();
+        for r in &mut full {
+            assert_ne!(r.handshake().session_id, 0);
+        }
+        let mut over = Raw::connect(server.addr);
+        let _ = over.stream.write_all(&[0, 0, 0, 1, 0]);
+        assert!(over.read_frame().is_none(), "{how:?}: maxClientCnxns + 1 is refused");
+        drop(full);
+        drop(over);
+        wait_mntr(&server, "corral_use_max_cnxns", 1);
+    }
+    assert!(!server.log().contains("panicked"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

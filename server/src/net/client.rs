@@ -29,6 +29,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut socket: S,
     addr: SocketAddr,
     conn_id: u64,
+    slot: super::Slot,
     tls_ids: Vec<protocol::Id>,
     input: mpsc::Sender<Input>,
     cfg: Arc<Config>,
@@ -55,6 +56,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
             rx.await.unwrap_or_default()
         };
+        // The connection is done with the server's state: its slot is free
+        // before the client can see the end of the answer, so a client that
+        // counts connections (mntr, then connect) does not race the release.
+        drop(slot);
         let _ = socket.write_all(text.as_bytes()).await;
         let _ = socket.shutdown().await;
         return;
@@ -170,6 +175,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, framed.get_mut().shutdown()).await;
     }
     let _ = input.send(Input::Closed { conn_id }).await;
+    drop(slot);
 }
 
 /// Turns a frame into processor input; `None` if it cannot even carry a header.

@@ -99,7 +99,7 @@ impl Shared {
 /// A connection's place in its address's `maxClientCnxns` count, moved into
 /// the connection task and given back when dropped, however the task ends
 /// (a panic included: a call at the end of the task would be skipped).
-struct Slot {
+pub struct Slot {
     shared: Arc<Shared>,
     ip: IpAddr,
 }
@@ -139,11 +139,10 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let (tls, shared2) = (tls.clone(), shared.clone());
         shared.tracker.spawn(async move {
-            let _slot = slot;
             let (input, cfg, stop) = (shared2.input.clone(), shared2.cfg.clone(), shared2.stop.clone());
             let conn = async move {
                 match tls {
-                    None => client::serve(socket, addr, conn_id, Vec::new(), input, cfg, stop).await,
+                    None => client::serve(socket, addr, conn_id, slot, Vec::new(), input, cfg, stop).await,
                     Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
                         Ok(Ok(stream)) => {
                             // X509AuthenticationProvider: a client certificate is an identity.
@@ -155,10 +154,16 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
                                 .and_then(|c| x509::subject_dn(c))
                                 .map(|dn| x509_ids(&dn, cfg.x509_super_user.as_deref()))
                                 .unwrap_or_default();
-                            client::serve(stream, addr, conn_id, ids, input, cfg, stop).await
+                            client::serve(stream, addr, conn_id, slot, ids, input, cfg, stop).await
                         }
-                        Ok(Err(e)) => tracing::info!(%addr, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
+                        Ok(Err(e)) => {
+                            drop(slot);
+                            tracing::info!(%addr, "TLS handshake failed: {e}")
+                        }
+                        Err(_) => {
+                            drop(slot);
+                            tracing::info!(%addr, "TLS handshake timed out")
+                        }
                     },
                 }
             };
