@@ -178,6 +178,12 @@ pub struct Config {
     pub container_check_interval_ms: u64,
     /// Txns between snapshots (`snapCount`, ZooKeeper's default 100000).
     pub snap_count: u64,
+    /// `java.security.auth.login.config` (a JVM system property for
+    /// ZooKeeper, a zoo.cfg key for Corral): the JAAS file whose `Server`
+    /// section lists the SASL DIGEST-MD5 users; SASL is off without it.
+    pub jaas_config: Option<PathBuf>,
+    /// `superUser` (ZooKeeper's `zookeeper.superUser`): the SASL user that is super.
+    pub sasl_super_user: Option<String>,
     /// `X509AuthenticationProvider.superUser`: the certificate DN that is super.
     pub x509_super_user: Option<String>,
     /// `secureClientPort` (+ `secureClientPortAddress`): the TLS listener.
@@ -224,6 +230,8 @@ impl Config {
             secure_client_addr: None,
             tls: None,
             x509_super_user: None,
+            jaas_config: None,
+            sasl_super_user: None,
             peers: Vec::new(),
             my_id: 0,
             linearizable_reads: false,
@@ -406,6 +414,8 @@ impl Config {
         }
         cfg.super_digest = values.get("DigestAuthenticationProvider.superDigest").map(|(_, v)| v.clone());
         cfg.x509_super_user = values.get("X509AuthenticationProvider.superUser").map(|(_, v)| v.clone());
+        cfg.jaas_config = values.get("java.security.auth.login.config").map(|(_, v)| PathBuf::from(v));
+        cfg.sasl_super_user = values.get("superUser").map(|(_, v)| v.clone());
         if let Some(port) = num::<u16>(&values, "secureClientPort", &bad)? {
             let ip = match values.get("secureClientPortAddress") {
                 None => cfg.client_addr.ip(),
@@ -530,6 +540,9 @@ const KNOWN_KEYS: &[&str] = &[
     "jute.maxbuffer",
     "DigestAuthenticationProvider.superDigest",
     "X509AuthenticationProvider.superUser",
+    "java.security.auth.login.config",
+    "superUser",
+    "authProvider.sasl",
     "ssl.authProvider",
     "authProvider.1",
     "authProvider.x509",

@@ -26,8 +26,11 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(scope="session")
-def server():
-    srv = servers.Server(tick_time=TICK_MS)
+def server(tmp_path_factory):
+    # SASL DIGEST-MD5 on (servers.SASL_USERS): clients that do not use it
+    # are not affected, on either target.
+    jaas = servers.write_jaas_server(str(tmp_path_factory.mktemp("jaas") / "jaas.conf"))
+    srv = servers.Server(tick_time=TICK_MS, extra_cfg=servers.sasl_cfg(jaas))
     try:
         srv.start()
         yield srv

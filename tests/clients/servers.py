@@ -47,6 +47,27 @@ def zk_digest(user, password):
 
 SUPER_DIGEST = zk_digest(SUPER_USER, SUPER_PASSWORD)  # super:D/InIHSb7yEEbrWz8b9l71RjZJU=
 
+# SASL DIGEST-MD5 users of the test servers (JAAS `Server` section, as
+# ZooKeeper's DigestLoginModule reads it).
+SASL_USERS = {"bob": "bobsecret", "alice": "alicesecret"}
+
+
+def write_jaas_server(path, users=None):
+    """A JAAS file with ZooKeeper's `Server` section for `users`."""
+    opts = "\n".join('    user_%s="%s"' % (u, p) for u, p in sorted((users or SASL_USERS).items()))
+    with open(path, "w") as f:
+        f.write("Server {\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n%s;\n};\n" % opts)
+    return path
+
+
+def sasl_cfg(jaas_path):
+    """zoo.cfg lines that turn SASL on for either target: ZooKeeper reads the
+    JAAS path from the JVM property (server_command passes this line as -D),
+    Corral from the zoo.cfg key; both register the sasl ACL scheme's
+    provider as ZooKeeper's zoo.cfg does."""
+    return ["java.security.auth.login.config=%s" % jaas_path,
+            "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"]
+
 JAVA_DIR = "/usr/share/java"
 # Debian bookworm package names (libzookeeper-java and deps), verified on disk.
 ZK_JARS = [
@@ -191,7 +212,7 @@ def server_command(cfg, workdir, tgt=None):
     with open(cfg) as f:
         for line in f:
             k, _, v = line.strip().partition("=")
-            if k.startswith("znode.container."):
+            if k.startswith("znode.container.") or k == "java.security.auth.login.config":
                 jprops.append("-D%s=%s" % (k, v))
     return [
         os.environ.get("REAL_JAVA") or os.environ.get("JAVA") or "java",

@@ -81,6 +81,7 @@ pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> Result<(), ErrorCode> {
             "digest" if auth.iter().any(|id| id.scheme == "digest" && id.id == a.id.id) => return Ok(()),
             "ip" if auth.iter().any(|id| id.scheme == "ip" && ip_matches(&id.id, &a.id.id)) => return Ok(()),
             "x509" if auth.iter().any(|id| id.scheme == "x509" && id.id == a.id.id) => return Ok(()),
+            "sasl" if auth.iter().any(|id| id.scheme == "sasl" && id.id == a.id.id) => return Ok(()),
             _ => {}
         }
     }
@@ -105,7 +106,7 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             "auth" => {
                 let mut any = false;
                 // Only providers whose ids are real identities count (not ip).
-                for id in auth.iter().filter(|id| id.scheme == "digest" || id.scheme == "x509") {
+                for id in auth.iter().filter(|id| matches!(id.scheme.as_str(), "digest" | "x509" | "sasl")) {
                     push(Acl { perms: a.perms, id: id.clone() });
                     any = true;
                 }
@@ -119,10 +120,19 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             }
             "ip" if ip_valid(&a.id.id) => push(a.clone()),
             "x509" if !a.id.id.is_empty() => push(a.clone()),
+            "sasl" if sasl_id_valid(&a.id.id) => push(a.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
     Ok(out)
+}
+
+/// `SASLAuthenticationProvider.isValid`: Hadoop's `KerberosName` parses it,
+/// so a name with `@` must be `primary[/instance]@REALM`; any other name is
+/// a short name.
+fn sasl_id_valid(id: &str) -> bool {
+    let Some((principal, realm)) = id.split_once('@') else { return true };
+    !realm.contains(['@', '/']) && principal.split('/').count() <= 2
 }
 
 /// getACL hides digest hashes from callers without ADMIN (`FinalRequestProcessor`).

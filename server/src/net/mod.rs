@@ -5,6 +5,7 @@ pub mod client;
 pub mod fourlw;
 pub mod peer;
 pub mod processor;
+pub mod sasl;
 pub mod tls;
 pub mod x509;
 
@@ -27,7 +28,7 @@ use processor::{Input, Processor};
 /// Requests at most queued for the processor; a full queue stops reading sockets.
 pub const INPUT_QUEUE_MAX: usize = 16_384;
 
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
         // No urandom: fall back to std's randomly keyed hasher.

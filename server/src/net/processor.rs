@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
 use bytes::Bytes;
 use protocol::{codes::xid, ConnectRequest, ConnectResponse, ErrorCode, Id, Jute, KeeperState, ReplyHeader, Request, Response, WatcherEvent};
 use raft::eraftpb::ConfState;
@@ -177,6 +178,8 @@ pub(super) struct Conn {
     /// When each request still unanswered arrived, in order (replies of a
     /// connection leave in request order).
     pub started: VecDeque<Instant>,
+    /// The connection's SASL exchange, once it sent a `sasl` request.
+    sasl: Option<super::sasl::DigestMd5>,
 }
 
 #[derive(Default)]
@@ -269,6 +272,8 @@ pub struct Processor {
     pub(super) per_ip: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, u32>>>,
     /// The input queue, to report how full it is (mntr).
     pub(super) input: Option<mpsc::WeakSender<Input>>,
+    /// SASL DIGEST-MD5 users (the JAAS `Server` section); `None`: SASL is off.
+    sasl_users: Option<super::sasl::Users>,
 }
 
 /// The persister thread: writes each ready it is handed, fsyncs once for
@@ -326,6 +331,20 @@ impl Processor {
         std::fs::create_dir_all(&cfg.data_log_dir)
             .map_err(|e| anyhow::anyhow!("cannot create dataLogDir {}: {e}", cfg.data_log_dir.display()))?;
         let store = Store::open(&cfg.data_log_dir)?;
+        let sasl_users = match &cfg.jaas_config {
+            None => None,
+            Some(path) => {
+                let users = super::sasl::load_jaas(path, super::sasl::JAAS_SECTION).map_err(|e| {
+                    anyhow::anyhow!("{}: {e} (java.security.auth.login.config in {})", path.display(), cfg.source.display())
+                })?;
+                match &users {
+                    None => tracing::warn!(file = %path.display(), "no {:?} section in the JAAS file: SASL is off", super::sasl::JAAS_SECTION),
+                    Some(u) if u.is_empty() => tracing::warn!(file = %path.display(), "the JAAS Server section has no user_<name> option: every SASL login will fail"),
+                    Some(u) => tracing::info!(file = %path.display(), users = u.len(), "SASL DIGEST-MD5 on"),
+                }
+                users
+            }
+        };
         let core_cfg = core::CoreConfig {
             min_session_timeout_ms: cfg.min_session_timeout_ms,
             max_session_timeout_ms: cfg.max_session_timeout_ms,
@@ -382,6 +401,7 @@ impl Processor {
             status: tokio::sync::watch::Sender::new(Status::default()),
             per_ip: Arc::default(),
             input: None,
+            sasl_users,
         };
         let core = p.replica.core();
         tracing::info!(snapshot_zxid = format!("{snapshot_index:#x}"), entries, zxid = format!("{:#x}", core.last_zxid()), sessions = core.sessions.len(), nodes = core.tree.len(), "recovered");
@@ -725,6 +745,7 @@ impl Processor {
                 latency_total_ms: 0,
                 latency_count: 0,
                 started: VecDeque::new(),
+                sasl: None,
             },
         );
         self.session_conn.insert(session_id, conn_id);
@@ -767,10 +788,55 @@ impl Processor {
             }
             return;
         }
+        if let Request::Sasl(r) = &req {
+            // Like auth, SASL belongs to the connection and is answered here
+            // (ZooKeeperServer.processSasl bypasses the pipeline; zxid 0).
+            self.sasl(conn_id, xid, &r.token);
+            return;
+        }
         conn.started.push_back(Instant::now());
         let auth = conn.auth.clone();
         let now = self.now();
         self.replica.on_request(conn_id, session_id, &auth, xid, req, now);
+    }
+
+    /// One step of a connection's SASL exchange. A failed exchange is
+    /// answered AUTHFAILED and the connection closed, as ZooKeeper 3.8 does.
+    fn sasl(&mut self, conn_id: u64, xid: i32, token: &[u8]) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else { return };
+        let session = format!("{:#x}", conn.session_id);
+        let Some(users) = &self.sasl_users else {
+            tracing::info!(session, addr = %conn.addr, "SASL request, but SASL is off (no java.security.auth.login.config): AUTHFAILED");
+            self.send(conn_id, Output::Frame(frame(ReplyHeader { xid, zxid: 0, err: ErrorCode::AuthFailed.as_i32() }, &Response::Empty)));
+            self.send(conn_id, Output::Close);
+            return;
+        };
+        let exchange = conn.sasl.get_or_insert_with(|| {
+            let nonce = [super::random_u64(), super::random_u64()].map(u64::to_be_bytes).concat();
+            super::sasl::DigestMd5::new(base64::engine::general_purpose::STANDARD.encode(nonce))
+        });
+        let token = match exchange.step(token, users) {
+            Ok(super::sasl::Step::Challenge(t)) => t,
+            Ok(super::sasl::Step::Done { token, user }) => {
+                tracing::info!(session, addr = %conn.addr, user, "SASL DIGEST-MD5 authenticated");
+                if self.cfg.sasl_super_user.as_deref() == Some(user.as_str()) {
+                    conn.auth.push(Id { scheme: "super".into(), id: String::new() });
+                }
+                let id = Id { scheme: "sasl".into(), id: user };
+                if !conn.auth.contains(&id) {
+                    conn.auth.push(id);
+                }
+                token
+            }
+            Err(why) => {
+                tracing::warn!(session, addr = %conn.addr, "SASL authentication failed, closing the connection: {why}");
+                self.send(conn_id, Output::Frame(frame(ReplyHeader { xid, zxid: 0, err: ErrorCode::AuthFailed.as_i32() }, &Response::Empty)));
+                self.send(conn_id, Output::Close);
+                return;
+            }
+        };
+        let body = Response::Sasl(protocol::SetSaslResponse { token });
+        self.send(conn_id, Output::Frame(frame(ReplyHeader { xid, zxid: 0, err: 0 }, &body)));
     }
 
     /// Writes a snapshot the replica took in the background (one at a time:
