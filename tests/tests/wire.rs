@@ -222,3 +222,17 @@ async fn random_frames_after_the_handshake_never_take_the_server_down() {
     zk.create("/alive", b"", &persistent()).await.unwrap();
     assert_eq!(server.four_letter("ruok"), "imok");
 }
+
+#[test]
+fn sasl_without_a_jaas_file_is_auth_failed_and_closed() {
+    let server = Corral::start();
+    let mut raw = Raw::connect(server.addr);
+    raw.handshake();
+    let (h, body) = raw.call(3, &Request::Sasl(protocol::GetSaslRequest { token: Vec::new() }));
+    assert_eq!((h.xid, h.err), (3, ErrorCode::AuthFailed.as_i32()));
+    // A SetSASLResponse with a null token, as ZooKeeper sends with AUTHFAILED
+    // (the Java client reads it).
+    assert_eq!(body, (-1i32).to_be_bytes());
+    assert!(raw.read_frame().is_none(), "then the connection is closed");
+    assert!(server.log().contains("SASL is off"), "{}", server.log());
+}

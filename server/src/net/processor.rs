@@ -807,8 +807,7 @@ impl Processor {
         let session = format!("{:#x}", conn.session_id);
         let Some(users) = &self.sasl_users else {
             tracing::info!(session, addr = %conn.addr, "SASL request, but SASL is off (no java.security.auth.login.config): AUTHFAILED");
-            self.send(conn_id, Output::Frame(frame(ReplyHeader { xid, zxid: 0, err: ErrorCode::AuthFailed.as_i32() }, &Response::Empty)));
-            self.send(conn_id, Output::Close);
+            self.sasl_failed(conn_id, xid);
             return;
         };
         let exchange = conn.sasl.get_or_insert_with(|| {
@@ -830,13 +829,24 @@ impl Processor {
             }
             Err(why) => {
                 tracing::warn!(session, addr = %conn.addr, "SASL authentication failed, closing the connection: {why}");
-                self.send(conn_id, Output::Frame(frame(ReplyHeader { xid, zxid: 0, err: ErrorCode::AuthFailed.as_i32() }, &Response::Empty)));
-                self.send(conn_id, Output::Close);
+                self.sasl_failed(conn_id, xid);
                 return;
             }
         };
         let body = Response::Sasl(protocol::SetSaslResponse { token });
         self.send(conn_id, Output::Frame(frame(ReplyHeader { xid, zxid: 0, err: 0 }, &body)));
+    }
+
+    /// AUTHFAILED with a SetSASLResponse whose token is null (-1), as
+    /// ZooKeeper sends it (the Java client reads that body even on an
+    /// error: without it, it fails on EOF instead of reporting AuthFailed),
+    /// then the connection closes.
+    fn sasl_failed(&mut self, conn_id: u64, xid: i32) {
+        let mut v = Vec::new();
+        ReplyHeader { xid, zxid: 0, err: ErrorCode::AuthFailed.as_i32() }.encode(&mut v);
+        v.extend_from_slice(&(-1i32).to_be_bytes());
+        self.send(conn_id, Output::Frame(Bytes::from(v)));
+        self.send(conn_id, Output::Close);
     }
 
     /// Writes a snapshot the replica took in the background (one at a time:

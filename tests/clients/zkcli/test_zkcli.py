@@ -29,18 +29,18 @@ def log4j_off():
 def cli(hosts, log4j_off):
     java = os.environ.get("REAL_JAVA") or "java"
 
-    def run(*args, stdin=None, timeout=60):
-        cmd = [java] + JAVA_OPTS + ["-Dlog4j.configuration=file:" + log4j_off,
+    def run(*args, stdin=None, timeout=60, jvm=()):
+        cmd = [java] + JAVA_OPTS + list(jvm) + ["-Dlog4j.configuration=file:" + log4j_off,
                                     "-cp", servers.zk_classpath(),
                                     "org.apache.zookeeper.ZooKeeperMain", "-server", hosts] + list(args)
         p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=timeout, text=True)
         return p.returncode, p.stdout
 
-    def batch(*lines, timeout=60):
+    def batch(*lines, timeout=60, jvm=()):
         # exit status in stdin mode is that of the last failing/succeeding command,
         # so callers assert on the output instead
-        rc, out = run(stdin="\n".join(list(lines) + ["quit"]) + "\n", timeout=timeout)
+        rc, out = run(stdin="\n".join(list(lines) + ["quit"]) + "\n", timeout=timeout, jvm=jvm)
         assert "Welcome to ZooKeeper!" in out and "state:SyncConnected type:None" in out, out
         return out
 
@@ -196,3 +196,39 @@ def test_stat_missing_and_bad_command_exit_codes(cli, root):
     assert rc == 1 and "Node does not exist" in out
     rc, out = cli("delete", root + "/missing")
     assert rc == 1 and "Node does not exist" in out
+
+
+def sasl_jvm(tmp_path, user, password):
+    """JVM options for a Java client that logs in with SASL DIGEST-MD5 (the
+    JAAS `Client` section ZooKeeper's client reads)."""
+    jaas = tmp_path / ("client-%s.jaas" % user)
+    jaas.write_text('Client {\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n'
+                    '    username="%s"\n    password="%s";\n};\n' % (user, password))
+    return ["-Djava.security.auth.login.config=%s" % jaas, "-Dzookeeper.sasl.client=true"]
+
+
+def test_sasl_digest_md5_login_and_acl(cli, zk, root, tmp_path):
+    from kazoo.exceptions import NoAuthError
+    out = cli.batch(
+        "create %s/s secret sasl:bob:cdrwa" % root,
+        "getAcl %s/s" % root,
+        "get %s/s" % root,
+        "whoami",
+        jvm=sasl_jvm(tmp_path, "bob", "bobsecret"),
+    )
+    assert "state:SaslAuthenticated" in out, out
+    assert "Created %s/s" % root in out, out
+    assert "'sasl,'bob\n: cdrwa" in out, out
+    assert "\nsecret\n" in out, out
+    assert "\nsasl: bob\n" in out, out  # whoami
+    with pytest.raises(NoAuthError):
+        zk.get(root + "/s")
+    # Another SASL user is refused too.
+    rc, out = cli("get", root + "/s", jvm=sasl_jvm(tmp_path, "alice", "alicesecret"))
+    assert rc == 1 and "Insufficient permission : %s/s" % root in out, out
+
+
+def test_sasl_wrong_password_is_refused(cli, root, tmp_path):
+    rc, out = cli("create", root + "/never", jvm=sasl_jvm(tmp_path, "bob", "wrong"), timeout=60)
+    assert "state:AuthFailed" in out, out
+    assert "Created" not in out, out
