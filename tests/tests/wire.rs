@@ -236,3 +236,26 @@ fn sasl_without_a_jaas_file_is_auth_failed_and_closed() {
     assert!(raw.read_frame().is_none(), "then the connection is closed");
     assert!(server.log().contains("SASL is off"), "{}", server.log());
 }
+
+#[test]
+fn a_request_pipelined_behind_the_connect_request_is_answered() {
+    let server = Corral::start();
+    for round in 0..20 {
+        let mut raw = Raw::connect(server.addr);
+        let req = protocol::ConnectRequest { time_out: 10_000, passwd: vec![0; 16], read_only: Some(false), ..Default::default() };
+        let mut auth = Vec::new();
+        RequestHeader { xid: -4, r#type: protocol::OpCode::Auth.as_i32() }.encode(&mut auth);
+        Request::Auth(protocol::AuthPacket { r#type: 0, scheme: "digest".into(), auth: b"alice:secret".to_vec() }).encode_body(&mut auth);
+        // Both in one write: the auth reaches the server before its session exists.
+        let mut both = (req.to_bytes().len() as u32).to_be_bytes().to_vec();
+        both.extend(req.to_bytes());
+        both.extend((auth.len() as u32).to_be_bytes());
+        both.extend(&auth);
+        raw.stream.write_all(&both).unwrap();
+        let resp = protocol::ConnectResponse::from_bytes(&raw.read_frame().expect("connect response")).unwrap();
+        assert_ne!(resp.session_id, 0);
+        let reply = raw.read_frame().unwrap_or_else(|| panic!("round {round}: the auth was not answered"));
+        let h = protocol::ReplyHeader::from_bytes(&reply).unwrap();
+        assert_eq!((h.xid, h.err), (-4, 0), "round {round}");
+    }
+}

@@ -91,9 +91,15 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 
     let mut aborted = false;
+    // Requests are read only once the connect is answered (the first
+    // output is the ConnectResponse), as ZooKeeper stops reading a
+    // connection until its session exists: before that the processor has no
+    // session to give them to, and a request pipelined behind the
+    // ConnectRequest (the Rust client's addauth) was dropped unanswered.
+    let mut answered = false;
     loop {
         tokio::select! {
-            frame = framed.next() => {
+            frame = framed.next(), if answered => {
                 let msg = match frame {
                     Some(Ok(f)) => match decode(conn_id, &f) {
                         Some(m) => m,
@@ -147,6 +153,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 };
                 tokio::select! {
                     (written, closing) = write => {
+                        answered = true;
                         state.bytes.fetch_sub(written, std::sync::atomic::Ordering::Relaxed);
                         if closing {
                             break;
