@@ -206,12 +206,49 @@ const COUNTERS: [&str; 6] = [
     "corral_use_session_pending_max",
 ];
 
+/// A connection the server closes in order (here after closeSession) while
+/// its client neither reads nor closes is dropped after CLOSE_FLUSH_TIMEOUT
+/// (5 s), instead of holding its task and its maxClientCnxns slot.
+#[test]
+fn a_closed_connection_whose_client_does_not_read_is_dropped() {
+    let server = Corral::start_with(&format!("maxOutputQueueBytes={}", 256 << 20));
+    let mut raw = Raw::connect(server.addr);
+    raw.handshake();
+    let create = Request::Create(CreateRequest { path: "/big".into(), data: Some(vec![1; 100_000]), acl: open_acl(), flags: 0 });
+    assert_eq!(raw.call(1, &create).0.err, 0);
+    let mut asks = Vec::new();
+    for xid in 2..300 {
+        let mut f = Vec::new();
+        RequestHeader { xid, r#type: protocol::OpCode::GetData.as_i32() }.encode(&mut f);
+        Request::GetData(GetDataRequest { path: "/big".into(), watch: false }).encode_body(&mut f);
+        asks.extend((f.len() as u32).to_be_bytes());
+        asks.extend(f);
+    }
+    let mut close = Vec::new();
+    RequestHeader { xid: 300, r#type: protocol::OpCode::CloseSession.as_i32() }.encode(&mut close);
+    asks.extend((close.len() as u32).to_be_bytes());
+    asks.extend(close);
+    raw.stream.write_all(&asks).unwrap();
+    let started = Instant::now();
+    wait_mntr(&server, "zk_num_alive_connections", 0);
+    // The session is closed; its connection's task still tries to write.
+    assert_eq!(mntr(&server, "corral_use_max_client_cnxns"), 2, "the stuck connection and mntr's");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while try_mntr(&server, "corral_use_max_client_cnxns") != Some(1) {
+        assert!(Instant::now() < deadline, "the connection was never dropped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.elapsed() >= Duration::from_secs(4), "dropped after the grace period, not before");
+    assert!(server.log().contains("did not take its last replies"), "logged");
+    drop(raw);
+}
+
 /// Connections killed by their client in every state a connection task can
 /// be in, by close and by reset, leave nothing behind: the counters return
 /// to their baseline and the address gets its whole maxClientCnxns again.
 #[tokio::test]
 async fn killed_connections_leave_no_slot_count_or_watch_behind() {
-    const MAX: usize = 8;
+    const MAX: usize = 9;
     let dir = std::env::temp_dir().join(format!("corral-leaks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -257,6 +294,15 @@ async fn killed_connections_leave_no_slot_count_or_watch_behind() {
         let mut half = std::net::TcpStream::connect(server.addr).unwrap();
         half.write_all(&[0, 0, 0, 44, 0, 0, 0, 0, 0, 0]).unwrap();
         victims.push(("half a ConnectRequest", half));
+        // A whole ConnectRequest and a request behind it, nothing read:
+        // killed while the connect is (or was just) being answered.
+        let mut connecting = std::net::TcpStream::connect(server.addr).unwrap();
+        let connect = protocol::ConnectRequest { time_out: 10_000, passwd: vec![0; 16], read_only: Some(false), ..Default::default() }.to_bytes();
+        let mut bytes = (connect.len() as u32).to_be_bytes().to_vec();
+        bytes.extend(connect);
+        bytes.extend(frame(1, &exists_watch("/c")));
+        connecting.write_all(&bytes).unwrap();
+        victims.push(("connect sent, unread", connecting));
         // Half a TLS ClientHello: the task is in the TLS handshake.
         let mut tls = std::net::TcpStream::connect(secure).unwrap();
         tls.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00, 0xfc, 0x03, 0x03]).unwrap();
