@@ -126,3 +126,17 @@ async fn a_cluster_fails_over_keeps_sessions_and_survives_a_partition() {
     .await;
     cluster.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_cfg_lines_configure_an_embedded_server() {
+    let server = Server::builder().zoo_cfg("jute.maxbuffer=4096\n4lw.commands.whitelist=ruok, srvr").unwrap().start().await.unwrap();
+    assert!(server.addr().ip().is_loopback(), "the builder's address where the text sets none");
+    assert_eq!(server.four_letter_word("ruok").await.unwrap(), "imok");
+    assert!(server.four_letter_word("mntr").await.unwrap().contains("not in the whitelist"));
+    let c = connect(&server.connect_string()).await;
+    assert!(c.create("/big", &[0u8; 8192], &persistent()).await.is_err(), "jute.maxbuffer=4096 refuses 8 KiB");
+    drop(c);
+    server.shutdown().await.unwrap();
+    let e = Server::builder().zoo_cfg("tickTime=200\nmaxClientCnxns=lots").err().expect("a bad value is refused").to_string();
+    assert!(e.contains(":2:") && e.contains("maxClientCnxns"), "{e}");
+}

@@ -546,6 +546,19 @@ pub async fn connect(hosts: &str, timeout: Duration) -> zookeeper_client::Client
 }
 
 /// Options for a persistent node open to all.
+/// A server in this process (`corral::Server`), configured as
+/// [`Corral::start_with`] configures a process (`extra_cfg` are zoo.cfg
+/// lines): for tests that need no kill -9, no log and no separate process.
+pub async fn embedded(extra_cfg: &str) -> corral::Server {
+    let cfg = format!("tickTime=200\nextendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n{extra_cfg}\n");
+    corral::Server::builder()
+        .zoo_cfg(&cfg)
+        .unwrap_or_else(|e| panic!("embedded server config: {e}"))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("embedded server: {e:#}"))
+}
+
 pub fn persistent() -> zookeeper_client::CreateOptions<'static> {
     zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all())
 }

@@ -1,9 +1,10 @@
-//! The client API end to end: a real corral process and the stock Rust
+//! The client API end to end: a real corral server (embedded in the test
+//! process: nothing here needs a separate one) and the stock Rust
 //! `zookeeper-client` crate. Each test starts its own server.
 
 use std::time::Duration;
 
-use corral_tests::{connect, ephemeral, persistent, Corral};
+use corral_tests::{connect, embedded, ephemeral, persistent};
 use zookeeper_client::{Acls, AddWatchMode, CreateMode, Error, EventType, MultiWriteResult};
 
 const T: Duration = Duration::from_secs(10);
@@ -12,8 +13,8 @@ const EVENT_WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn create_read_update_delete_with_zookeeper_stats() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
 
     let (stat, _) = zk.create("/a", b"one", &persistent()).await.unwrap();
     assert_eq!((stat.version, stat.cversion, stat.num_children, stat.data_length), (0, 0, 0, 3));
@@ -55,8 +56,8 @@ async fn create_read_update_delete_with_zookeeper_stats() {
 
 #[tokio::test]
 async fn sequential_suffix_counts_creates_only() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
     zk.create("/q", b"", &persistent()).await.unwrap();
     let seq = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
     let (_, s0) = zk.create("/q/n-", b"", &seq).await.unwrap();
@@ -71,9 +72,9 @@ async fn sequential_suffix_counts_creates_only() {
 
 #[tokio::test]
 async fn ephemerals_belong_to_their_session() {
-    let server = Corral::start();
-    let owner = connect(&server.hosts(), T).await;
-    let other = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let owner = connect(&server.connect_string(), T).await;
+    let other = connect(&server.connect_string(), T).await;
     let (stat, _) = owner.create("/e", b"", &ephemeral()).await.unwrap();
     assert_eq!(stat.ephemeral_owner, owner.session_id().0);
     assert_eq!(owner.create("/e/child", b"", &persistent()).await.unwrap_err(), Error::NoChildrenForEphemerals);
@@ -89,9 +90,9 @@ async fn ephemerals_belong_to_their_session() {
 
 #[tokio::test]
 async fn watches_fire_once_with_the_right_type() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
-    let writer = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
+    let writer = connect(&server.connect_string(), T).await;
 
     let (_, exists) = zk.check_and_watch_stat("/w").await.unwrap();
     writer.create("/w", b"", &persistent()).await.unwrap();
@@ -117,9 +118,9 @@ async fn watches_fire_once_with_the_right_type() {
 
 #[tokio::test]
 async fn event_arrives_before_the_reply_that_observes_the_change() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
-    let writer = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
+    let writer = connect(&server.connect_string(), T).await;
     zk.create("/o", b"0", &persistent()).await.unwrap();
     for i in 1..20u32 {
         let (_, _, watch) = zk.get_and_watch_data("/o").await.unwrap();
@@ -134,9 +135,9 @@ async fn event_arrives_before_the_reply_that_observes_the_change() {
 
 #[tokio::test]
 async fn persistent_and_recursive_watches() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
-    let writer = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
+    let writer = connect(&server.connect_string(), T).await;
     writer.create("/p", b"", &persistent()).await.unwrap();
     let mut recursive = zk.watch("/p", AddWatchMode::PersistentRecursive).await.unwrap();
     let mut persistent_w = zk.watch("/p", AddWatchMode::Persistent).await.unwrap();
@@ -162,8 +163,8 @@ async fn persistent_and_recursive_watches() {
 
 #[tokio::test]
 async fn multi_is_all_or_nothing() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
     zk.create("/m", b"", &persistent()).await.unwrap();
 
     let mut w = zk.new_multi_writer();
@@ -194,14 +195,14 @@ async fn multi_is_all_or_nothing() {
 #[tokio::test]
 async fn acls_digest_and_super() {
     let digest = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="; // super:test
-    let server = Corral::start_with(&format!("zookeeper.DigestAuthenticationProvider.superDigest={digest}"));
+    let server = embedded(&format!("zookeeper.DigestAuthenticationProvider.superDigest={digest}")).await;
     let alice = zookeeper_client::Client::connector()
         .with_session_timeout(T)
         .with_auth("digest", b"alice:secret")
-        .connect(&server.hosts())
+        .connect(&server.connect_string())
         .await
         .unwrap();
-    let anon = connect(&server.hosts(), T).await;
+    let anon = connect(&server.connect_string(), T).await;
     let creator = CreateMode::Persistent.with_acls(Acls::creator_all());
     alice.create("/private", b"s", &creator).await.unwrap();
     assert_eq!(anon.get_data("/private").await.unwrap_err(), Error::NoAuth);
@@ -213,7 +214,7 @@ async fn acls_digest_and_super() {
     assert!(acl[0].id().starts_with("alice:"));
     assert_eq!(anon.create("/noacl", b"", &CreateMode::Persistent.with_acls(Acls::creator_all())).await.unwrap_err(), Error::InvalidAcl);
 
-    let root = connect(&server.hosts(), T).await;
+    let root = connect(&server.connect_string(), T).await;
     root.auth("digest", b"super:test").await.unwrap();
     assert_eq!(root.get_data("/private").await.unwrap().0, b"s");
     let users = root.list_auth_users().await.unwrap();
@@ -222,10 +223,10 @@ async fn acls_digest_and_super() {
 
 #[tokio::test]
 async fn chroot_is_applied_by_the_client() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
     zk.create("/app", b"", &persistent()).await.unwrap();
-    let rooted = connect(&format!("{}/app", server.hosts()), T).await;
+    let rooted = connect(&format!("{}/app", server.connect_string()), T).await;
     rooted.create("/x", b"in app", &persistent()).await.unwrap();
     assert_eq!(zk.get_data("/app/x").await.unwrap().0, b"in app");
     assert_eq!(rooted.list_children("/").await.unwrap(), vec!["x"]);
@@ -233,8 +234,8 @@ async fn chroot_is_applied_by_the_client() {
 
 #[tokio::test]
 async fn counts_sync_and_containers() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
     zk.create("/c", b"", &persistent()).await.unwrap();
     zk.create("/c/1", b"", &persistent()).await.unwrap();
     zk.create("/c/1/2", b"", &persistent()).await.unwrap();
@@ -253,8 +254,8 @@ async fn counts_sync_and_containers() {
 
 #[tokio::test]
 async fn ttl_nodes_expire_when_unmodified() {
-    let server = Corral::start();
-    let zk = connect(&server.hosts(), T).await;
+    let server = embedded("").await;
+    let zk = connect(&server.connect_string(), T).await;
     let ttl = CreateMode::Persistent.with_acls(Acls::anyone_all()).with_ttl(Duration::from_millis(300));
     let (stat, _) = zk.create("/ttl", b"", &ttl).await.unwrap();
     assert_eq!(stat.ephemeral_owner, 0, "TTL nodes show no owner, as in ZooKeeper");

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use corral_tests::{connect, persistent, Corral};
+use corral_tests::{connect, embedded, persistent};
 use zookeeper_client::{Acls, CreateMode, Error};
 
 const CLIENTS: usize = 16;
@@ -13,8 +13,8 @@ const INCREMENTS: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cas_increments_are_exact() {
-    let server = Corral::start();
-    let hosts = server.hosts();
+    let server = embedded("").await;
+    let hosts = server.connect_string();
     let setup = connect(&hosts, Duration::from_secs(10)).await;
     setup.create("/counter", b"0", &persistent()).await.unwrap();
     setup.create("/seq", b"", &persistent()).await.unwrap();

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use corral_tests::zookeeper::ZooKeeper;
-use corral_tests::{connect, Corral};
+use corral_tests::{connect, embedded};
 use zookeeper_client::{Acls, AddWatchMode, Client, CreateMode, MultiWriteError, MultiWriteResult, PersistentWatcher, Stat};
 
 /// splitmix64: a tiny seeded generator, so a failing seed replays exactly.
@@ -210,7 +210,7 @@ async fn random_sequences_match_apache_zookeeper() {
         panic!("Apache ZooKeeper is not installed: run tests/clients/install-deps.sh (tests/run-all.sh does)");
     }
     let zookeeper = ZooKeeper::start("");
-    let corral = Corral::start();
+    let corral = embedded("").await;
     let seeds: Vec<u64> = match std::env::var("DIFF_SEED") {
         Ok(s) => vec![s.parse().expect("DIFF_SEED is a number")],
         Err(_) => vec![1, 2, 3, 4],
@@ -220,7 +220,7 @@ async fn random_sequences_match_apache_zookeeper() {
     let (mut created, mut multi_ok, mut multi_failed, mut events, mut errors) = (0, 0, 0, 0, 0);
     for seed in seeds {
         let mut a = side(&zookeeper.hosts()).await;
-        let mut b = side(&corral.hosts()).await;
+        let mut b = side(&corral.connect_string()).await;
         let mut rng = Rng(seed);
         for step in 0..ops_per_seed {
             let op = random_op(&mut rng);
@@ -248,7 +248,7 @@ async fn random_sequences_match_apache_zookeeper() {
             drop(s.watcher);
         }
         let cleaner_a = connect(&zookeeper.hosts(), Duration::from_secs(20)).await;
-        let cleaner_b = connect(&corral.hosts(), Duration::from_secs(20)).await;
+        let cleaner_b = connect(&corral.connect_string(), Duration::from_secs(20)).await;
         for c in [&cleaner_a, &cleaner_b] {
             delete_all(c, "/t").await;
         }

@@ -86,6 +86,37 @@ impl ServerBuilder {
         ServerBuilder { cfg, data_dir, session_timeouts_set: true }
     }
 
+    /// Takes settings written as zoo.cfg lines (`key=value`, the keys and
+    /// meanings of [`Config::load`]); keys the text leaves out keep this
+    /// builder's values (a temporary data directory without `dataDir`, the
+    /// client address, tick time and four-letter words set so far).
+    /// Errors name the line and key, as for a file.
+    pub fn zoo_cfg(self, text: &str) -> Result<ServerBuilder, crate::config::ConfigError> {
+        let keys: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().split_once('=').map(|(k, _)| k.trim()))
+            .map(|k| k.strip_prefix("zookeeper.").unwrap_or(k))
+            .collect();
+        let has = |k: &str| keys.contains(&k);
+        // Appended after the caller's lines, so their line numbers stay true.
+        let body = if has("dataDir") { text.to_owned() } else { format!("{text}\ndataDir=<temporary>\n") };
+        let cfg = Config::parse(Path::new("<embedded zoo.cfg>"), &body)?;
+        let data_dir = has("dataDir").then(|| cfg.data_dir.clone());
+        let session_timeouts_set = has("minSessionTimeout") || has("maxSessionTimeout");
+        let mut b = ServerBuilder { cfg, data_dir, session_timeouts_set };
+        b.cfg.source = PathBuf::from("<embedded>");
+        if !has("clientPort") && !has("clientPortAddress") {
+            b.cfg.client_addr = self.cfg.client_addr;
+        }
+        if !has("4lw.commands.whitelist") {
+            b.cfg.four_letter_words = self.cfg.four_letter_words.clone();
+        }
+        if !has("tickTime") {
+            b = b.tick_time(Duration::from_millis(self.cfg.tick_ms.into()));
+        }
+        Ok(b)
+    }
+
     /// Keeps the data in `dir` (created if missing, kept after shutdown)
     /// instead of a temporary directory removed on drop.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
