@@ -209,8 +209,12 @@ impl Proposal {
 /// reading its replies is disconnected rather than buffered without bound.
 pub const SESSION_PENDING_MAX: usize = 10_000;
 
-/// Readies at most handed out and not yet reported persisted.
-pub const READIES_IN_FLIGHT_MAX: usize = 4;
+/// Readies at most handed out and not yet reported persisted. Every ready
+/// carries the messages raft wants sent, so a leader whose readies wait for
+/// their fsync cannot send appends: with 4, a loaded leader sent its
+/// followers nothing while its own fsync ran (20% less 3-member write
+/// throughput). The persister groups them all into one fsync anyway.
+pub const READIES_IN_FLIGHT_MAX: usize = 64;
 
 /// How far apart members stand for election after losing their leader's
 /// links, by rank of id (a pre-vote round trip on a LAN is far shorter).
