@@ -178,6 +178,10 @@ pub struct Config {
     pub container_check_interval_ms: u64,
     /// Txns between snapshots (`snapCount`, ZooKeeper's default 100000).
     pub snap_count: u64,
+    /// `preAllocSize` (KB in zoo.cfg, as ZooKeeper): log segments are
+    /// zero-filled to this many bytes ahead of use, so that an fsync only
+    /// flushes data (0: segments grow as written).
+    pub prealloc_bytes: u64,
     /// `java.security.auth.login.config` (a JVM system property for
     /// ZooKeeper, a zoo.cfg key for Corral): the JAAS file whose `Server`
     /// section lists the SASL DIGEST-MD5 users; SASL is off without it.
@@ -227,6 +231,7 @@ impl Config {
             super_digest: None,
             container_check_interval_ms: 60_000,
             snap_count: 100_000,
+            prealloc_bytes: 64 << 20,
             secure_client_addr: None,
             tls: None,
             x509_super_user: None,
@@ -428,6 +433,9 @@ impl Config {
         }
         cfg.container_check_interval_ms =
             num(&values, "znode.container.checkIntervalMs", &bad)?.unwrap_or(cfg.container_check_interval_ms);
+        if let Some(kb) = num::<u64>(&values, "preAllocSize", &bad)? {
+            cfg.prealloc_bytes = kb.checked_mul(1024).filter(|b| *b <= 1 << 40).ok_or_else(|| bad("preAllocSize", values["preAllocSize"].0, "at most 1073741824 (KB)".into()))?;
+        }
         if let Some(n) = num::<u64>(&values, "snapCount", &bad)? {
             if n < 2 {
                 return Err(bad("snapCount", values["snapCount"].0, "must be at least 2".into()));
@@ -562,6 +570,7 @@ const KNOWN_KEYS: &[&str] = &[
     "ssl.hostnameVerification",
     "client.secure",
     "snapCount",
+    "preAllocSize",
     "znode.container.checkIntervalMs",
     "initLimit",
     "syncLimit",

@@ -330,7 +330,7 @@ impl Processor {
     pub fn recover(cfg: Arc<Config>, random: impl Fn() -> u64) -> anyhow::Result<Processor> {
         std::fs::create_dir_all(&cfg.data_log_dir)
             .map_err(|e| anyhow::anyhow!("cannot create dataLogDir {}: {e}", cfg.data_log_dir.display()))?;
-        let store = Store::open(&cfg.data_log_dir)?;
+        let store = Store::open(&cfg.data_log_dir, cfg.prealloc_bytes)?;
         let sasl_users = match &cfg.jaas_config {
             None => None,
             Some(path) => {

@@ -93,10 +93,12 @@ fn be(v: &[u8], at: usize) -> Option<u64> {
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens the store in `dir`; new log segments are zero-filled to
+    /// `prealloc` bytes ahead of use (0: they grow as written).
+    pub fn open(dir: &Path, prealloc: u64) -> Result<Store, StoreError> {
         // sled's lock comes first: it keeps a second process off the log too.
         let db = open_waiting_for_lock(&dir.join("corral.sled"))?;
-        let wal = wal::Wal::open(&dir.join("corral.log"))?;
+        let wal = wal::Wal::open(&dir.join("corral.log"), prealloc)?;
         let meta = db.open_tree("meta")?;
         let snap = db.open_tree("snapshot")?;
         Ok(Store { db, wal, meta, snap })
@@ -385,13 +387,13 @@ mod tests {
         let dir = temp_dir("reopen");
         let cfg = CoreConfig::default();
         {
-            let s = Store::open(&dir).unwrap();
+            let s = Store::open(&dir, 0).unwrap();
             let hs = HardState { term: 2, vote: 1, commit: 2, ..Default::default() };
             s.persist(&Persist { number: 1, entries: vec![entry(1, 1), entry(2, 1), entry(3, 1)], hard_state: Some(hs), snapshot: None, must_sync: true }).unwrap();
             // A new leader's entries replace the tail.
             s.persist(&Persist { number: 2, entries: vec![entry(3, 2)], hard_state: None, snapshot: None, must_sync: true }).unwrap();
         }
-        let s = Store::open(&dir).unwrap();
+        let s = Store::open(&dir, 0).unwrap();
         let r = s.recover(&cfg, 1).unwrap();
         assert_eq!(r.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(), vec![(1, 1), (2, 1), (3, 2)]);
         assert_eq!(r.hard_state.commit, 2);
@@ -404,7 +406,7 @@ mod tests {
         };
         s.write_snapshot(&snap).unwrap();
         drop(s);
-        let s = Store::open(&dir).unwrap();
+        let s = Store::open(&dir, 0).unwrap();
         let r = s.recover(&cfg, 1).unwrap();
         assert_eq!(r.snapshot, Some(snap), "the newest complete generation");
         assert_eq!(r.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3], "the log up to the snapshot is gone");
@@ -427,7 +429,7 @@ mod tests {
             db.flush().unwrap();
         }
         for _ in 0..2 {
-            let s = Store::open(&dir).unwrap();
+            let s = Store::open(&dir, 0).unwrap();
             let r = s.recover(&CoreConfig::default(), 1).unwrap();
             assert_eq!(r.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(), vec![(1, 1), (2, 1), (3, 2)]);
             assert_eq!((r.hard_state.term, r.hard_state.vote, r.hard_state.commit), (2, 3, 2));
@@ -442,12 +444,12 @@ mod tests {
         // and before the log's reset: entries of term 1 follow it.
         let dir = temp_dir("stale-tail");
         {
-            let s = Store::open(&dir).unwrap();
+            let s = Store::open(&dir, 0).unwrap();
             s.persist(&Persist { number: 1, entries: vec![entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)], hard_state: None, snapshot: None, must_sync: true }).unwrap();
             let core = Snapshot { zxid: 2, nodes: vec![NodeRecord { path: "/".into(), ..Default::default() }], sessions: vec![], secret: 7 };
             s.write_snapshot(&LogSnapshot { index: 2, term: 3, conf_state: ConfState { voters: vec![1], ..Default::default() }, core }).unwrap();
         }
-        let r = Store::open(&dir).unwrap().recover(&CoreConfig::default(), 1).unwrap();
+        let r = Store::open(&dir, 0).unwrap().recover(&CoreConfig::default(), 1).unwrap();
         assert_eq!(r.snapshot.map(|s| s.index), Some(2));
         assert!(r.entries.is_empty(), "entries of a lower term than the snapshot's are stale: {:?}", r.entries);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -474,7 +476,7 @@ mod tests {
             db.open_tree("meta").unwrap().insert("secret", &42u64.to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
-        let s = Store::open(&dir).unwrap();
+        let s = Store::open(&dir, 0).unwrap();
         let r = s.recover(&CoreConfig::default(), 3).unwrap();
         let snap = r.snapshot.expect("converted into a snapshot");
         assert_eq!((snap.index, snap.term, snap.conf_state.voters.clone()), (2, 1, vec![3]));
@@ -484,7 +486,7 @@ mod tests {
         assert_eq!(r.hard_state.commit, 2);
         drop(s);
         // Converting twice is harmless: the old log is gone.
-        let s = Store::open(&dir).unwrap();
+        let s = Store::open(&dir, 0).unwrap();
         assert_eq!(s.recover(&CoreConfig::default(), 3).unwrap().snapshot.unwrap().index, 2);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
