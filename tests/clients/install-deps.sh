@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent installer for the stock-client test harness (fresh Debian, as root).
 #  - Debian packages: zookeeper (Apache ZooKeeper 3.8 jars + default-jre), zookeeper-bin (C client cli_mt),
-#    openssl and a JDK 17 (javac) for the TLS and X.509 tests
+#    openssl and a JDK 17 (javac) for the TLS and X.509 tests, libcurator-test-java (Curator's
+#    TestingServer/TestingCluster, compared with corral::Server/Cluster by server/benches/embed_start.rs)
+#    when this Debian release has it
 #  - $REPO/.venv with tests/clients/requirements.txt (kazoo, pytest, ...)
 # Safe to run repeatedly: does nothing (and no network) when all is present.
 set -euo pipefail
@@ -27,6 +29,10 @@ wait_for_apt() {
 }
 
 APT_PKGS=(zookeeper zookeeper-bin procps openssl openjdk-17-jdk-headless)  # openssl: the TLS tests make certificates; the JDK (javac): x509.rs tests compare chain validation with Java PKIX
+# Optional: the embed_start bench prints Corral's figures alone without it.
+if apt-cache show libcurator-test-java >/dev/null 2>&1; then
+  APT_PKGS+=(libcurator-test-java)
+fi
 pkgs_missing() {
   local p missing=()
   for p in "$@"; do
@@ -54,6 +60,9 @@ if [ -n "${missing// /}" ]; then
   if ! apt-cache policy zookeeper zookeeper-bin 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     log "apt-get update"
     apt-get -o DPkg::Lock::Timeout=600 update -q
+    if [[ " ${APT_PKGS[*]} " != *" libcurator-test-java "* ]] && apt-cache show libcurator-test-java >/dev/null 2>&1; then
+      missing="$missing libcurator-test-java"
+    fi
   fi
   log "apt-get install -y $missing"
   # shellcheck disable=SC2086
