@@ -7,9 +7,14 @@ use std::path::PathBuf;
 
 use futures_util::future::select_all;
 
-use super::{stop_in_background, ServerBuilder, TempDir, START_TIMEOUT};
+use super::{serving, stop_in_background, ServerBuilder, TempDir, START_TIMEOUT};
 use crate::config::{Config, Peer, PeerRole};
 use crate::net;
+
+/// How long `start` waits, once a leader is elected, for every member to
+/// take sessions: well above the round trip a follower needs to learn the
+/// ensemble's first commit, well below a client's patience.
+const SERVING_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The settings of an embedded cluster: every member gets the server
 /// settings of [`ClusterBuilder::server`] and its own data directory under
@@ -80,6 +85,7 @@ impl ClusterBuilder {
             m.running = Some(s);
         }
         cluster.wait_for_leader().await?;
+        cluster.wait_serving(SERVING_GRACE).await;
         Ok(cluster)
     }
 }
@@ -183,6 +189,21 @@ impl Cluster {
             Ok(r) => r,
             Err(_) => anyhow::bail!("no leader within {START_TIMEOUT:?}"),
         }
+    }
+
+    /// Waits, at most `grace`, until every running member takes new
+    /// sessions (see [`serving`]): a client given any member's address
+    /// then connects at its first attempt. A member still behind after
+    /// `grace` catches up on its own; the ensemble already serves.
+    async fn wait_serving(&self, grace: std::time::Duration) {
+        let all = async {
+            for m in &self.members {
+                if let Some(r) = &m.running {
+                    let _ = r.status().wait_for(serving).await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace, all).await;
     }
 
     /// A leader a majority of all members follow, in one term.

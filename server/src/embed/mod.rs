@@ -57,6 +57,22 @@ impl Drop for TempDir {
 /// standalone) before giving up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The raft index of an ensemble's first transaction on a fresh data
+/// directory: its first leader's empty entry is index 1, and its first
+/// proposal, index 2, is the password secret. Until a member has applied
+/// it, it closes every connecting client (passwords cannot be checked yet),
+/// and a client closed on its first attempt backs off for 100 ms or more.
+const FIRST_TXN_INDEX: u64 = 2;
+
+/// Whether a member can take a new session: it knows a leader and has
+/// applied the ensemble's first transaction. On a data directory whose
+/// first leader lost its secret before committing it the secret comes
+/// later; a client is then turned away once more and retries, as it would
+/// against any server still starting.
+fn serving(s: &net::processor::Status) -> bool {
+    s.leader != 0 && s.applied >= FIRST_TXN_INDEX
+}
+
 /// The settings of an embedded server: zoo.cfg's, as a builder. Defaults:
 /// a temporary data directory, 127.0.0.1 on a free port, `tickTime=200`
 /// (session timeouts 400 ms – 4 s), every four-letter word, ZooKeeper's
@@ -305,7 +321,7 @@ impl Server {
     async fn wait_serving(&mut self) -> anyhow::Result<()> {
         let Some(r) = &self.running else { anyhow::bail!("not running") };
         let mut status = r.status();
-        let ready = match tokio::time::timeout(START_TIMEOUT, status.wait_for(|s| s.leader != 0)).await {
+        let ready = match tokio::time::timeout(START_TIMEOUT, status.wait_for(serving)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(anyhow::anyhow!("the server stopped while starting")),
             Err(_) => Err(anyhow::anyhow!("the server did not elect itself within {START_TIMEOUT:?}")),
