@@ -76,8 +76,17 @@ impl ClusterBuilder {
             starting.push(net::Server::start_with(cfg.clone(), Some(listener)));
             members.push(Member { cfg, running: None, cut: Vec::new() });
         }
-        // Concurrently: each waits for the others' answers to recover its term.
-        let started = futures_util::future::join_all(starting).await;
+        // A new ensemble's lowest member stands for election as soon as one
+        // other member has told it the term (0), but members still learning
+        // the term themselves drop its vote requests, and the election then
+        // waits out raft's 1-2 s timeout. Each asks on its first raft tick,
+        // one tick after it started: started last, member 1 asks last and
+        // finds the others ready to vote.
+        let first = starting.remove(0);
+        starting.reverse();
+        let mut started = futures_util::future::join_all(starting).await;
+        started.reverse();
+        started.insert(0, first.await);
         let mut cluster = Cluster { members, _temp: temp };
         for (m, s) in cluster.members.iter_mut().zip(started) {
             let s = s?;
