@@ -336,17 +336,17 @@ fn main() {
     let mut corral = Figures::default();
     let mut curator = Figures::default();
 
+    // The first start of each in a fresh process: class loading for the JVM,
+    // code pages and allocator arenas for Corral. Corral's comes before javac
+    // and the JVM start, which would otherwise take both cores from it.
+    eprintln!("first starts");
+    corral.add(rt.block_on(corral_server("first_server")));
     let compiled = compile_curator();
     let mut jvm = match &compiled {
         Ok((_, classpath)) => Curator::spawn(classpath),
         Err(e) => Err(e.clone()),
     };
     let mut why_no_curator: Option<String> = None;
-
-    // The first start of each in a fresh process: class loading for the JVM,
-    // code pages and allocator arenas for Corral.
-    eprintln!("first starts");
-    corral.add(rt.block_on(corral_server("first_server")));
     curator_run(&mut jvm, "first", Some(&mut curator), &mut why_no_curator);
 
     eprintln!("warm-up: {warmup} rounds of each");
