@@ -185,7 +185,9 @@ const JARS: &[&str] = &[
     "guava.jar",
 ];
 
-/// Removed on drop: the compiled Java class.
+/// Removed on drop: the compiled Java class, and the JVM's temporary
+/// directory (TestingServer's data, and a properties file per server start
+/// that Curator and ZooKeeper never delete).
 struct ClassDir(PathBuf);
 
 impl Drop for ClassDir {
@@ -199,7 +201,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// Compiles CuratorStart.java, or says why Curator cannot be measured.
-fn compile_curator() -> Result<(ClassDir, String), String> {
+fn compile_curator() -> Result<(ClassDir, String, PathBuf), String> {
     for tool in ["java", "javac"] {
         if !on_path(tool) {
             return Err(format!("no `{tool}` on PATH (bash tests/clients/install-deps.sh installs a JDK)"));
@@ -222,12 +224,15 @@ fn compile_curator() -> Result<(ClassDir, String), String> {
         return Err(format!("javac failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
     let full = format!("{}:{classpath}", dir.0.display());
-    Ok((dir, full))
+    let tmp = dir.0.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    Ok((dir, full, tmp))
 }
 
 impl Curator {
-    fn spawn(classpath: &str) -> Result<Curator, String> {
+    fn spawn(classpath: &str, tmp: &Path) -> Result<Curator, String> {
         let mut child = Command::new("java")
+            .arg(format!("-Djava.io.tmpdir={}", tmp.display()))
             .arg("-cp")
             .arg(classpath)
             .arg("CuratorStart")
@@ -343,7 +348,7 @@ fn main() {
     corral.add(rt.block_on(corral_server("first_server")));
     let compiled = compile_curator();
     let mut jvm = match &compiled {
-        Ok((_, classpath)) => Curator::spawn(classpath),
+        Ok((_, classpath, tmp)) => Curator::spawn(classpath, tmp),
         Err(e) => Err(e.clone()),
     };
     let mut why_no_curator: Option<String> = None;
@@ -383,7 +388,7 @@ fn main() {
         Err(e) => eprintln!("Corral RSS not measured: {e}"),
     }
     let mut fresh = match &compiled {
-        Ok((_, classpath)) if why_no_curator.is_none() => Curator::spawn(classpath),
+        Ok((_, classpath, tmp)) if why_no_curator.is_none() => Curator::spawn(classpath, tmp),
         Ok(_) => Err(why_no_curator.clone().unwrap_or_default()),
         Err(e) => Err(e.clone()),
     };
