@@ -695,7 +695,10 @@ impl Processor {
                 let now = self.now();
                 self.replica.on_peer_down(peer, now);
             }
-            Input::Peer(PeerEvent::Up(_)) => {}
+            Input::Peer(PeerEvent::Up(peer)) => {
+                let now = self.now();
+                self.replica.on_peer_up(peer, now);
+            }
             Input::Persisted(number) => {
                 self.replica.on_persisted(number);
                 let later = self.after_persist.split_off(&(number + 1));

@@ -716,6 +716,16 @@ impl Replica {
         self.pin();
     }
 
+    /// A link to `peer` came up: a member still learning the ensemble's
+    /// term asks it at once rather than on its next tick (a fresh embedded
+    /// cluster elects in milliseconds instead of a tick later).
+    pub fn on_peer_up(&mut self, peer: u64, now: Now) {
+        self.now = now;
+        if self.recovering.as_ref().is_some_and(|a| !a.contains_key(&peer)) {
+            self.send(peer, PeerMessage::TermQuery);
+        }
+    }
+
     /// The link to `peer` broke (its TCP connection closed): writes
     /// forwarded to it may be lost, so their clients are told to retry. If
     /// it was the leader, an election starts at once instead of after an
