@@ -1,0 +1,116 @@
+//! A history: every operation a client attempted, with when it was invoked,
+//! when (if ever) its result came back, and what that result was. One JSON
+//! object a line, so a run's history can be read, diffed and re-checked
+//! (`corral-jepsen check HISTORY`) without the harness.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+
+/// What an operation does to its key's register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// getData: `value` is what it returned (`None`: no such node).
+    Read,
+    /// setData without a version: `value` is what it wrote.
+    Write,
+    /// setData with the version a read returned: `expected` is the value that
+    /// read saw, `value` what it writes. Writes carry unique values, so the
+    /// value identifies the version.
+    Cas,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It took effect (a read: it returned `value`).
+    Ok,
+    /// It did not take effect. For a CAS: the compare failed (BadVersion),
+    /// which also says the register did not hold `expected` then.
+    Fail,
+    /// Unknown (connection lost, timed out, the run ended): it may have
+    /// taken effect at any time after its invocation, or never.
+    Info,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// Position in the history file (assigned when recorded).
+    pub index: usize,
+    /// The worker; one operation at a time per process.
+    pub process: u64,
+    /// The member (1-based) the worker is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<u32>,
+    /// The session id the operation went out on, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    pub key: String,
+    pub f: Kind,
+    #[serde(default)]
+    pub value: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<i64>,
+    /// Monotonic nanoseconds since the test began.
+    pub invoke_ns: u64,
+    /// `None` for an operation whose result never came (`Info`).
+    #[serde(default)]
+    pub complete_ns: Option<u64>,
+    #[serde(rename = "type")]
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Op {
+    /// An op with no member, session or error, for hand-written histories.
+    pub fn new(process: u64, key: &str, f: Kind, value: Option<i64>, expected: Option<i64>, invoke_ns: u64, complete_ns: Option<u64>, outcome: Outcome) -> Op {
+        Op { index: 0, process, member: None, session: None, key: key.to_owned(), f, value, expected, invoke_ns, complete_ns, outcome, error: None }
+    }
+
+    pub fn describe(&self) -> String {
+        let v = |x: Option<i64>| x.map(|x| x.to_string()).unwrap_or_else(|| "nil".into());
+        let what = match self.f {
+            Kind::Read => format!("read -> {}", v(self.value)),
+            Kind::Write => format!("write {}", v(self.value)),
+            Kind::Cas => format!("cas {} -> {}", v(self.expected), v(self.value)),
+        };
+        let end = match self.complete_ns {
+            Some(c) => format!("{:.3}s", c as f64 / 1e9),
+            None => "never".into(),
+        };
+        let member = self.member.map(|m| format!(" member {m}")).unwrap_or_default();
+        format!(
+            "#{} p{}{member} {} {what} {:?} [{:.3}s .. {end}]{}",
+            self.index,
+            self.process,
+            self.key,
+            self.outcome,
+            self.invoke_ns as f64 / 1e9,
+            self.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+        )
+    }
+}
+
+/// Writes ops as JSON lines.
+pub fn write_jsonl(ops: &[Op], mut out: impl Write) -> std::io::Result<()> {
+    for op in ops {
+        serde_json::to_writer(&mut out, op)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// Reads JSON lines (blank lines skipped); errors name the line.
+pub fn read_jsonl(input: impl BufRead) -> Result<Vec<Op>, String> {
+    let mut ops = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        ops.push(serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?);
+    }
+    Ok(ops)
+}

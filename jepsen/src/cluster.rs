@@ -1,0 +1,315 @@
+//! The system under test: an ensemble of real server processes on
+//! loopback, every connection between members through a fault-injecting
+//! proxy (`corral_tests::LinkProxy`) so that partitions can be injected
+//! without root or network namespaces; and the nemeses that break it.
+
+use corral_tests::zookeeper::ZooKeeperEnsemble;
+use corral_tests::Ensemble;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Corral,
+    Zookeeper,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Target, String> {
+        match s {
+            "corral" => Ok(Target::Corral),
+            "zookeeper" => Ok(Target::Zookeeper),
+            _ => Err(format!("unknown target {s:?} (corral, zookeeper)")),
+        }
+    }
+}
+
+enum Inner {
+    Corral(Ensemble),
+    Zookeeper(ZooKeeperEnsemble),
+}
+
+pub struct Cluster {
+    inner: Inner,
+    paused: Vec<bool>,
+}
+
+/// Runs `f`, turning a panic of the test helpers (which panic on a server
+/// that does not start) into an error.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
+        let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        format!("{what}: {msg}")
+    })
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // The pid is our own child's, which we have not reaped: it cannot have
+    // been reused.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+impl Cluster {
+    /// Starts `n` members with `extra_cfg` in each zoo.cfg, Corral's with
+    /// `--unsafe-test-bug bug` when given; returns once one leads.
+    pub fn start(target: Target, n: usize, extra_cfg: &str, bug: Option<&str>) -> Result<Cluster, String> {
+        let inner = match target {
+            Target::Corral => {
+                let mut e = guarded("starting corral", || Ensemble::start_with_proxies(n, extra_cfg))?;
+                if let Some(bug) = bug {
+                    // The helpers start members without arguments: restart
+                    // each with the switch before any client connects.
+                    guarded("restarting with the bug", || {
+                        for m in &mut e.members {
+                            m.restart_with_args(&["--unsafe-test-bug", bug]);
+                        }
+                        e.wait_until_formed(Duration::from_secs(30));
+                    })?;
+                }
+                Inner::Corral(e)
+            }
+            Target::Zookeeper => {
+                if bug.is_some() {
+                    return Err("--bug switches exist only in corral".into());
+                }
+                let e = guarded("starting zookeeper", || ZooKeeperEnsemble::start_with_proxies(n, extra_cfg))?;
+                guarded("waiting for a zookeeper leader", || e.wait_for_leader(Duration::from_secs(60)))?;
+                Inner::Zookeeper(e)
+            }
+        };
+        Ok(Cluster { inner, paused: vec![false; n] })
+    }
+
+    pub fn len(&self) -> usize {
+        self.paused.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paused.is_empty()
+    }
+
+    /// Member `i`'s client address.
+    pub fn host(&self, i: usize) -> String {
+        match &self.inner {
+            Inner::Corral(e) => e.members[i].hosts(),
+            Inner::Zookeeper(e) => e.members[i].hosts(),
+        }
+    }
+
+    /// The member that leads now, by its own account (`srvr`), if any.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.len()).filter(|i| !self.paused[*i]).find(|&i| {
+            let mode = match &self.inner {
+                Inner::Corral(e) => e.mode(i),
+                Inner::Zookeeper(e) => e.mode(i),
+            };
+            mode.as_deref() == Some("leader")
+        })
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, i: usize) {
+        self.paused[i] = false;
+        match &mut self.inner {
+            Inner::Corral(e) => e.members[i].kill(),
+            Inner::Zookeeper(e) => e.members[i].kill(),
+        }
+    }
+
+    /// Starts a killed member again on its data.
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.paused[i] = false;
+        match &mut self.inner {
+            Inner::Corral(e) => guarded("restarting a member", || e.members[i].restart()),
+            Inner::Zookeeper(e) => {
+                e.members[i].restart();
+                Ok(())
+            }
+        }
+    }
+
+    fn pid(&self, i: usize) -> Option<u32> {
+        match &self.inner {
+            Inner::Corral(e) => e.members[i].pid(),
+            Inner::Zookeeper(e) => e.members[i].pid(),
+        }
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, i: usize) {
+        if let Some(pid) = self.pid(i) {
+            signal(pid, libc::SIGSTOP);
+            self.paused[i] = true;
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, i: usize) {
+        if let Some(pid) = self.pid(i) {
+            signal(pid, libc::SIGCONT);
+        }
+        self.paused[i] = false;
+    }
+
+    /// Cuts every link between members of different groups.
+    pub fn partition(&self, groups: &[Vec<usize>]) {
+        let groups: Vec<&[usize]> = groups.iter().map(|g| g.as_slice()).collect();
+        match &self.inner {
+            Inner::Corral(e) => e.partition(&groups),
+            Inner::Zookeeper(e) => e.partition(&groups),
+        }
+    }
+
+    pub fn heal(&self) {
+        match &self.inner {
+            Inner::Corral(e) => e.heal(),
+            Inner::Zookeeper(e) => e.heal(),
+        }
+    }
+
+    /// Ends every fault: heals, resumes the paused and restarts the killed.
+    pub fn recover(&mut self) -> Result<(), String> {
+        self.heal();
+        for i in 0..self.len() {
+            if self.paused[i] {
+                self.resume(i);
+            }
+            if self.pid(i).is_none() {
+                self.restart(i)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A kind of fault the nemesis may inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// kill -9 a random member, restart it.
+    Kill,
+    /// kill -9 every member, restart them all (what the disk kept is all
+    /// that is left).
+    KillAll,
+    /// SIGSTOP a random member, SIGCONT it.
+    Pause,
+    /// Isolate one member, or the leader, or split into random halves; heal.
+    Partition,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fault, String> {
+        match s {
+            "kill" => Ok(Fault::Kill),
+            "kill-all" => Ok(Fault::KillAll),
+            "pause" => Ok(Fault::Pause),
+            "partition" => Ok(Fault::Partition),
+            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, none)")),
+        }
+    }
+}
+
+/// What the nemesis did, when (seconds since the test began).
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub at_s: f64,
+    pub what: String,
+}
+
+/// Timing of the nemesis: each fault lasts `fault` and is followed by
+/// `quiet` before the next, both drawn between the bounds given.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub fault_ms: (u64, u64),
+    pub quiet_ms: (u64, u64),
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule { fault_ms: (1500, 3500), quiet_ms: (500, 1500) }
+    }
+}
+
+/// Runs faults from `faults` (drawn with `rng`) until `until`, then ends
+/// every fault. Waits are plain sleeps: the schedule is in time, nothing to await.
+pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, rng: &mut impl Rng, start: Instant, until: Instant) -> Result<Vec<Event>, String> {
+    let mut events = Vec::new();
+    let mut log = |what: String| {
+        let e = Event { at_s: start.elapsed().as_secs_f64(), what };
+        eprintln!("nemesis {:7.3}s {}", e.at_s, e.what);
+        events.push(e);
+    };
+    let sleep_until = |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
+    let n = cluster.len();
+    // A quiet start, so workers have connected before the first fault.
+    sleep_until((Instant::now() + Duration::from_millis(rng.gen_range(schedule.quiet_ms.0..=schedule.quiet_ms.1))).min(until));
+    while !faults.is_empty() && Instant::now() < until {
+        let fault = *faults.choose(rng).unwrap();
+        let hold = Duration::from_millis(rng.gen_range(schedule.fault_ms.0..=schedule.fault_ms.1));
+        let end = (Instant::now() + hold).min(until);
+        match fault {
+            Fault::Kill => {
+                let i = rng.gen_range(0..n);
+                log(format!("kill -9 member {}", i + 1));
+                cluster.kill(i);
+                sleep_until(end);
+                log(format!("restart member {}", i + 1));
+                cluster.restart(i)?;
+            }
+            Fault::KillAll => {
+                log("kill -9 every member".into());
+                for i in 0..n {
+                    cluster.kill(i);
+                }
+                sleep_until(end);
+                log("restart every member".into());
+                for i in 0..n {
+                    cluster.restart(i)?;
+                }
+            }
+            Fault::Pause => {
+                let i = rng.gen_range(0..n);
+                log(format!("pause (SIGSTOP) member {}", i + 1));
+                cluster.pause(i);
+                sleep_until(end);
+                log(format!("resume (SIGCONT) member {}", i + 1));
+                cluster.resume(i);
+            }
+            Fault::Partition => {
+                let mut members: Vec<usize> = (0..n).collect();
+                let groups: Vec<Vec<usize>> = match rng.gen_range(0..3) {
+                    0 => {
+                        let i = rng.gen_range(0..n);
+                        vec![vec![i], members.iter().copied().filter(|m| *m != i).collect()]
+                    }
+                    1 => {
+                        let i = cluster.leader().unwrap_or_else(|| rng.gen_range(0..n));
+                        vec![vec![i], members.iter().copied().filter(|m| *m != i).collect()]
+                    }
+                    _ => {
+                        members.shuffle(rng);
+                        let (a, b) = members.split_at(n / 2);
+                        vec![a.to_vec(), b.to_vec()]
+                    }
+                };
+                let show: Vec<String> = groups.iter().map(|g| g.iter().map(|m| (m + 1).to_string()).collect::<Vec<_>>().join(" ")).collect();
+                log(format!("partition {}", show.join(" | ")));
+                cluster.partition(&groups);
+                sleep_until(end);
+                log("heal".into());
+                cluster.heal();
+            }
+        }
+        let quiet = Duration::from_millis(rng.gen_range(schedule.quiet_ms.0..=schedule.quiet_ms.1));
+        sleep_until((Instant::now() + quiet).min(until));
+    }
+    cluster.recover()?;
+    Ok(events)
+}
