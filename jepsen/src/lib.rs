@@ -2,3 +2,4 @@
 //! histories and checks them (`docs/jepsen.md`).
 
 pub mod check;
+pub mod cluster;

@@ -160,6 +160,17 @@ impl ZooKeeperMember {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("zookeeper.log")).unwrap_or_default()
     }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts again (after [`ZooKeeperMember::kill`]) on the same zoo.cfg
+    /// and data; does not wait for it to serve.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(spawn_java(&self.dir.join("zoo.cfg"), &self.dir, 512));
+    }
 }
 
 impl Drop for ZooKeeperMember {
@@ -182,14 +193,57 @@ impl Drop for ZooKeeperMember {
 /// connections to the dead leader close at once.
 pub struct ZooKeeperEnsemble {
     pub members: Vec<ZooKeeperMember>,
+    /// With proxies: `links[(i, j)]` carries member i's connections to
+    /// member j (quorum and election ports alike).
+    links: std::collections::BTreeMap<(usize, usize), crate::LinkProxy>,
 }
 
 impl ZooKeeperEnsemble {
     /// Starts `n` members with `extra_cfg` appended to each zoo.cfg and
     /// waits until every one serves requests (`srvr` shows a mode).
     pub fn start(n: usize, extra_cfg: &str) -> ZooKeeperEnsemble {
-        assert!(ZooKeeper::available(), "Apache ZooKeeper is not installed: run tests/clients/install-deps.sh");
         let servers: String = (1..=n).map(|i| format!("server.{i}=127.0.0.1:{}:{}\n", free_port(), free_port())).collect();
+        Self::start_from(n, extra_cfg, |_| servers.clone(), Default::default())
+    }
+
+    /// As [`ZooKeeperEnsemble::start`], with every connection between
+    /// members through a [`crate::LinkProxy`] so that partitions can be
+    /// injected: member i's zoo.cfg names, for each other member j, proxies
+    /// to j's quorum and election ports (its own line has its real ports,
+    /// which it binds). ZooKeeper opens election connections from the member
+    /// with the higher id only, and followers dial the leader, so each
+    /// connection runs through the proxy of its dialer's side.
+    pub fn start_with_proxies(n: usize, extra_cfg: &str) -> ZooKeeperEnsemble {
+        let quorum: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let election: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut links = std::collections::BTreeMap::new();
+        let mut election_links = std::collections::BTreeMap::new();
+        for i in 0..n {
+            for j in (0..n).filter(|j| *j != i) {
+                links.insert((i, j), crate::LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], quorum[j]))));
+                election_links.insert((i, j), crate::LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], election[j]))));
+            }
+        }
+        let ports: std::collections::BTreeMap<(usize, usize), (u16, u16)> = links.keys().map(|k| (*k, (links[k].port, election_links[k].port))).collect();
+        let servers = |i: usize| -> String {
+            (0..n)
+                .map(|j| {
+                    let (q, e) = if i == j { (quorum[j], election[j]) } else { ports[&(i, j)] };
+                    format!("server.{}=127.0.0.1:{q}:{e}\n", j + 1)
+                })
+                .collect()
+        };
+        // Both proxies of a link are cut together: keep them as one entry
+        // each, with the election proxies under indexes past n.
+        let mut all = links;
+        for ((i, j), p) in election_links {
+            all.insert((i + n, j + n), p);
+        }
+        Self::start_from(n, extra_cfg, servers, all)
+    }
+
+    fn start_from(n: usize, extra_cfg: &str, servers: impl Fn(usize) -> String, links: std::collections::BTreeMap<(usize, usize), crate::LinkProxy>) -> ZooKeeperEnsemble {
+        assert!(ZooKeeper::available(), "Apache ZooKeeper is not installed: run tests/clients/install-deps.sh");
         let members: Vec<ZooKeeperMember> = (1..=n)
             .map(|i| {
                 let port = free_port();
@@ -202,7 +256,8 @@ impl ZooKeeperEnsemble {
                     &cfg,
                     format!(
                         "tickTime=200\ninitLimit=50\nsyncLimit=25\ndataDir={}\nclientPortAddress=127.0.0.1\nclientPort={port}\nadmin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{servers}{extra_cfg}\n",
-                        dir.join("data").display()
+                        dir.join("data").display(),
+                        servers = servers(i - 1),
                     ),
                 )
                 .unwrap();
@@ -210,7 +265,7 @@ impl ZooKeeperEnsemble {
                 ZooKeeperMember { child: Some(child), dir, addr: format!("127.0.0.1:{port}").parse().unwrap() }
             })
             .collect();
-        let mut e = ZooKeeperEnsemble { members };
+        let mut e = ZooKeeperEnsemble { members, links };
         let deadline = Instant::now() + START_TIMEOUT;
         for i in 0..n {
             while e.mode(i).is_none() {
@@ -229,6 +284,24 @@ impl ZooKeeperEnsemble {
     /// Every member's client address, as a connect string.
     pub fn hosts(&self) -> String {
         self.members.iter().map(|m| m.hosts()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Cuts every connection between members of different `groups`
+    /// (indexes); connections within a group stay.
+    pub fn partition(&self, groups: &[&[usize]]) {
+        assert!(!self.links.is_empty(), "partition needs ZooKeeperEnsemble::start_with_proxies");
+        let n = self.members.len();
+        let group_of = |m: usize| groups.iter().position(|g| g.contains(&(m % n)));
+        for ((i, j), link) in &self.links {
+            link.set_cut(group_of(*i) != group_of(*j));
+        }
+    }
+
+    /// Restores every connection.
+    pub fn heal(&self) {
+        for link in self.links.values() {
+            link.set_cut(false);
+        }
     }
 
     /// The `srvr` mode of member `i` (index), or `None` if it is down or

@@ -65,6 +65,7 @@ pub struct Op {
 
 impl Op {
     /// An op with no member, session or error, for hand-written histories.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(process: u64, key: &str, f: Kind, value: Option<i64>, expected: Option<i64>, invoke_ns: u64, complete_ns: Option<u64>, outcome: Outcome) -> Op {
         Op { index: 0, process, member: None, session: None, key: key.to_owned(), f, value, expected, invoke_ns, complete_ns, outcome, error: None }
     }
