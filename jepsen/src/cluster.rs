@@ -61,7 +61,17 @@ impl Cluster {
     pub fn start(target: Target, n: usize, extra_cfg: &str, bug: Option<&str>) -> Result<Cluster, String> {
         let inner = match target {
             Target::Corral => {
-                let mut e = guarded("starting corral", || Ensemble::start_with_proxies(n, extra_cfg))?;
+                // Ports are chosen free and bound later by the members, so
+                // another process (or a proxy) may take one in between: retry.
+                let mut attempt = 0;
+                let mut e = loop {
+                    attempt += 1;
+                    match guarded("starting corral", || Ensemble::start_with_proxies(n, extra_cfg)) {
+                        Ok(e) => break e,
+                        Err(err) if attempt >= 3 => return Err(err),
+                        Err(err) => eprintln!("{err}; starting again"),
+                    }
+                };
                 if let Some(bug) = bug {
                     // The helpers start members without arguments: restart
                     // each with the switch before any client connects.

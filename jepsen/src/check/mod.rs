@@ -5,6 +5,7 @@
 //! the number of keys into one small search per key.
 
 pub mod brute;
+pub mod gen;
 pub mod history;
 pub mod linear;
 pub mod model;

@@ -1,0 +1,206 @@
+//! `corral-jepsen`: see `docs/jepsen.md`.
+//!
+//! Exit status: 0 valid, 1 a violation found, 2 a harness or usage error.
+
+use corral_jepsen::check::{self, history, Options};
+use corral_jepsen::cluster::Target;
+use corral_jepsen::runner::{self, TestConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage:
+  corral-jepsen test --workload register --nemesis N[,N...] --time SECONDS [--nodes 3] [--concurrency C]
+                     [--read-consistency sequential|linearizable] [--target corral|zookeeper] [--bug B]
+                     [--seed S] [--keys K] [--store DIR]
+      nemeses: kill, kill-all, pause, partition, none
+  corral-jepsen check HISTORY [--read-consistency sequential|linearizable]
+  corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]";
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("{msg}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    // The corral beside this binary (same cargo profile), unless told.
+    if std::env::var_os("CORRAL_BIN").is_none() {
+        if let Some(bin) = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("corral"))).filter(|p| p.exists()) {
+            std::env::set_var("CORRAL_BIN", bin);
+        }
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("check") => check_file(&args[1..]),
+        Some("bench-check") => bench_check(&args[1..]),
+        _ => usage("no command"),
+    }
+}
+
+/// `--flag value` pairs; every flag takes a value.
+fn flags(args: &[String], known: &[&str]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let name = a.strip_prefix("--").ok_or_else(|| format!("unexpected argument {a:?}"))?;
+        if !known.contains(&name) {
+            return Err(format!("unknown flag --{name}"));
+        }
+        let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+        out.push((name.to_owned(), v.clone()));
+    }
+    Ok(out)
+}
+
+fn parse_test(args: &[String]) -> Result<TestConfig, String> {
+    let known = ["workload", "nemesis", "time", "nodes", "concurrency", "read-consistency", "target", "bug", "seed", "keys", "store"];
+    let mut cfg = TestConfig {
+        workload: "register".into(),
+        nemesis: Vec::new(),
+        time: Duration::from_secs(30),
+        nodes: 3,
+        concurrency: 0,
+        linearizable_reads: false,
+        target: Target::Corral,
+        bug: None,
+        seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000,
+        keys: 3,
+        store: PathBuf::from("store"),
+    };
+    let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| format!("--{k}: not a number: {v:?}"));
+    for (k, v) in flags(args, &known)? {
+        match k.as_str() {
+            "workload" => cfg.workload = v,
+            "nemesis" => {
+                cfg.nemesis = if v == "none" { Vec::new() } else { v.split(',').map(str::parse).collect::<Result<_, _>>()? };
+            }
+            "time" => cfg.time = Duration::from_secs(num(&k, &v)?),
+            "nodes" => cfg.nodes = num(&k, &v)? as usize,
+            "concurrency" => cfg.concurrency = num(&k, &v)? as usize,
+            "read-consistency" => {
+                cfg.linearizable_reads = match v.as_str() {
+                    "linearizable" => true,
+                    "sequential" => false,
+                    _ => return Err(format!("--read-consistency: sequential or linearizable, not {v:?}")),
+                }
+            }
+            "target" => cfg.target = v.parse()?,
+            "bug" => cfg.bug = Some(v),
+            "seed" => cfg.seed = num(&k, &v)?,
+            "keys" => cfg.keys = (num(&k, &v)? as usize).max(1),
+            "store" => cfg.store = PathBuf::from(v),
+            _ => unreachable!(),
+        }
+    }
+    if cfg.nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    if cfg.concurrency == 0 {
+        cfg.concurrency = 2 * cfg.nodes;
+    }
+    Ok(cfg)
+}
+
+fn test(args: &[String]) -> ExitCode {
+    let cfg = match parse_test(args) {
+        Ok(c) => c,
+        Err(e) => return usage(&e),
+    };
+    match runner::run(&cfg) {
+        Ok(r) => {
+            println!(
+                "{} ops ({} ok, {} fail, {} info); {} nemesis events; checked {} ops on {} keys in {} ms (reads {})",
+                r.ops.total,
+                r.ops.ok,
+                r.ops.fail,
+                r.ops.info,
+                r.nemesis.len(),
+                r.check.checked_ops,
+                r.check.keys,
+                r.check_ms,
+                if r.check.reads_checked { "checked" } else { "not checked: sequential consistency" }
+            );
+            println!("store: {}", r.dir.display());
+            finish(r.check.violation.as_ref(), &cfg.command())
+        }
+        Err(e) => {
+            eprintln!("harness error: {e}");
+            println!("rerun: {}", cfg.command());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn finish(violation: Option<&check::Violation>, command: &str) -> ExitCode {
+    match violation {
+        None => {
+            println!("VALID");
+            println!("rerun: {command}");
+            ExitCode::SUCCESS
+        }
+        Some(v) => {
+            println!("INVALID: {}", v.explain());
+            println!("rerun: {command}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_file(args: &[String]) -> ExitCode {
+    let Some(path) = args.first() else { return usage("check needs a history file") };
+    let path = PathBuf::from(path);
+    // Reads are checked as the run checked them (results.json beside the
+    // history), unless told.
+    let mut reads = std::fs::read_to_string(path.with_file_name("results.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["check"]["reads_checked"].as_bool())
+        .unwrap_or(true);
+    match flags(&args[1..], &["read-consistency"]) {
+        Ok(f) => {
+            for (_, v) in f {
+                reads = v == "linearizable";
+            }
+        }
+        Err(e) => return usage(&e),
+    }
+    let ops = match std::fs::File::open(&path).map_err(|e| e.to_string()).and_then(|f| history::read_jsonl(std::io::BufReader::new(f))) {
+        Ok(ops) => ops,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let t = Instant::now();
+    let report = check::check(&ops, Options { reads });
+    println!("{} ops, {} checked on {} keys in {} ms (reads {})", report.ops, report.checked_ops, report.keys, t.elapsed().as_millis(), if reads { "checked" } else { "not checked" });
+    let command = format!("corral-jepsen check {} --read-consistency {}", path.display(), if reads { "linearizable" } else { "sequential" });
+    finish(report.violation.as_ref(), &command)
+}
+
+fn bench_check(args: &[String]) -> ExitCode {
+    let (mut ops, mut keys, mut conc) = (100_000usize, 5usize, 10u64);
+    match flags(args, &["ops", "keys", "concurrency"]) {
+        Ok(f) => {
+            for (k, v) in f {
+                let Ok(n) = v.parse::<u64>() else { return usage(&format!("--{k}: not a number")) };
+                match k.as_str() {
+                    "ops" => ops = n as usize,
+                    "keys" => keys = (n as usize).max(1),
+                    _ => conc = n.max(1),
+                }
+            }
+        }
+        Err(e) => return usage(&e),
+    }
+    let history = check::gen::linearizable_history(ops, keys, conc, 1);
+    let t = Instant::now();
+    let report = check::check(&history, Options::default());
+    println!("{ops} ops, {keys} keys, ~{} overlapping: {} in {} ms", 2 * conc, if report.valid { "valid" } else { "INVALID" }, t.elapsed().as_millis());
+    if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
