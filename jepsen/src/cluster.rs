@@ -211,6 +211,8 @@ pub enum Fault {
     Pause,
     /// Isolate one member, or the leader, or split into random halves; heal.
     Partition,
+    /// Isolate the leader (a random member if none leads); heal.
+    PartitionLeader,
 }
 
 impl std::str::FromStr for Fault {
@@ -221,7 +223,8 @@ impl std::str::FromStr for Fault {
             "kill-all" => Ok(Fault::KillAll),
             "pause" => Ok(Fault::Pause),
             "partition" => Ok(Fault::Partition),
-            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, none)")),
+            "partition-leader" => Ok(Fault::PartitionLeader),
+            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, partition-leader, none)")),
         }
     }
 }
@@ -292,9 +295,10 @@ pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, 
                 log(format!("resume (SIGCONT) member {}", i + 1));
                 cluster.resume(i);
             }
-            Fault::Partition => {
+            Fault::Partition | Fault::PartitionLeader => {
                 let mut members: Vec<usize> = (0..n).collect();
-                let groups: Vec<Vec<usize>> = match rng.gen_range(0..3) {
+                let how = if fault == Fault::PartitionLeader { 1 } else { rng.gen_range(0..3) };
+                let groups: Vec<Vec<usize>> = match how {
                     0 => {
                         let i = rng.gen_range(0..n);
                         vec![vec![i], members.iter().copied().filter(|m| *m != i).collect()]

@@ -13,7 +13,7 @@ const USAGE: &str = "usage:
   corral-jepsen test --workload register --nemesis N[,N...] --time SECONDS [--nodes 3] [--concurrency C]
                      [--read-consistency sequential|linearizable] [--target corral|zookeeper] [--bug B]
                      [--seed S] [--keys K] [--store DIR]
-      nemeses: kill, kill-all, pause, partition, none
+      nemeses: kill, kill-all, pause, partition, partition-leader, none
   corral-jepsen check HISTORY [--read-consistency sequential|linearizable]
   corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]";
 
