@@ -74,6 +74,15 @@ fn split_brain_bug_is_caught() {
 }
 
 #[test]
+fn overlay_skip_bug_is_caught_by_writes_alone() {
+    // Prep ignores proposals in flight: two CAS from the same version both
+    // succeed. Reads are not even checked (sequential mode).
+    let (code, out, _) = test(&["--nemesis", "none", "--time", "5", "--bug", "overlay-skip", "--seed", "15"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INVALID: key r") && out.contains(" cas "), "{out}");
+}
+
+#[test]
 fn zookeeper_default_reads_are_not_linearizable_but_its_writes_are() {
     if !corral_tests::zookeeper::ZooKeeper::available() {
         eprintln!("Apache ZooKeeper is not installed (tests/clients/install-deps.sh): skipped");
