@@ -93,73 +93,106 @@ pub fn check(ops: &[&Op]) -> Result<(), Stuck> {
     let mut set: u128 = 0;
     let mut state: State = None;
     let mut cache: HashSet<(u128, State)> = HashSet::new();
-    // (call entry, state before it, which successor state was taken)
-    let mut stack: Vec<(usize, State, usize)> = Vec::new();
+    // (call entry, state before it, which successor state was taken, forced)
+    let mut stack: Vec<(usize, State, usize, bool)> = Vec::new();
     let mut best: Option<Stuck> = None;
 
-    // Tries the successors of call `e` from choice `from`; on success it is
-    // linearized and pushed.
-    let mut entry = next[head];
-    let mut resume: Option<(usize, usize)> = None;
+    enum Next {
+        /// A new configuration: take the forced ops, then scan from the head.
+        Fresh,
+        /// Scan on from this entry.
+        Scan(usize),
+        /// Try this call's successors from this choice on.
+        Resume(usize, usize),
+        /// The configuration cannot be extended: undo the last step.
+        Backtrack,
+    }
+    let mut next_step = Next::Fresh;
     loop {
         if required == 0 {
             return Ok(()); // what is left may all never have happened
         }
-        let (e, from) = match resume.take() {
-            Some(r) => r,
-            None => {
-                if entry == NIL {
+        match next_step {
+            Next::Fresh => {
+                // An op that leaves the register as it is (an ok read, a
+                // failed CAS) and fits the current value can be linearized
+                // at once without loss: any linearization placing it later
+                // stays one with it moved here (nothing it must follow is
+                // pending, since it is callable, and the value it sees is
+                // the same). So it is taken without branching, and if the
+                // search fails after it, it fails here too. This saves the
+                // search from trying every subset of concurrent reads.
+                next_step = Next::Scan(next[head]);
+                let mut e = next[head];
+                while e != NIL && e < n {
+                    if model::preserves(ops[e]) && model::step(ops[e], state).next().is_some() {
+                        let key = (set ^ zobrist[e], state);
+                        if !cache.insert(key) {
+                            next_step = Next::Backtrack; // explored from here before, in vain
+                        } else {
+                            stack.push((e, state, 0, true));
+                            set = key.0;
+                            required -= 1;
+                            lift(&mut next, &mut prev, e);
+                            next_step = Next::Fresh;
+                        }
+                        break;
+                    }
+                    e = next[e];
+                }
+            }
+            Next::Scan(e) | Next::Resume(e, _) if e != NIL && e < n => {
+                let from = if let Next::Resume(_, f) = next_step { f } else { 0 };
+                next_step = Next::Scan(next[e]);
+                for (choice, s) in model::step(ops[e], state).enumerate().skip(from) {
+                    let key = (set ^ zobrist[e], s);
+                    if cache.insert(key) {
+                        stack.push((e, state, choice, false));
+                        state = s;
+                        set = key.0;
+                        if !model::optional(ops[e]) {
+                            required -= 1;
+                        }
+                        lift(&mut next, &mut prev, e);
+                        next_step = Next::Fresh;
+                        break;
+                    }
+                }
+            }
+            Next::Scan(e) | Next::Resume(e, _) => {
+                if e == NIL {
                     // Unreachable while a required op is unlinearized (its
                     // return is still in the list); kept as a backstop.
                     break;
                 }
-                (entry, 0)
-            }
-        };
-        if e < n {
-            let mut taken = false;
-            for (choice, s) in model::step(ops[e], state).enumerate().skip(from) {
-                let key = (set ^ zobrist[e], s);
-                if cache.insert(key) {
-                    stack.push((e, state, choice));
-                    state = s;
-                    set = key.0;
-                    if !model::optional(ops[e]) {
-                        required -= 1;
+                // A return: its op should be linearized by now. Note the
+                // deepest such dead end for the report, then backtrack.
+                let depth = stack.len();
+                match &mut best {
+                    Some(b) if b.depth > depth => {}
+                    Some(b) if b.depth == depth && b.op == e - n => {
+                        if b.states.len() < 4 && !b.states.contains(&state) {
+                            b.states.push(state);
+                        }
                     }
-                    lift(&mut next, &mut prev, e);
-                    entry = next[head];
-                    taken = true;
-                    break;
-                }
-            }
-            if !taken {
-                entry = next[e];
-            }
-        } else {
-            // A return: its op should be linearized by now. Note the deepest
-            // such dead end for the report, then backtrack.
-            let depth = stack.len();
-            match &mut best {
-                Some(b) if b.depth > depth => {}
-                Some(b) if b.depth == depth && b.op == e - n => {
-                    if b.states.len() < 4 && !b.states.contains(&state) {
-                        b.states.push(state);
+                    _ => {
+                        let prefix = stack.iter().rev().take(8).rev().map(|(c, _, _, _)| *c).collect();
+                        best = Some(Stuck { op: e - n, prefix, states: vec![state], depth });
                     }
                 }
-                _ => {
-                    let prefix = stack.iter().rev().take(8).rev().map(|(c, _, _)| *c).collect();
-                    best = Some(Stuck { op: e - n, prefix, states: vec![state], depth });
+                next_step = Next::Backtrack;
+            }
+            Next::Backtrack => {
+                let Some((c, before, choice, forced)) = stack.pop() else { break };
+                unlift(&mut next, &mut prev, c);
+                if !model::optional(ops[c]) {
+                    required += 1;
                 }
+                set ^= zobrist[c];
+                state = before;
+                // Undoing a forced op: the configuration before it fails too.
+                next_step = if forced { Next::Backtrack } else { Next::Resume(c, choice + 1) };
             }
-            let Some((c, before, choice)) = stack.pop() else { break };
-            unlift(&mut next, &mut prev, c);
-            if !model::optional(ops[c]) {
-                required += 1;
-            }
-            set ^= zobrist[c];
-            state = before;
-            resume = Some((c, choice + 1));
         }
     }
     Err(best.unwrap_or(Stuck { op: 0, prefix: vec![], states: vec![None], depth: 0 }))

@@ -35,6 +35,12 @@ pub fn optional(op: &Op) -> bool {
     op.outcome == Outcome::Info
 }
 
+/// Whether `op`, when it takes effect, leaves the register as it was: an
+/// ok read, a failed CAS.
+pub fn preserves(op: &Op) -> bool {
+    matches!((op.f, op.outcome), (Kind::Read, Outcome::Ok) | (Kind::Cas, Outcome::Fail))
+}
+
 /// The states the register may be in after `op` takes effect in `state`
 /// (empty: it cannot take effect there). At most two.
 pub fn step(op: &Op, state: State) -> impl Iterator<Item = State> {
