@@ -9,8 +9,11 @@ use std::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// A store of its own for each run, so that a passing test leaves nothing.
 fn store() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("corral-jepsen-store-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("corral-jepsen-store-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -27,14 +30,26 @@ fn jepsen(args: &[&str]) -> (i32, String) {
     (status.code().unwrap_or(-1), out)
 }
 
-fn test(args: &[&str]) -> (i32, String, PathBuf) {
+/// A run's stored results (its directory, and the store holding it),
+/// removed when the test passes, kept for a look when it fails.
+struct Stored(PathBuf, PathBuf);
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+}
+
+fn test(args: &[&str]) -> (i32, String, Stored) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let store = store();
     let mut all = vec!["test", "--workload", "register", "--store", store.to_str().unwrap()];
     all.extend_from_slice(args);
     let (code, out) = jepsen(&all);
     let dir = out.lines().find_map(|l| l.strip_prefix("store: ")).map(PathBuf::from).unwrap_or_default();
-    (code, out, dir)
+    (code, out, Stored(dir, store))
 }
 
 fn results(dir: &Path) -> serde_json::Value {
@@ -46,12 +61,12 @@ fn clean_corral_under_partitions_and_kills_is_linearizable() {
     let (code, out, dir) = test(&["--nemesis", "partition,kill", "--time", "15", "--read-consistency", "linearizable", "--seed", "11"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("VALID") && out.contains("rerun: corral-jepsen test --workload register --nemesis partition,kill --time 15"), "{out}");
-    let r = results(&dir);
+    let r = results(&dir.0);
     // The run did something worth checking: faults and many acknowledged ops, reads included.
     assert!(r["nemesis"].as_array().unwrap().len() >= 4, "{r}");
     assert!(r["ops"]["ok"].as_u64().unwrap() > 1000, "{r}");
     assert_eq!(r["check"]["reads_checked"], true);
-    assert!(dir.join("history.jsonl").exists());
+    assert!(dir.0.join("history.jsonl").exists());
 }
 
 #[test]
@@ -61,14 +76,14 @@ fn stale_read_bug_is_caught() {
     let (code, out, dir) = test(&["--nemesis", "none", "--time", "5", "--read-consistency", "linearizable", "--bug", "stale-read", "--seed", "12"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("INVALID: key r") && out.contains("read -> ") && out.contains("--bug stale-read"), "{out}");
-    assert_eq!(results(&dir)["valid"], false);
+    assert_eq!(results(&dir.0)["valid"], false);
 }
 
 #[test]
 fn split_brain_bug_is_caught() {
     // An isolated leader keeps leading and answers linearizable reads
     // locally while the majority elects another and moves on.
-    let (code, out, _) = test(&["--nemesis", "partition-leader", "--time", "8", "--read-consistency", "linearizable", "--bug", "split-brain", "--seed", "13"]);
+    let (code, out, _stored) = test(&["--nemesis", "partition-leader", "--time", "8", "--read-consistency", "linearizable", "--bug", "split-brain", "--seed", "13"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("INVALID: key r"), "{out}");
 }
@@ -77,7 +92,7 @@ fn split_brain_bug_is_caught() {
 fn overlay_skip_bug_is_caught_by_writes_alone() {
     // Prep ignores proposals in flight: two CAS from the same version both
     // succeed. Reads are not even checked (sequential mode).
-    let (code, out, _) = test(&["--nemesis", "none", "--time", "5", "--bug", "overlay-skip", "--seed", "15"]);
+    let (code, out, _stored) = test(&["--nemesis", "none", "--time", "5", "--bug", "overlay-skip", "--seed", "15"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("INVALID: key r") && out.contains(" cas "), "{out}");
 }
@@ -94,7 +109,7 @@ fn zookeeper_default_reads_are_not_linearizable_but_its_writes_are() {
     let (code, out, dir) = test(&["--target", "zookeeper", "--nemesis", "none", "--time", "6", "--read-consistency", "linearizable", "--seed", "14"]);
     assert_eq!(code, 1, "{out}");
     // ...while its writes and CAS linearize: the same history, re-checked.
-    let history = dir.join("history.jsonl");
+    let history = dir.0.join("history.jsonl");
     let (code, out) = jepsen(&["check", history.to_str().unwrap(), "--read-consistency", "sequential"]);
     assert_eq!(code, 0, "{out}");
     let (code, out) = jepsen(&["check", history.to_str().unwrap()]);
