@@ -63,7 +63,8 @@ fn clean_corral_under_partitions_and_kills_is_linearizable() {
     assert!(out.contains("VALID") && out.contains("rerun: corral-jepsen test --workload register --nemesis partition,kill --time 15"), "{out}");
     let r = results(&dir.0);
     // The run did something worth checking: faults and many acknowledged ops, reads included.
-    assert!(r["nemesis"].as_array().unwrap().len() >= 4, "{r}");
+    let events: Vec<&str> = r["nemesis"].as_array().unwrap().iter().map(|e| e["what"].as_str().unwrap()).collect();
+    assert!(events.iter().any(|e| e.starts_with("partition")) && events.iter().any(|e| e.starts_with("kill -9")), "{events:?}");
     assert!(r["ops"]["ok"].as_u64().unwrap() > 1000, "{r}");
     assert_eq!(r["check"]["reads_checked"], true);
     assert!(dir.0.join("history.jsonl").exists());
