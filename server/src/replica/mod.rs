@@ -364,7 +364,14 @@ impl Replica {
         if cfg.voters.len() == 1 {
             node.campaign()?;
         }
-        let empty = node.raft.raft_log.last_index() == 0 && node.raft.term == 0;
+        // An empty log means lost data whatever the hard state says: a
+        // member wiped, restarted, that adopted a term during its recovery
+        // and crashed again before it caught up still has no entries, and
+        // must again not vote until it has what it may have acknowledged
+        // (found by the simulator, seed 7403 with messages held during
+        // recovery: such a member voted a stale-log leader in, which
+        // overwrote committed entries).
+        let empty = node.raft.raft_log.last_index() == 0;
         let recovering = (empty && cfg.voters.len() > 1).then(BTreeMap::new);
         Ok(Replica {
             id: cfg.id,
@@ -1447,6 +1454,29 @@ mod tests {
                 r.on_persisted(p.number);
             }
         }
+    }
+
+    #[test]
+    fn a_member_with_an_empty_log_recovers_whatever_its_hard_state() {
+        let cfg = |id| ReplicaConfig {
+            id,
+            voters: vec![1, 2, 3],
+            core: CoreConfig::default(),
+            snap_count: 1_000,
+            container_check_interval_ms: 60_000,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            test_bugs: Vec::new(),
+            linearizable_reads: false,
+        };
+        // A wiped member that adopted term 2 (and spent its vote) while
+        // recovering, then crashed before receiving any entry.
+        let hs = HardState { term: 2, vote: 2, commit: 0, ..Default::default() };
+        let recovered = Recovered { hard_state: hs, ..Default::default() };
+        let r = Replica::new(cfg(2), recovered, 7, 2 << 56, 1, Now::default()).unwrap();
+        assert!(r.is_recovering(), "no vote before it learns what it may have lost");
+        let fresh = Replica::new(cfg(2), Recovered::default(), 7, 2 << 56, 1, Now::default()).unwrap();
+        assert!(fresh.is_recovering());
     }
 
     #[test]
