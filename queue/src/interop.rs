@@ -1,7 +1,11 @@
 //! Interop layouts built on "items directory + directory of ephemeral locks":
-//! kazoo's `LockingQueue` and Curator's `DistributedQueue` (with a lock path).
-//! Both list the whole items directory on every change; that is how the other
+//! kazoo's `LockingQueue` and Curator's `DistributedQueue` (with a lock path),
+//! plus kazoo's lock-less `Queue`, whose consumers take by deleting.
+//! All list the whole items directory on every change; that is how the other
 //! clients work and the layout cannot avoid it (see docs/queue.md).
+//!
+//! Queues the other libraries created are opened as they are, recognised by
+//! their nodes: no marker of ours is required or written.
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -21,6 +25,9 @@ pub enum Flavor {
     /// `P/queue-SEQ` holding an ItemSerializer envelope, locks
     /// `LOCKS/<item>` (empty).
     Curator,
+    /// kazoo `Queue`: `P/entry-PPP-SEQ` raw bytes, no locks; a take deletes
+    /// the entry (at most once, exactly as kazoo's `Queue.get`).
+    KazooQueue,
 }
 
 impl Flavor {
@@ -28,6 +35,7 @@ impl Flavor {
         match self {
             Flavor::Kazoo => "kazoo",
             Flavor::Curator => "curator",
+            Flavor::KazooQueue => "kazoo-queue",
         }
     }
 }
@@ -75,6 +83,12 @@ impl LockQueue {
         q.init(create).await
     }
 
+    /// kazoo `Queue(client, path)`: entries directly under `path`.
+    pub async fn kazoo_queue(client: &Client, path: &str, create: bool) -> Result<Self> {
+        let q = LockQueue { client: client.clone(), flavor: Flavor::KazooQueue, path: path.into(), items: path.into(), locks: String::new(), id: Vec::new() };
+        q.init(create).await
+    }
+
     /// Curator `QueueBuilder.builder(client, consumer, serializer, path).lockPath(locks)`.
     /// `locks` defaults to `PATH-locks` (it must not be inside `PATH`, whose
     /// children Curator treats as items).
@@ -92,26 +106,77 @@ impl LockQueue {
         q.init(create).await
     }
 
-    async fn init(self, create: bool) -> Result<Self> {
+    async fn init(mut self, create: bool) -> Result<Self> {
         codec::validate_path(&self.path).map_err(|reason| QueueError::BadPath { path: self.path.clone(), reason })?;
-        if create {
-            for d in [&self.items, &self.locks] {
-                self.client.mkdir(d, &persistent()).await?;
+        let existing = match retry_read(|| self.client.get_data(&self.path)).await {
+            Ok((data, _)) => Some(data),
+            Err(ZkError::NoNode) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(data) = existing else {
+            if !create {
+                return Err(QueueError::NotFound(self.path.clone()));
             }
-        } else {
-            for d in [&self.items, &self.locks] {
-                if retry_read(|| self.client.check_stat(d)).await?.is_none() {
-                    return Err(QueueError::NotFound(self.path.clone()));
-                }
+            for d in self.dirs() {
+                self.client.mkdir(&d, &persistent()).await?;
             }
-            if self.flavor == Flavor::Curator {
-                let (data, _) = retry_read(|| self.client.get_data(&self.path)).await?;
-                if data.starts_with(b"corral-queue native") {
-                    return Err(QueueError::WrongLayout { path: self.path.clone(), expected: "curator", found: "native".into() });
-                }
+            return Ok(self);
+        };
+        if data.starts_with(b"corral-queue native") {
+            return Err(QueueError::WrongLayout { path: self.path.clone(), expected: self.flavor.name(), found: "native".into() });
+        }
+        // The queue node exists: whoever made it (kazoo, Curator, us), its
+        // children say which layout it holds.
+        let children = retry_read(|| self.client.list_children(&self.path)).await?;
+        self.adopt(&children)?;
+        // kazoo's LockingQueue ensures both of its directories on first use
+        // and Curator creates its lock path on start(); doing the same here is
+        // what those libraries would do, not a marker of ours.
+        for d in self.dirs() {
+            if d != self.path {
+                self.client.mkdir(&d, &persistent()).await?;
             }
         }
         Ok(self)
+    }
+
+    /// Directories this flavor needs.
+    fn dirs(&self) -> Vec<String> {
+        match self.flavor {
+            Flavor::KazooQueue => vec![self.items.clone()],
+            _ => vec![self.items.clone(), self.locks.clone()],
+        }
+    }
+
+    /// Checks an existing queue node's children against the requested layout,
+    /// switching kazoo `LockingQueue` to kazoo `Queue` when the node holds the
+    /// latter's entries (both are what a user means by "a kazoo queue").
+    fn adopt(&mut self, children: &[String]) -> Result<()> {
+        let wrong = |expected: &'static str, found: &str| QueueError::WrongLayout { path: self.path.clone(), expected, found: found.into() };
+        let has_dirs = children.iter().any(|c| c == "entries" || c == "taken");
+        let has_entries = children.iter().any(|c| codec::parse_kazoo_entry(c).is_some());
+        match self.flavor {
+            Flavor::Kazoo if has_dirs && has_entries => Err(wrong("kazoo", "both kazoo LockingQueue directories and kazoo Queue entries")),
+            Flavor::Kazoo if has_entries => {
+                self.flavor = Flavor::KazooQueue;
+                self.items = self.path.clone();
+                self.locks = String::new();
+                Ok(())
+            },
+            // kazoo's Queue.get would try to take (and fail to delete) any
+            // non-entry child, so never add directories to a node it uses.
+            Flavor::KazooQueue if has_dirs => Err(wrong("kazoo-queue", "kazoo LockingQueue (entries/, taken/)")),
+            Flavor::Curator => {
+                // DistributedPriorityQueue / DistributedIdQueue put a priority
+                // or an id between `queue-` and the sequence: a different
+                // order we do not implement, so refuse rather than misorder.
+                match children.iter().find(|c| c.starts_with(codec::CURATOR_PREFIX) && codec::parse_curator_item(c).is_none()) {
+                    Some(c) => Err(wrong("curator", &format!("Curator priority or id queue (item {c:?}), which is not supported"))),
+                    None => Ok(()),
+                }
+            },
+            _ => Ok(()),
+        }
     }
 
     pub fn flavor(&self) -> Flavor {
@@ -120,28 +185,28 @@ impl LockQueue {
 
     fn order(&self, a: &str, b: &str) -> Ordering {
         match self.flavor {
-            Flavor::Kazoo => codec::kazoo_order(a, b),
+            Flavor::Kazoo | Flavor::KazooQueue => codec::kazoo_order(a, b),
             Flavor::Curator => codec::curator_order(a, b),
         }
     }
 
     fn is_item(&self, name: &str) -> bool {
         match self.flavor {
-            Flavor::Kazoo => codec::parse_kazoo_entry(name).is_some(),
+            Flavor::Kazoo | Flavor::KazooQueue => codec::parse_kazoo_entry(name).is_some(),
             Flavor::Curator => codec::parse_curator_item(name).is_some(),
         }
     }
 
     fn create_prefix(&self, priority: u16) -> String {
         match self.flavor {
-            Flavor::Kazoo => format!("{}/{}", self.items, codec::kazoo_entry_prefix(priority)),
+            Flavor::Kazoo | Flavor::KazooQueue => format!("{}/{}", self.items, codec::kazoo_entry_prefix(priority)),
             Flavor::Curator => format!("{}/{}", self.items, codec::CURATOR_PREFIX),
         }
     }
 
     fn encode(&self, payloads: &[&[u8]]) -> Vec<u8> {
         match self.flavor {
-            Flavor::Kazoo => payloads.concat(),
+            Flavor::Kazoo | Flavor::KazooQueue => payloads.concat(),
             Flavor::Curator => codec::encode_curator(payloads),
         }
     }
@@ -159,7 +224,14 @@ impl LockQueue {
             return Err(QueueError::TooLarge { size: payload.len(), limit: codec::REQUEST_BUDGET - 200 });
         }
         let prefix = self.create_prefix(priority);
-        match self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.map_err(crate::native::normalize) {
+        let mut created = self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.map_err(crate::native::normalize);
+        // Curator makes the queue node a container, which the server reaps
+        // once it is empty; Curator's own put re-creates it, and so do we.
+        if matches!(created, Err(ZkError::NoNode)) && self.flavor == Flavor::Curator {
+            self.client.mkdir(&self.items, &persistent()).await?;
+            created = self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.map_err(crate::native::normalize);
+        }
+        match created {
             Ok((_, seq)) => Ok(format!("{}{}", prefix.rsplit('/').next().unwrap(), seq)),
             Err(ZkError::NoNode) => Err(QueueError::NotFound(self.path.clone())),
             Err(ZkError::ConnectionLoss) => Err(QueueError::Indeterminate { op: "put" }),
@@ -194,6 +266,23 @@ impl LockQueue {
         loop {
             let (mut items, items_w) = match self.client.list_and_watch_children(&self.items).await.map_err(crate::native::normalize) {
                 Ok(x) => x,
+                // A reaped Curator container is an empty queue, not a
+                // missing one: wait for a producer to re-create it.
+                Err(ZkError::NoNode) if self.flavor == Flavor::Curator => {
+                    let (stat, w) = self.client.check_and_watch_stat(&self.items).await?;
+                    if stat.is_none() {
+                        match until {
+                            Some(u) if Instant::now() >= u => return Ok(None),
+                            Some(u) => {
+                                let _ = tokio::time::timeout_at(u, w.changed()).await;
+                            },
+                            None => {
+                                w.changed().await;
+                            },
+                        }
+                    }
+                    continue;
+                },
                 Err(ZkError::NoNode) => return Err(QueueError::NotFound(self.path.clone())),
                 Err(ZkError::ConnectionLoss) => {
                     if until.is_some_and(|u| Instant::now() >= u) {
@@ -204,6 +293,25 @@ impl LockQueue {
                 },
                 Err(e) => return Err(e.into()),
             };
+            if self.flavor == Flavor::KazooQueue {
+                items.retain(|n| self.is_item(n));
+                items.sort_by(|a, b| self.order(a, b));
+                for name in items {
+                    if let Some(d) = self.take_by_delete(&name).await? {
+                        return Ok(Some(d));
+                    }
+                }
+                let sleep = match until {
+                    Some(u) if Instant::now() >= u => return Ok(None),
+                    Some(u) => u,
+                    None => Instant::now() + Duration::from_secs(3600),
+                };
+                tokio::select! {
+                    _ = items_w.changed() => {},
+                    _ = tokio::time::sleep_until(sleep) => {},
+                }
+                continue;
+            }
             let (taken, taken_w) = match self.client.list_and_watch_children(&self.locks).await.map_err(crate::native::normalize) {
                 Ok(x) => x,
                 Err(ZkError::NoNode) => return Err(QueueError::NotFound(self.path.clone())),
@@ -237,6 +345,26 @@ impl LockQueue {
         }
     }
 
+    /// kazoo `Queue.get`: read, then delete; whoever deletes it owns it. The
+    /// entry is gone before the caller processes it (at most once), because
+    /// kazoo's consumers honour no lock we could take instead.
+    async fn take_by_delete(&self, name: &str) -> Result<Option<LockDelivery>> {
+        let item = format!("{}/{name}", self.items);
+        let (raw, stat) = match retry_read(|| self.client.get_data(&item)).await {
+            Ok(x) => x,
+            Err(ZkError::NoNode) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match self.client.delete(&item, Some(stat.version)).await.map_err(crate::native::normalize) {
+            Ok(()) => {},
+            Err(ZkError::NoNode) => return Ok(None),
+            Err(ZkError::ConnectionLoss) => return Err(QueueError::Indeterminate { op: "take" }),
+            Err(e) => return Err(e.into()),
+        }
+        let priority = codec::parse_kazoo_entry(name).map(|(p, _)| p);
+        Ok(Some(LockDelivery { name: name.to_string(), payloads: vec![raw.clone()], priority, raw, lock_version: -1 }))
+    }
+
     async fn try_take(&self, name: &str) -> Result<Option<LockDelivery>> {
         let lock = format!("{}/{name}", self.locks);
         let item = format!("{}/{name}", self.items);
@@ -254,7 +382,7 @@ impl LockQueue {
             Err(e) => return Err(e.into()),
         };
         let payloads = match self.flavor {
-            Flavor::Kazoo => vec![raw.clone()],
+            Flavor::Kazoo | Flavor::KazooQueue => vec![raw.clone()],
             Flavor::Curator => match codec::decode_curator(&raw) {
                 Ok(p) => p,
                 Err(e) => {
@@ -271,6 +399,9 @@ impl LockQueue {
     /// lock still existing (it is ephemeral: it exists only while our session
     /// lives, and the server refuses requests from an expired session).
     pub async fn ack(&self, d: &LockDelivery) -> Result<()> {
+        if self.flavor == Flavor::KazooQueue {
+            return Ok(()); // the take already deleted it
+        }
         let lock = format!("{}/{}", self.locks, d.name);
         let item = format!("{}/{}", self.items, d.name);
         let mut after_loss = false;
@@ -303,6 +434,12 @@ impl LockQueue {
     /// Gives the item back. kazoo: just drop the lock (it keeps its place).
     /// Curator: re-create it at the tail, as Curator's own REQUEUE does.
     pub async fn release(&self, d: &LockDelivery) -> Result<()> {
+        if self.flavor == Flavor::KazooQueue {
+            // Already deleted: put it back at the tail of its priority, which
+            // is what kazoo's docs tell a failing consumer to do.
+            self.put(&d.raw, d.priority.unwrap_or(codec::DEFAULT_PRIORITY)).await?;
+            return Ok(());
+        }
         let lock = format!("{}/{}", self.locks, d.name);
         let mut w = self.client.new_multi_writer();
         w.add_check_version(&lock, d.lock_version)?;
@@ -320,14 +457,25 @@ impl LockQueue {
 
     /// (pending items including in-flight, in-flight)
     pub async fn counts(&self) -> Result<(u64, u64)> {
-        let items = retry_read(|| self.client.check_stat(&self.items)).await?.ok_or_else(|| QueueError::NotFound(self.path.clone()))?;
+        let items = match retry_read(|| self.client.check_stat(&self.items)).await? {
+            Some(s) => s,
+            None if self.flavor == Flavor::Curator => return Ok((0, 0)), // reaped container: empty
+            None => return Err(QueueError::NotFound(self.path.clone())),
+        };
+        if self.flavor == Flavor::KazooQueue {
+            return Ok((items.num_children as u64, 0));
+        }
         let locks = retry_read(|| self.client.check_stat(&self.locks)).await?.map_or(0, |s| s.num_children);
         Ok((items.num_children as u64, locks as u64))
     }
 
     /// Age of the oldest item by its znode ctime (server clock).
     pub async fn oldest_age(&self) -> Result<Option<Duration>> {
-        let mut items = retry_read(|| self.client.list_children(&self.items)).await?;
+        let mut items = match retry_read(|| self.client.list_children(&self.items)).await {
+            Ok(items) => items,
+            Err(ZkError::NoNode) if self.flavor == Flavor::Curator => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         items.retain(|n| self.is_item(n));
         let Some(first) = items.iter().min_by(|a, b| self.order(a, b)) else { return Ok(None) };
         let Some(stat) = self.client.check_stat(&format!("{}/{first}", self.items)).await? else { return Ok(None) };

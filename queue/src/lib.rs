@@ -5,6 +5,7 @@
 //!   producers, exact bounds, flat cost at millions of pending items;
 //! * [`interop`] `Flavor::Kazoo`: kazoo's `LockingQueue` node layout, for
 //!   Python interop;
+//! * [`interop`] `Flavor::KazooQueue`: kazoo's lock-less `Queue`;
 //! * [`interop`] `Flavor::Curator`: Curator's `DistributedQueue` layout (with
 //!   a lock path), for Java interop.
 //!
@@ -60,6 +61,9 @@ pub async fn detect_layout(client: &Client, path: &str) -> Result<String> {
     if children.iter().any(|c| c == "entries") && children.iter().any(|c| c == "taken") {
         return Ok("kazoo".into());
     }
+    if !children.is_empty() && children.iter().all(|c| codec::parse_kazoo_entry(c).is_some()) {
+        return Ok("kazoo-queue".into());
+    }
     if children.iter().any(|c| c.starts_with(codec::CURATOR_PREFIX)) {
         return Ok("curator".into());
     }
@@ -70,7 +74,10 @@ pub async fn detect_layout(client: &Client, path: &str) -> Result<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     Native,
+    /// kazoo `LockingQueue`; an existing kazoo `Queue` is recognised too.
     Kazoo,
+    /// kazoo `Queue` (lock-less, take deletes).
+    KazooQueue,
     Curator,
 }
 
@@ -81,8 +88,9 @@ impl std::str::FromStr for Layout {
         match s {
             "native" => Ok(Layout::Native),
             "kazoo" => Ok(Layout::Kazoo),
+            "kazoo-queue" => Ok(Layout::KazooQueue),
             "curator" => Ok(Layout::Curator),
-            other => Err(QueueError::Invalid(format!("unknown layout {other:?} (native, kazoo or curator)"))),
+            other => Err(QueueError::Invalid(format!("unknown layout {other:?} (native, kazoo, kazoo-queue or curator)"))),
         }
     }
 }
@@ -149,6 +157,7 @@ impl Queue {
             Layout::Native if create => Queue::Native(Box::new(NativeQueue::create(client, path, meta).await?)),
             Layout::Native => Queue::Native(Box::new(NativeQueue::open(client, path).await?)),
             Layout::Kazoo => Queue::Lock(Box::new(interop::LockQueue::kazoo(client, path, create).await?)),
+            Layout::KazooQueue => Queue::Lock(Box::new(interop::LockQueue::kazoo_queue(client, path, create).await?)),
             Layout::Curator => Queue::Lock(Box::new(interop::LockQueue::curator(client, path, None, create).await?)),
         })
     }
@@ -159,8 +168,12 @@ impl Queue {
         let layout = match detect_layout(client, path).await?.as_str() {
             "native" => Layout::Native,
             "kazoo" => Layout::Kazoo,
+            "kazoo-queue" => Layout::KazooQueue,
             "curator" => Layout::Curator,
-            other => return Err(QueueError::WrongLayout { path: path.into(), expected: "native, kazoo or curator", found: other.into() }),
+            // An empty node may be a fresh Curator queue, a drained kazoo
+            // Queue or anything else: only the user can say which.
+            "empty node" => return Err(QueueError::Invalid(format!("{path} is an empty node: name its layout with --layout (kazoo, kazoo-queue or curator)"))),
+            other => return Err(QueueError::WrongLayout { path: path.into(), expected: "native, kazoo, kazoo-queue or curator", found: other.into() }),
         };
         Queue::open(client, path, layout, false, Meta::default()).await
     }

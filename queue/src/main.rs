@@ -14,7 +14,7 @@ HOSTS defaults to $CORRAL_QUEUE_HOSTS, else 127.0.0.1:2181.
 DUR is a number with an optional unit: 250ms, 2s, 5m, 1h (bare number = seconds).
 
 commands:
-  put [--layout native|kazoo|curator] [--priority P] [--delay DUR] [--key K]
+  put [--layout native|kazoo|kazoo-queue|curator] [--priority P] [--delay DUR] [--key K]
       [--max-items N] [--max-bytes N] [--max-attempts N] [--lease DUR]
       [--wait DUR] [--no-create] PATH MESSAGE...
         Enqueue each MESSAGE. Creates a missing native queue with the given

@@ -1,5 +1,7 @@
-//! Interop: real kazoo LockingQueue (Python) against our kazoo layout, and
-//! Curator's documented DistributedQueue format against our curator layout.
+//! Interop: real kazoo `LockingQueue` and `Queue` (Python) and real Curator
+//! `DistributedQueue` (Java, compiled here with javac against Debian's jars)
+//! against our kazoo, kazoo-queue and curator layouts, in both directions,
+//! including queues the other library created without any marker of ours.
 
 mod common;
 
@@ -15,9 +17,14 @@ const SESSION: Duration = Duration::from_secs(10);
 
 /// Runs a kazoo snippet with `hosts` and `path` as argv[1], argv[2].
 fn kazoo(py: &std::path::Path, hosts: &str, path: &str, body: &str) -> String {
+    kazoo_with(py, hosts, path, "LockingQueue", body)
+}
+
+/// Same, with `q` an instance of kazoo's `class` (`Queue` or `LockingQueue`).
+fn kazoo_with(py: &std::path::Path, hosts: &str, path: &str, class: &str, body: &str) -> String {
     let script = format!(
         "import sys\nfrom kazoo.client import KazooClient\nzk = KazooClient(hosts=sys.argv[1])\nzk.start(timeout=15)\n\
-         from kazoo.recipe.queue import LockingQueue\nq = LockingQueue(zk, sys.argv[2])\n{body}\nzk.stop()\n"
+         from kazoo.recipe.queue import {class}\nq = {class}(zk, sys.argv[2])\n{body}\nzk.stop()\n"
     );
     let out = Command::new(py).arg("-c").arg(&script).arg(hosts).arg(path).output().expect("run python");
     assert!(out.status.success(), "kazoo script failed:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -230,4 +237,270 @@ assert q.get(timeout=5) == b'job'\nprint('held', flush=True)\nsys.stdin.read()\n
     assert_eq!(d.payloads[0], b"job");
     assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
     q.ack(&d).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Queues created by the other libraries, and real Curator.
+// ---------------------------------------------------------------------------
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// `n` distinct payloads covering what a text-only path would mangle: NUL,
+/// newlines, high bytes, an empty one.
+fn payloads(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            if i == 4 {
+                return Vec::new();
+            }
+            let mut p = format!("m{i:03}").into_bytes();
+            p.extend_from_slice(&[0, b'\n', 0xff, i as u8, b'\r']);
+            p
+        })
+        .collect()
+}
+
+/// Python list literal of `bytes.fromhex(...)` items.
+fn py_items(items: &[Vec<u8>]) -> String {
+    let parts: Vec<String> = items.iter().map(|p| format!("bytes.fromhex('{}')", hex(p))).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn cli(hosts: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_corral-queue")).arg("--hosts").arg(hosts).args(args).output().expect("run corral-queue")
+}
+
+async fn drain(q: &LockQueue) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while let Some(d) = q.take(Some(Duration::from_millis(500))).await.unwrap() {
+        q.ack(&d).await.unwrap();
+        got.extend(d.payloads);
+    }
+    got
+}
+
+#[tokio::test]
+async fn kazoo_created_queue_producer_our_consumer() {
+    let Some(py) = python_or_skip("kazoo_created_queue_producer_our_consumer") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("kzq1");
+    let items = payloads(20);
+    // kazoo's lock-less Queue makes the node and `entry-PPP-SEQ` children
+    // itself: nothing of ours is there.
+    kazoo_with(&py, hosts, &path, "Queue", &format!("q.put(b'cli-first', priority=5)\nfor v in {}:\n    q.put(v)", py_items(&items)));
+    let out = cli(hosts, &["take", "--layout", "kazoo", "--timeout", "5s", &path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"cli-first\n");
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::kazoo(&c, &path, false).await.unwrap();
+    assert_eq!(q.flavor(), corral_queue::interop::Flavor::KazooQueue);
+    assert_eq!(drain(&q).await, items);
+    // Nothing of ours was added: kazoo's Queue still works on the node.
+    assert!(c.list_children(&path).await.unwrap().is_empty());
+    assert_eq!(kazoo_with(&py, hosts, &path, "Queue", "q.put(b'x')\nprint(q.get().decode(), len(q))").trim(), "x 0");
+}
+
+#[tokio::test]
+async fn our_producer_kazoo_queue_consumer() {
+    let Some(py) = python_or_skip("our_producer_kazoo_queue_consumer") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("kzq2");
+    // A kazoo consumer came first: its get() leaves an empty node, which
+    // only an explicit layout can feed (it could be any library's).
+    assert_eq!(kazoo_with(&py, hosts, &path, "Queue", "print(q.get())").trim(), "None");
+    let err = corral_queue::Queue::open_existing(&connect(hosts, SESSION).await, &path).await.unwrap_err();
+    assert!(err.to_string().contains("empty node"), "{err}");
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::kazoo_queue(&c, &path, false).await.unwrap();
+    let items = payloads(20);
+    for p in &items[..10] {
+        q.put(p, 100).await.unwrap();
+    }
+    q.put_batch(&items[10..], 100).await.unwrap();
+    let out = kazoo_with(&py, hosts, &path, "Queue", "while True:\n    v = q.get()\n    if v is None: break\n    print(v.hex())");
+    assert_eq!(out.lines().map(unhex).collect::<Vec<_>>(), items);
+    // Once it has kazoo entries, `--layout kazoo` finds it too.
+    kazoo_with(&py, hosts, &path, "Queue", "q.put(b'again')");
+    let out = cli(hosts, &["take", "--layout", "kazoo", "--timeout", "5s", &path]);
+    assert_eq!(out.stdout, b"again\n", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn kazoo_locking_queue_created_by_kazoo_via_cli_and_binary() {
+    let Some(py) = python_or_skip("kazoo_locking_queue_created_by_kazoo_via_cli_and_binary") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("kzl");
+    let items = payloads(20);
+    kazoo(&py, hosts, &path, &format!("q.put(b'cli-first', priority=5)\nq.put_all({})", py_items(&items)));
+    let out = cli(hosts, &["take", "--layout", "kazoo", "--timeout", "5s", &path]);
+    assert_eq!(out.stdout, b"cli-first\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(hosts, &["stats", &path]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("layout: kazoo\n"), "{}", String::from_utf8_lossy(&out.stdout));
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::kazoo(&c, &path, false).await.unwrap();
+    assert_eq!(q.flavor(), corral_queue::interop::Flavor::Kazoo);
+    assert_eq!(drain(&q).await, items);
+    // And back: our binary items come out of kazoo's LockingQueue unchanged.
+    q.put_batch(&items, 100).await.unwrap();
+    let out = kazoo(&py, hosts, &path, "while True:\n    v = q.get(timeout=0.5)\n    if v is None: break\n    print(v.hex())\n    assert q.consume()");
+    assert_eq!(out.lines().map(unhex).collect::<Vec<_>>(), items);
+}
+
+#[tokio::test]
+async fn layouts_that_cannot_be_read_are_refused_clearly() {
+    let hosts = &Server::shared().hosts;
+    let c = connect(hosts, SESSION).await;
+    let path = unique_path("refuse");
+    let any = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    // A Curator DistributedPriorityQueue item: priority hex between prefix
+    // and sequence.
+    c.mkdir(&format!("{path}/prio"), &any).await.unwrap();
+    c.create(&format!("{path}/prio/queue-800000010000000000"), b"", &any).await.unwrap();
+    let err = LockQueue::curator(&c, &format!("{path}/prio"), None, false).await.unwrap_err();
+    assert!(err.to_string().contains("Curator priority or id queue"), "{err}");
+    // A kazoo LockingQueue opened as kazoo's lock-less Queue.
+    c.mkdir(&format!("{path}/lq/entries"), &any).await.unwrap();
+    let err = LockQueue::kazoo_queue(&c, &format!("{path}/lq"), false).await.unwrap_err();
+    assert!(err.to_string().contains("kazoo LockingQueue"), "{err}");
+    // kazoo's LockingQueue ensures both directories; so do we.
+    let q = LockQueue::kazoo(&c, &format!("{path}/lq"), false).await.unwrap();
+    assert!(c.check_stat(&format!("{path}/lq/taken")).await.unwrap().is_some());
+    assert_eq!(q.counts().await.unwrap(), (0, 0));
+    // A node holding both kazoo shapes is ambiguous.
+    c.create(&format!("{path}/lq/entry-100-0000000000"), b"", &any).await.unwrap();
+    let err = LockQueue::kazoo(&c, &format!("{path}/lq"), false).await.unwrap_err();
+    assert!(err.to_string().contains("both"), "{err}");
+    // A missing node is still "not found", for every layout.
+    for r in [
+        LockQueue::kazoo(&c, &format!("{path}/none"), false).await,
+        LockQueue::kazoo_queue(&c, &format!("{path}/none"), false).await,
+        LockQueue::curator(&c, &format!("{path}/none"), None, false).await,
+    ] {
+        assert!(matches!(r, Err(corral_queue::QueueError::NotFound(_))), "{r:?}");
+    }
+}
+
+/// The node as Curator 5.4 leaves it before any put: the client's address as
+/// data, no children, no lock directory, possibly reaped later (it is a
+/// container): take waits instead of failing and put brings it back.
+#[tokio::test]
+async fn curator_shaped_empty_and_reaped_queue() {
+    let hosts = &Server::shared().hosts;
+    let c = connect(hosts, SESSION).await;
+    let path = unique_path("cur-empty");
+    c.mkdir(&path, &CreateMode::Persistent.with_acls(Acls::anyone_all())).await.unwrap();
+    c.set_data(&path, b"127.0.0.1", None).await.unwrap();
+    let q = LockQueue::curator(&c, &path, None, false).await.unwrap();
+    assert!(q.take(Some(Duration::from_millis(200))).await.unwrap().is_none());
+    c.delete(&path, None).await.unwrap();
+    assert!(q.take(Some(Duration::from_millis(200))).await.unwrap().is_none());
+    assert_eq!(q.counts().await.unwrap(), (0, 0));
+    let waiter = {
+        let (hosts, path) = (hosts.clone(), path.clone());
+        tokio::spawn(async move {
+            let c = connect(&hosts, SESSION).await;
+            let q = LockQueue::curator(&c, &path, None, true).await.unwrap();
+            c.delete(&path, None).await.unwrap(); // reaped while we wait
+            let d = q.take(Some(Duration::from_secs(10))).await.unwrap().expect("item after re-creation");
+            q.ack(&d).await.unwrap();
+            d.payloads
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    q.put(b"back", codec::DEFAULT_PRIORITY).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), [b"back".to_vec()]);
+}
+
+/// javac + classpath for `tests/java/CuratorQueue.java`. Missing Java or
+/// Curator jars fail the test (with how to install them) unless
+/// `CORRAL_QUEUE_SKIP_CURATOR=1` asks for a skip: a skip must not pass
+/// silently for a pass.
+fn curator_or_skip(test: &str) -> Option<String> {
+    static BUILT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let jars = ["curator-recipes", "curator-framework", "curator-client", "zookeeper", "zookeeper-jute", "guava", "slf4j-api", "slf4j-nop"];
+        let mut cp = Vec::new();
+        for j in jars {
+            let p = std::path::Path::new("/usr/share/java").join(format!("{j}.jar"));
+            if !p.exists() {
+                return Err(format!("{} is missing", p.display()));
+            }
+            cp.push(p.display().to_string());
+        }
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("curator-queue-driver");
+        std::fs::create_dir_all(&out).unwrap();
+        let src = common::workspace_root().join("queue/tests/java/CuratorQueue.java");
+        let status = Command::new("javac").arg("-nowarn").arg("-d").arg(&out).arg("-cp").arg(cp.join(":")).arg(&src).status();
+        match status {
+            Ok(s) if s.success() => {},
+            Ok(s) => return Err(format!("javac failed ({s})")),
+            Err(e) => return Err(format!("no javac: {e}")),
+        }
+        cp.push(out.display().to_string());
+        Ok(cp.join(":"))
+    });
+    match built {
+        Ok(cp) => Some(cp.clone()),
+        Err(why) if std::env::var_os("CORRAL_QUEUE_SKIP_CURATOR").is_some() => {
+            eprintln!("SKIP {test}: {why} (CORRAL_QUEUE_SKIP_CURATOR is set)");
+            None
+        },
+        Err(why) => panic!("{test} needs Java and Debian's Curator jars: {why}; run queue/tests/install-deps.sh, or set CORRAL_QUEUE_SKIP_CURATOR=1 to skip"),
+    }
+}
+
+fn curator(cp: &str, args: &[&str]) -> String {
+    let out = Command::new("java")
+        .args(["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", cp, "CuratorQueue"])
+        .args(args)
+        .output()
+        .expect("run java");
+    assert!(out.status.success(), "Curator driver failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The reported bug: a Curator producer makes `/q` itself and puts 50
+/// messages; `corral-queue take --layout curator` must read them.
+#[tokio::test]
+async fn curator_producer_our_consumer() {
+    let Some(cp) = curator_or_skip("curator_producer_our_consumer") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cur-in");
+    let mut items = vec![b"cli-first".to_vec()];
+    items.extend(payloads(49));
+    let hexes: Vec<String> = items.iter().map(|p| hex(p)).collect();
+    let mut args = vec!["put", hosts.as_str(), path.as_str()];
+    args.extend(hexes.iter().map(String::as_str));
+    curator(&cp, &args);
+    let c = connect(hosts, SESSION).await;
+    let (data, _) = c.get_data(&path).await.unwrap();
+    assert!(!data.starts_with(b"corral"), "Curator made the node, not us: {:?}", String::from_utf8_lossy(&data));
+    let out = cli(hosts, &["take", "--layout", "curator", "--timeout", "5s", &path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"cli-first\n");
+    let q = LockQueue::curator(&c, &path, None, false).await.unwrap();
+    assert_eq!(drain(&q).await, items[1..]);
+}
+
+#[tokio::test]
+async fn our_producer_curator_consumer() {
+    let Some(cp) = curator_or_skip("our_producer_curator_consumer") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cur-out");
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::curator(&c, &path, None, true).await.unwrap();
+    let items = payloads(30);
+    for p in &items[..15] {
+        q.put(p, codec::DEFAULT_PRIORITY).await.unwrap();
+    }
+    q.put_batch(&items[15..], codec::DEFAULT_PRIORITY).await.unwrap();
+    let out = curator(&cp, &["take", hosts, &path, &items.len().to_string(), "5"]);
+    assert_eq!(out.lines().map(unhex).collect::<Vec<_>>(), items);
+    assert_eq!(q.counts().await.unwrap(), (0, 0));
 }

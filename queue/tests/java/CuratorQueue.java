@@ -1,0 +1,70 @@
+// Drives Apache Curator's DistributedQueue for queue/tests/interop.rs.
+//   put  HOSTS PATH HEX...   one put per item (bytes given in hex), in order
+//   take HOSTS PATH N SECS   consume up to N items, print each as hex on its
+//                            own line, stop after SECS without a new one
+// Items pass through an identity QueueSerializer so the bytes compared are
+// exactly the bytes put.
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.queue.DistributedQueue;
+import org.apache.curator.framework.recipes.queue.QueueBuilder;
+import org.apache.curator.framework.recipes.queue.QueueConsumer;
+import org.apache.curator.framework.recipes.queue.QueueSerializer;
+import org.apache.curator.framework.state.ConnectionState;
+import org.apache.curator.retry.ExponentialBackoffRetry;
+
+public class CuratorQueue {
+    static final QueueSerializer<byte[]> IDENTITY = new QueueSerializer<byte[]>() {
+        public byte[] serialize(byte[] item) { return item; }
+        public byte[] deserialize(byte[] bytes) { return bytes; }
+    };
+
+    static byte[] unhex(String s) {
+        byte[] out = new byte[s.length() / 2];
+        for (int i = 0; i < out.length; i++) out[i] = (byte) Integer.parseInt(s.substring(2 * i, 2 * i + 2), 16);
+        return out;
+    }
+
+    static String hex(byte[] b) {
+        StringBuilder sb = new StringBuilder();
+        for (byte x : b) sb.append(String.format("%02x", x));
+        return sb.toString();
+    }
+
+    public static void main(String[] a) throws Exception {
+        String mode = a[0], hosts = a[1], path = a[2];
+        CuratorFramework client = CuratorFrameworkFactory.newClient(hosts, 10000, 5000, new ExponentialBackoffRetry(100, 5));
+        client.start();
+        if (!client.blockUntilConnected(15, TimeUnit.SECONDS)) throw new IllegalStateException("not connected to " + hosts);
+        if (mode.equals("put")) {
+            // Synchronous puts: each item is on the server before the next.
+            DistributedQueue<byte[]> q = QueueBuilder.builder(client, null, IDENTITY, path).putInBackground(false).buildQueue();
+            q.start();
+            for (int i = 3; i < a.length; i++) q.put(unhex(a[i]));
+            q.close();
+        } else if (mode.equals("take")) {
+            int n = Integer.parseInt(a[3]);
+            long idle = Long.parseLong(a[4]);
+            LinkedBlockingQueue<byte[]> got = new LinkedBlockingQueue<>();
+            QueueConsumer<byte[]> consumer = new QueueConsumer<byte[]>() {
+                public void consumeMessage(byte[] m) { got.add(m); }
+                public void stateChanged(CuratorFramework c, ConnectionState s) {}
+            };
+            DistributedQueue<byte[]> q = QueueBuilder.builder(client, consumer, IDENTITY, path).buildQueue();
+            q.start();
+            for (int i = 0; i < n; i++) {
+                byte[] m = got.poll(idle, TimeUnit.SECONDS);
+                if (m == null) break;
+                System.out.println(hex(m));
+            }
+            System.out.flush();
+            q.close();
+        } else {
+            throw new IllegalArgumentException("mode " + mode);
+        }
+        client.close();
+    }
+}
