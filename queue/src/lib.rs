@@ -1,6 +1,6 @@
 //! corral-queue: a work queue over any ZooKeeper-protocol server.
 //!
-//! Three layouts share one API surface ([`Queue`]):
+//! The layouts share one API surface ([`Queue`]):
 //! * [`native`]: priorities, delays, leases, fenced acks, DLQ, idempotent
 //!   producers, exact bounds, flat cost at millions of pending items;
 //! * [`interop`] `Flavor::Kazoo`: kazoo's `LockingQueue` node layout, for
