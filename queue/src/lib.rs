@@ -162,6 +162,12 @@ impl Queue {
         })
     }
 
+    /// A Curator queue whose locks live at `locks` (Curator's `lockPath`)
+    /// instead of the default `PATH-locks`.
+    pub async fn open_curator(client: &Client, path: &str, locks: Option<&str>, create: bool) -> Result<Queue> {
+        Ok(Queue::Lock(Box::new(interop::LockQueue::curator(client, path, locks, create).await?)))
+    }
+
     /// Opens an existing queue of whatever layout is found at `path`.
     pub async fn open_existing(client: &Client, path: &str) -> Result<Queue> {
         codec::validate_path(path).map_err(|reason| QueueError::BadPath { path: path.into(), reason })?;

@@ -13,6 +13,9 @@ usage: corral-queue [--hosts HOSTS] [--session-timeout DUR] COMMAND [OPTIONS] PA
 HOSTS defaults to $CORRAL_QUEUE_HOSTS, else 127.0.0.1:2181.
 DUR is a number with an optional unit: 250ms, 2s, 5m, 1h (bare number = seconds).
 
+--layout curator takes --lock-path LOCKS (default PATH-locks), the
+`.lockPath(...)` the Java side's QueueBuilder uses.
+
 commands:
   put [--layout native|kazoo|kazoo-queue|curator] [--priority P] [--delay DUR] [--key K]
       [--max-items N] [--max-bytes N] [--max-attempts N] [--lease DUR]
@@ -88,6 +91,7 @@ struct Opts {
     idle: Option<Duration>,
     nack_delay: Duration,
     requeue: bool,
+    lock_path: Option<String>,
     positional: Vec<String>,
     command: Vec<String>,
 }
@@ -114,6 +118,7 @@ fn parse_opts(args: &mut Args) -> Result<Opts> {
             "--idle" => o.idle = Some(parse_duration(&args.value(&a)?)?),
             "--nack-delay" => o.nack_delay = parse_duration(&args.value(&a)?)?,
             "--requeue" => o.requeue = true,
+            "--lock-path" => o.lock_path = Some(args.value(&a)?),
             "--" => {
                 while let Some(c) = args.next() {
                     o.command.push(c);
@@ -126,8 +131,9 @@ fn parse_opts(args: &mut Args) -> Result<Opts> {
     Ok(o)
 }
 
-async fn open(client: &zookeeper_client::Client, path: &str, layout: Option<Layout>) -> Result<Queue> {
+async fn open(client: &zookeeper_client::Client, path: &str, layout: Option<Layout>, locks: Option<&str>) -> Result<Queue> {
     Ok(match layout {
+        Some(Layout::Curator) if locks.is_some() => Queue::open_curator(client, path, locks, false).await?,
         Some(l) => Queue::open(client, path, l, false, Meta::default()).await?,
         None => Queue::open_existing(client, path).await?,
     })
@@ -161,6 +167,9 @@ async fn run() -> Result<ExitCode> {
         }
     };
     let o = parse_opts(&mut args)?;
+    if o.lock_path.is_some() && o.layout != Some(Layout::Curator) {
+        bail!("--lock-path applies to --layout curator only");
+    }
     let path = o.positional.first().cloned().ok_or_else(|| anyhow!("missing PATH\n\n{USAGE}"))?;
     corral_queue::codec::validate_path(&path).map_err(|r| anyhow!("invalid queue path {path:?}: {r}"))?;
     if !matches!(cmd.as_str(), "put" | "take" | "stats" | "dlq" | "consume") {
@@ -178,6 +187,7 @@ async fn run() -> Result<ExitCode> {
                 bail!("--key applies to a single MESSAGE");
             }
             let q = match o.layout {
+                Some(Layout::Curator) if o.lock_path.is_some() => Queue::open_curator(&client, &path, o.lock_path.as_deref(), !o.no_create).await?,
                 Some(l) => Queue::open(&client, &path, l, !o.no_create, o.meta.clone()).await?,
                 None => match Queue::open_existing(&client, &path).await {
                     Err(QueueError::NotFound(_)) if !o.no_create => Queue::open(&client, &path, Layout::Native, true, o.meta.clone()).await?,
@@ -203,7 +213,7 @@ async fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         },
         "take" => {
-            let q = open(&client, &path, o.layout).await?;
+            let q = open(&client, &path, o.layout, o.lock_path.as_deref()).await?;
             let Some(d) = q.take(o.timeout).await? else {
                 eprintln!("no message within {:?}", o.timeout.unwrap_or_default());
                 return Ok(ExitCode::from(3));
@@ -217,7 +227,7 @@ async fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         },
         "stats" => {
-            let q = open(&client, &path, o.layout).await?;
+            let q = open(&client, &path, o.layout, o.lock_path.as_deref()).await?;
             let s = q.stats().await?;
             let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
             println!("layout: {}", s.layout);
@@ -233,7 +243,7 @@ async fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         },
         "dlq" => {
-            let q = open(&client, &path, o.layout).await?;
+            let q = open(&client, &path, o.layout, o.lock_path.as_deref()).await?;
             let Queue::Native(nq) = q else { bail!("the {} layout has no dead-letter queue", q.layout_name()) };
             if o.requeue {
                 println!("requeued {}", nq.requeue_dead_letters(o.limit).await?);
@@ -253,7 +263,7 @@ async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duratio
     if o.command.is_empty() {
         bail!("consume needs a command after --");
     }
-    let mut q = open(&client, path, o.layout).await?;
+    let mut q = open(&client, path, o.layout, o.lock_path.as_deref()).await?;
     let mut done = 0u64;
     let mut failed = 0u64;
     while o.max.is_none_or(|m| done < m) {
@@ -267,7 +277,7 @@ async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duratio
             // restarts): start a new one. Whatever we held is redelivered.
             Err(e) if matches!(e.downcast_ref::<QueueError>(), Some(QueueError::SessionExpired)) => {
                 eprintln!("corral-queue: session expired; reconnecting");
-                q = reconnect(hosts, session, path, o.layout).await?;
+                q = reconnect(hosts, session, path, o.layout, o.lock_path.as_deref()).await?;
             },
             Err(e) => return Err(e),
         }
@@ -278,11 +288,11 @@ async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duratio
 
 /// Retries for a while: the reason the session expired (partition, server
 /// restart) is usually still there for a moment.
-async fn reconnect(hosts: &str, session: Duration, path: &str, layout: Option<Layout>) -> Result<Queue> {
+async fn reconnect(hosts: &str, session: Duration, path: &str, layout: Option<Layout>, locks: Option<&str>) -> Result<Queue> {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(300);
     let mut pause = Duration::from_millis(100);
     loop {
-        let attempt = async { open(&connect(hosts, session).await?, path, layout).await };
+        let attempt = async { open(&connect(hosts, session).await?, path, layout, locks).await };
         match attempt.await {
             Ok(q) => return Ok(q),
             Err(e) if tokio::time::Instant::now() < give_up => {

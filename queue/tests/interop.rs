@@ -481,6 +481,8 @@ async fn curator_producer_our_consumer() {
     let c = connect(hosts, SESSION).await;
     let (data, _) = c.get_data(&path).await.unwrap();
     assert!(!data.starts_with(b"corral"), "Curator made the node, not us: {:?}", String::from_utf8_lossy(&data));
+    // What made the CLI refuse the queue before: no lock directory of ours.
+    assert!(c.check_stat(&format!("{path}-locks")).await.unwrap().is_none());
     let out = cli(hosts, &["take", "--layout", "curator", "--timeout", "5s", &path]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, b"cli-first\n");
@@ -503,4 +505,29 @@ async fn our_producer_curator_consumer() {
     let out = curator(&cp, &["take", hosts, &path, &items.len().to_string(), "5"]);
     assert_eq!(out.lines().map(unhex).collect::<Vec<_>>(), items);
     assert_eq!(q.counts().await.unwrap(), (0, 0));
+}
+
+/// Curator with a lock path of its own choosing (`.lockPath(L)`): our CLI
+/// shares it with `--lock-path`, and Curator's lock-based consumer takes our
+/// items through the same directory, leaving no lock behind.
+#[tokio::test]
+async fn curator_custom_lock_path_both_ways() {
+    let Some(cp) = curator_or_skip("curator_custom_lock_path_both_ways") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cur-lp");
+    let locks = format!("{path}-custom-locks");
+    curator(&cp, &["put", hosts, &path, &hex(b"from-curator")]);
+    let out = cli(hosts, &["take", "--layout", "curator", "--lock-path", &locks, "--timeout", "5s", &path]);
+    assert_eq!(out.stdout, b"from-curator\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let c = connect(hosts, SESSION).await;
+    assert!(c.check_stat(&locks).await.unwrap().is_some(), "our locks went to Curator's lock path");
+    assert!(c.check_stat(&format!("{path}-locks")).await.unwrap().is_none());
+    let items = payloads(10);
+    let q = LockQueue::curator(&c, &path, Some(&locks), false).await.unwrap();
+    q.put_batch(&items, codec::DEFAULT_PRIORITY).await.unwrap();
+    let out = curator(&cp, &["take", hosts, &path, &items.len().to_string(), "5", &locks]);
+    assert_eq!(out.lines().map(unhex).collect::<Vec<_>>(), items);
+    assert_eq!(q.counts().await.unwrap(), (0, 0));
+    let err = cli(hosts, &["take", "--layout", "kazoo", "--lock-path", &locks, &path]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("--lock-path applies to --layout curator only"));
 }

@@ -1,7 +1,9 @@
 // Drives Apache Curator's DistributedQueue for queue/tests/interop.rs.
 //   put  HOSTS PATH HEX...   one put per item (bytes given in hex), in order
-//   take HOSTS PATH N SECS   consume up to N items, print each as hex on its
-//                            own line, stop after SECS without a new one
+//   take HOSTS PATH N SECS [LOCKPATH]
+//                            consume up to N items, print each as hex on its
+//                            own line, stop after SECS without a new one;
+//                            with LOCKPATH, as a lock-based consumer
 // Items pass through an identity QueueSerializer so the bytes compared are
 // exactly the bytes put.
 import java.util.concurrent.LinkedBlockingQueue;
@@ -53,7 +55,9 @@ public class CuratorQueue {
                 public void consumeMessage(byte[] m) { got.add(m); }
                 public void stateChanged(CuratorFramework c, ConnectionState s) {}
             };
-            DistributedQueue<byte[]> q = QueueBuilder.builder(client, consumer, IDENTITY, path).buildQueue();
+            QueueBuilder<byte[]> b = QueueBuilder.builder(client, consumer, IDENTITY, path);
+            if (a.length > 5) b = b.lockPath(a[5]);
+            DistributedQueue<byte[]> q = b.buildQueue();
             q.start();
             for (int i = 0; i < n; i++) {
                 byte[] m = got.poll(idle, TimeUnit.SECONDS);
