@@ -436,7 +436,39 @@ pub fn parse_curator_item(name: &str) -> Option<i32> {
     parse_zk_seq(name.strip_prefix(CURATOR_PREFIX)?)
 }
 
+/// Curator `DistributedPriorityQueue` item: `queue-` then the priority as
+/// `1`/`0` (non-negative/negative) and 8 hex digits of its two's complement,
+/// then the sequence. Returns (priority, sequence).
+pub fn parse_curator_priority_item(name: &str) -> Option<(i32, i32)> {
+    let rest = name.strip_prefix(CURATOR_PREFIX)?;
+    // The sequence is ZooKeeper's %010d: 10 characters, 11 once it wraps
+    // negative; parse_zk_seq checks it.
+    if rest.len() < 19 || !rest.is_char_boundary(9) {
+        return None;
+    }
+    let (sign, hex) = (&rest[..1], &rest[1..9]);
+    if !hex.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+        return None;
+    }
+    let priority = u32::from_str_radix(hex, 16).ok()? as i32;
+    if (sign == "1") != (priority >= 0) || !(sign == "0" || sign == "1") {
+        return None;
+    }
+    Some((priority, parse_zk_seq(&rest[9..])?))
+}
+
+/// Curator's `priorityToString`: the name part before the sequence.
+pub fn curator_priority_prefix(priority: i32) -> String {
+    format!("{CURATOR_PREFIX}{}{:08X}", if priority >= 0 { "1" } else { "0" }, priority as u32)
+}
+
+/// Delivery order of Curator items: Curator sorts names as strings, which is
+/// (priority, sequence) for priority items; we agree except after a sequence
+/// wrap, which we order by creation like the other layouts.
 pub fn curator_order(a: &str, b: &str) -> Ordering {
+    if let (Some((pa, sa)), Some((pb, sb))) = (parse_curator_priority_item(a), parse_curator_priority_item(b)) {
+        return pa.cmp(&pb).then(zk_seq_order(sa, sb));
+    }
     match (parse_curator_item(a), parse_curator_item(b)) {
         (Some(sa), Some(sb)) => zk_seq_order(sa, sb),
         (Some(_), None) => Ordering::Less,

@@ -61,6 +61,9 @@ pub struct LockQueue {
     items: String,
     locks: String,
     id: Vec<u8>,
+    /// The Curator queue holds `DistributedPriorityQueue` items: our puts
+    /// must carry a priority in the name too, or Curator would misorder them.
+    curator_priority: bool,
 }
 
 fn persistent() -> zookeeper_client::CreateOptions<'static> {
@@ -79,13 +82,14 @@ impl LockQueue {
             // kazoo uses uuid4().hex as the lock owner id; any unique string
             // works, ours says who we are.
             id: format!("corral-{:016x}{:016x}", client.session_id().0, fastrand::u64(..)).into_bytes(),
+            curator_priority: false,
         };
         q.init(create).await
     }
 
     /// kazoo `Queue(client, path)`: entries directly under `path`.
     pub async fn kazoo_queue(client: &Client, path: &str, create: bool) -> Result<Self> {
-        let q = LockQueue { client: client.clone(), flavor: Flavor::KazooQueue, path: path.into(), items: path.into(), locks: String::new(), id: Vec::new() };
+        let q = LockQueue { client: client.clone(), flavor: Flavor::KazooQueue, path: path.into(), items: path.into(), locks: String::new(), id: Vec::new(), curator_priority: false };
         q.init(create).await
     }
 
@@ -102,6 +106,7 @@ impl LockQueue {
             items: path.into(),
             locks,
             id: Vec::new(),
+            curator_priority: false,
         };
         q.init(create).await
     }
@@ -167,11 +172,15 @@ impl LockQueue {
             // non-entry child, so never add directories to a node it uses.
             Flavor::KazooQueue if has_dirs => Err(wrong("kazoo-queue", "kazoo LockingQueue (entries/, taken/)")),
             Flavor::Curator => {
-                // DistributedPriorityQueue / DistributedIdQueue put a priority
-                // or an id between `queue-` and the sequence: a different
-                // order we do not implement, so refuse rather than misorder.
-                match children.iter().find(|c| c.starts_with(codec::CURATOR_PREFIX) && codec::parse_curator_item(c).is_none()) {
-                    Some(c) => Err(wrong("curator", &format!("Curator priority or id queue (item {c:?}), which is not supported"))),
+                let plain = children.iter().any(|c| codec::parse_curator_item(c).is_some());
+                self.curator_priority = children.iter().any(|c| codec::parse_curator_priority_item(c).is_some());
+                // DistributedIdQueue puts an id between `queue-` and the
+                // sequence, ordered by a rule we do not implement: refuse
+                // rather than misorder. So is a mix of plain and priority
+                // items, which no single Curator queue writes.
+                match children.iter().find(|c| c.starts_with(codec::CURATOR_PREFIX) && !self.is_item(c)) {
+                    Some(c) => Err(wrong("curator", &format!("Curator id queue or unknown item name ({c:?}), which is not supported"))),
+                    None if plain && self.curator_priority => Err(wrong("curator", "both plain and priority Curator items")),
                     None => Ok(()),
                 }
             },
@@ -193,13 +202,14 @@ impl LockQueue {
     fn is_item(&self, name: &str) -> bool {
         match self.flavor {
             Flavor::Kazoo | Flavor::KazooQueue => codec::parse_kazoo_entry(name).is_some(),
-            Flavor::Curator => codec::parse_curator_item(name).is_some(),
+            Flavor::Curator => codec::parse_curator_item(name).is_some() || codec::parse_curator_priority_item(name).is_some(),
         }
     }
 
     fn create_prefix(&self, priority: u16) -> String {
         match self.flavor {
             Flavor::Kazoo | Flavor::KazooQueue => format!("{}/{}", self.items, codec::kazoo_entry_prefix(priority)),
+            Flavor::Curator if self.curator_priority => format!("{}/{}", self.items, codec::curator_priority_prefix(priority.into())),
             Flavor::Curator => format!("{}/{}", self.items, codec::CURATOR_PREFIX),
         }
     }
@@ -213,8 +223,8 @@ impl LockQueue {
 
     /// Enqueues one message (one kazoo entry; one single-item Curator envelope).
     pub async fn put(&self, payload: &[u8], priority: u16) -> Result<String> {
-        if self.flavor == Flavor::Curator && priority != codec::DEFAULT_PRIORITY {
-            return Err(QueueError::Unsupported { layout: "curator", what: "priorities" });
+        if self.flavor == Flavor::Curator && priority != codec::DEFAULT_PRIORITY && !self.curator_priority {
+            return Err(QueueError::Unsupported { layout: "curator", what: "priorities (except on an existing DistributedPriorityQueue)" });
         }
         if priority > codec::MAX_PRIORITY {
             return Err(QueueError::Invalid(format!("priority {priority} above {}", codec::MAX_PRIORITY)));
@@ -444,8 +454,14 @@ impl LockQueue {
         let mut w = self.client.new_multi_writer();
         w.add_check_version(&lock, d.lock_version)?;
         if self.flavor == Flavor::Curator {
+            // Same name before the sequence: a priority item keeps its priority.
+            let name = match codec::parse_curator_priority_item(&d.name) {
+                Some((p, _)) => codec::curator_priority_prefix(p),
+                None => codec::CURATOR_PREFIX.to_string(),
+            };
+            let prefix = format!("{}/{name}", self.items);
             w.add_delete(&format!("{}/{}", self.items, d.name), None)?;
-            w.add_create(&self.create_prefix(codec::DEFAULT_PRIORITY), &d.raw, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
+            w.add_create(&prefix, &d.raw, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
         }
         w.add_delete(&lock, None)?;
         match crate::native::commit(&mut w).await {

@@ -358,12 +358,20 @@ async fn layouts_that_cannot_be_read_are_refused_clearly() {
     let c = connect(hosts, SESSION).await;
     let path = unique_path("refuse");
     let any = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    // A Curator DistributedPriorityQueue item: priority hex between prefix
-    // and sequence.
-    c.mkdir(&format!("{path}/prio"), &any).await.unwrap();
-    c.create(&format!("{path}/prio/queue-800000010000000000"), b"", &any).await.unwrap();
-    let err = LockQueue::curator(&c, &format!("{path}/prio"), None, false).await.unwrap_err();
-    assert!(err.to_string().contains("Curator priority or id queue"), "{err}");
+    // A Curator DistributedIdQueue item: an id between prefix and sequence.
+    c.mkdir(&format!("{path}/ids"), &any).await.unwrap();
+    c.create(&format!("{path}/ids/queue-|job-7|0000000000"), b"", &any).await.unwrap();
+    let err = LockQueue::curator(&c, &format!("{path}/ids"), None, false).await.unwrap_err();
+    assert!(err.to_string().contains("Curator id queue"), "{err}");
+    // Plain and priority items in one node: no Curator queue writes that.
+    c.mkdir(&format!("{path}/mix"), &any).await.unwrap();
+    c.create(&format!("{path}/mix/queue-0000000000"), b"", &any).await.unwrap();
+    c.create(&format!("{path}/mix/queue-1000000050000000001"), b"", &any).await.unwrap();
+    let err = LockQueue::curator(&c, &format!("{path}/mix"), None, false).await.unwrap_err();
+    assert!(err.to_string().contains("both plain and priority"), "{err}");
+    // Priorities on a plain (or empty) Curator queue stay unsupported.
+    let q = LockQueue::curator(&c, &format!("{path}/ids2"), None, true).await.unwrap();
+    assert!(q.put(b"x", 5).await.is_err());
     // A kazoo LockingQueue opened as kazoo's lock-less Queue.
     c.mkdir(&format!("{path}/lq/entries"), &any).await.unwrap();
     let err = LockQueue::kazoo_queue(&c, &format!("{path}/lq"), false).await.unwrap_err();
@@ -530,4 +538,45 @@ async fn curator_custom_lock_path_both_ways() {
     assert_eq!(q.counts().await.unwrap(), (0, 0));
     let err = cli(hosts, &["take", "--layout", "kazoo", "--lock-path", &locks, &path]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("--lock-path applies to --layout curator only"));
+}
+
+/// Curator `DistributedPriorityQueue`: its items carry the priority in the
+/// name (`queue-` + `1`/`0` + 8 hex digits + sequence). We take them in
+/// Curator's order (priority, then FIFO) and, on such a queue, put with a
+/// priority Curator's priority consumer honours.
+#[tokio::test]
+async fn curator_priority_queue_both_ways() {
+    let Some(cp) = curator_or_skip("curator_priority_queue_both_ways") else { return };
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cur-prio");
+    let items = payloads(12);
+    let prio = |i: usize| [7, -3, 0, 7, 200][i % 5];
+    let args: Vec<String> = items.iter().enumerate().map(|(i, p)| format!("{}:{}", prio(i), hex(p))).collect();
+    let mut argv = vec!["putprio", hosts.as_str(), path.as_str()];
+    argv.extend(args.iter().map(String::as_str));
+    curator(&cp, &argv);
+    let mut expect: Vec<(i32, usize)> = (0..items.len()).map(|i| (prio(i), i)).collect();
+    expect.sort();
+    let expect: Vec<Vec<u8>> = expect.into_iter().map(|(_, i)| items[i].clone()).collect();
+    let c = connect(hosts, SESSION).await;
+    let q = LockQueue::curator(&c, &path, None, false).await.unwrap();
+    // Released items keep their priority (and go behind their equals).
+    let first = q.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    q.release(&first).await.unwrap();
+    let mut got = drain(&q).await;
+    let back = got.iter().position(|p| *p == first.payloads[0]).unwrap();
+    assert_eq!(back, 2, "a released item goes behind the two of equal priority");
+    assert_eq!(got.remove(back), expect[0]);
+    got.insert(0, expect[0].clone());
+    assert_eq!(got, expect);
+    // Back the other way: the node is still there (or reaped; put re-creates
+    // it), and still a priority queue only if it holds priority items, so
+    // leave one of Curator's in it.
+    curator(&cp, &["putprio", hosts, &path, &format!("500:{}", hex(b"last"))]);
+    let q = LockQueue::curator(&c, &path, None, false).await.unwrap();
+    q.put(b"p9", 9).await.unwrap();
+    q.put(b"p1", 1).await.unwrap();
+    q.put_batch(&[b"p5a".to_vec(), b"p5b".to_vec()], 5).await.unwrap();
+    let out = curator(&cp, &["takeprio", hosts, &path, "5", "5"]);
+    assert_eq!(out.lines().map(unhex).collect::<Vec<_>>(), [&b"p1"[..], b"p5a", b"p5b", b"p9", b"last"]);
 }

@@ -4,6 +4,8 @@
 //                            consume up to N items, print each as hex on its
 //                            own line, stop after SECS without a new one;
 //                            with LOCKPATH, as a lock-based consumer
+//   putprio HOSTS PATH PRIO:HEX...   DistributedPriorityQueue puts
+//   takeprio HOSTS PATH N SECS       DistributedPriorityQueue consumer
 // Items pass through an identity QueueSerializer so the bytes compared are
 // exactly the bytes put.
 import java.util.concurrent.LinkedBlockingQueue;
@@ -11,6 +13,7 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.queue.DistributedPriorityQueue;
 import org.apache.curator.framework.recipes.queue.DistributedQueue;
 import org.apache.curator.framework.recipes.queue.QueueBuilder;
 import org.apache.curator.framework.recipes.queue.QueueConsumer;
@@ -46,6 +49,31 @@ public class CuratorQueue {
             DistributedQueue<byte[]> q = QueueBuilder.builder(client, null, IDENTITY, path).putInBackground(false).buildQueue();
             q.start();
             for (int i = 3; i < a.length; i++) q.put(unhex(a[i]));
+            q.close();
+        } else if (mode.equals("putprio")) {
+            DistributedPriorityQueue<byte[]> q = QueueBuilder.builder(client, null, IDENTITY, path).putInBackground(false).buildPriorityQueue(0);
+            q.start();
+            for (int i = 3; i < a.length; i++) {
+                String[] pv = a[i].split(":", 2);
+                q.put(unhex(pv[1]), Integer.parseInt(pv[0]));
+            }
+            q.close();
+        } else if (mode.equals("takeprio")) {
+            int n = Integer.parseInt(a[3]);
+            long idle = Long.parseLong(a[4]);
+            LinkedBlockingQueue<byte[]> got = new LinkedBlockingQueue<>();
+            QueueConsumer<byte[]> consumer = new QueueConsumer<byte[]>() {
+                public void consumeMessage(byte[] m) { got.add(m); }
+                public void stateChanged(CuratorFramework c, ConnectionState s) {}
+            };
+            DistributedPriorityQueue<byte[]> q = QueueBuilder.builder(client, consumer, IDENTITY, path).buildPriorityQueue(0);
+            q.start();
+            for (int i = 0; i < n; i++) {
+                byte[] m = got.poll(idle, TimeUnit.SECONDS);
+                if (m == null) break;
+                System.out.println(hex(m));
+            }
+            System.out.flush();
             q.close();
         } else if (mode.equals("take")) {
             int n = Integer.parseInt(a[3]);
