@@ -33,7 +33,8 @@ pub struct Stuck {
 
 const NIL: usize = usize::MAX;
 
-fn splitmix(x: &mut u64) -> u64 {
+/// splitmix64: the checker's hashing and the history generator's randomness.
+pub(crate) fn splitmix(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *x;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
