@@ -2,7 +2,7 @@
 # Idempotent installer for the stock-client test harness (fresh Debian, as root).
 #  - Debian packages: zookeeper (Apache ZooKeeper 3.8 jars + default-jre), zookeeper-bin (C client cli_mt),
 #    openssl and a JDK 17 (javac) for the TLS and X.509 tests, libcurator-test-java (Curator's
-#    TestingServer/TestingCluster, compared with corral::Server/Cluster by server/benches/embed_start.rs)
+#    TestingServer/TestingCluster, compared with corral::Server/Cluster by tests/benches/embed_start.rs)
 #    when this Debian release has it
 #  - $REPO/.venv with tests/clients/requirements.txt (kazoo, pytest, ...)
 # Safe to run repeatedly: does nothing (and no network) when all is present.

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const JARS: &[&str] = &[
+/// The jars of Debian's ZooKeeper server (in /usr/share/java).
+pub const JARS: &[&str] = &[
     "zookeeper.jar",
     "zookeeper-jute.jar",
     "slf4j-api.jar",

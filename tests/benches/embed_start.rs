@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! bash tests/clients/install-deps.sh    # Debian's zookeeper and libcurator-test-java (and a JDK)
-//! cargo bench -p corral --bench embed_start
+//! cargo bench -p corral-tests --bench embed_start
 //! ```
 //!
 //! Figures, each over `BENCH_ROUNDS` rounds (default 20), median and p90:
@@ -164,26 +164,8 @@ struct Curator {
     stdout: BufReader<ChildStdout>,
 }
 
-/// The jars of Debian's libcurator-test-java and zookeeper packages.
-const JARS: &[&str] = &[
-    "curator-test.jar",
-    "zookeeper.jar",
-    "zookeeper-jute.jar",
-    "slf4j-api.jar",
-    "slf4j-nop.jar",
-    "netty-handler.jar",
-    "netty-transport.jar",
-    "netty-common.jar",
-    "netty-buffer.jar",
-    "netty-codec.jar",
-    "netty-resolver.jar",
-    "netty-transport-native-epoll.jar",
-    "netty-transport-native-unix-common.jar",
-    "commons-io.jar",
-    "metrics-core.jar",
-    "snappy-java.jar",
-    "guava.jar",
-];
+/// Curator's jars beside ZooKeeper's (`corral_tests::zookeeper::JARS`).
+const CURATOR_JARS: &[&str] = &["curator-test.jar", "commons-io.jar", "guava.jar"];
 
 /// Removed on drop: the compiled Java class, and the JVM's temporary
 /// directory (TestingServer's data, and a properties file per server start
@@ -214,7 +196,8 @@ fn compile_curator() -> Result<(ClassDir, String, PathBuf), String> {
         }
     }
     // Dependencies a Debian release may lack are left out; curator-test and zookeeper are not.
-    let classpath: Vec<String> = JARS.iter().map(|j| share.join(j)).filter(|p| p.exists()).map(|p| p.display().to_string()).collect();
+    let jars = CURATOR_JARS.iter().chain(corral_tests::zookeeper::JARS);
+    let classpath: Vec<String> = jars.map(|j| share.join(j)).filter(|p| p.exists()).map(|p| p.display().to_string()).collect();
     let classpath = classpath.join(":");
     let dir = ClassDir(std::env::temp_dir().join(format!("corral-curator-start-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).map_err(|e| e.to_string())?;
