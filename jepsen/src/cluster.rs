@@ -96,6 +96,13 @@ impl Cluster {
         Ok(Cluster { inner, paused: vec![false; n] })
     }
 
+    pub fn target(&self) -> Target {
+        match self.inner {
+            Inner::Corral(_) => Target::Corral,
+            Inner::Zookeeper(_) => Target::Zookeeper,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.paused.len()
     }
@@ -121,6 +128,14 @@ impl Cluster {
             };
             mode.as_deref() == Some("leader")
         })
+    }
+
+    /// Member `i`'s log so far (for a failure's report).
+    pub fn log(&self, i: usize) -> String {
+        match &self.inner {
+            Inner::Corral(e) => e.members[i].log(),
+            Inner::Zookeeper(e) => e.members[i].log(),
+        }
     }
 
     /// kill -9.

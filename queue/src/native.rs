@@ -1005,9 +1005,15 @@ impl NativeQueue {
                     self.set_deq_cache(shard, Some((new, sv + 1)));
                     return Ok(());
                 },
-                // Gone after a retry most likely means our first attempt
-                // committed before the connection dropped.
-                Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode }) if after_loss => return Ok(()),
+                // Gone after a lost reply: our first attempt committed, or our
+                // lease ran out and another consumer took and acked it. Our
+                // claim is our session's ephemeral, so before the lease's end
+                // only our ack can have removed it (a reaper waits for the
+                // end, by a clock within the leases' skew margin); after it
+                // nobody can tell.
+                Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode }) if after_loss => {
+                    return if now_ms() < d.lease_until_ms { Ok(()) } else { Err(QueueError::Indeterminate { op: "ack" }) };
+                },
                 Err(MultiWriteError::OperationFailed { index: 0, .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
                 // Our claim node vanished (lease reaped, or session blip) but
                 // the item version proves nobody else claimed it since.

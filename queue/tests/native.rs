@@ -535,3 +535,51 @@ async fn consumer_through_connection_loss_processes_each_message_once() {
     let s = q0.stats().await.unwrap();
     assert_eq!((s.depth, s.in_flight, s.removed_total, s.redeliveries), (0, 0, 400, 0));
 }
+
+/// An ack whose first attempt never reached the server, retried after the
+/// lease ran out and another consumer had taken and acked the message, finds
+/// the item gone: that is not proof that our ack removed it, so the ack must
+/// not report success (the chaos test once saw a message processed twice
+/// with both acks "successful").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_retried_past_the_lease_does_not_take_credit_for_anothers_ack() {
+    let hosts = Server::shared().hosts.clone();
+    let path = unique_path("late-ack");
+    let proxy = common::Proxy::start(&hosts).await;
+    // a notices a silent connection after 1 s; its session outlives the test.
+    let ca = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(20))
+        .with_connection_timeout(Duration::from_secs(1))
+        .connect(&proxy.hosts)
+        .await
+        .unwrap();
+    let a = NativeQueue::create(&ca, &path, Meta { lease_ms: 1_000, deq_shards: 1, ..Meta::default() }).await.unwrap();
+    a.put(Message::new("warm-up")).await.unwrap();
+    a.put(Message::new("job")).await.unwrap();
+    // The first ack caches the counter it updates, so the next ack is a single request.
+    let d0 = a.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    a.ack(&d0).await.unwrap();
+    let da = a.take(Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    // a's ack goes into the void: the client reports a connection loss, and
+    // retries until the link is healed.
+    let mut a_state = ca.state_watcher();
+    proxy.blackhole();
+    let late_ack = tokio::spawn(async move {
+        let r = a.ack(&da).await;
+        (r, a)
+    });
+    let cb = connect(&hosts, SESSION).await;
+    let b = NativeQueue::open(&cb, &path).await.unwrap();
+    let db = b.take(Some(Duration::from_secs(20))).await.unwrap().expect("redelivered after the lease");
+    assert_eq!(db.attempt, 2);
+    b.ack(&db).await.unwrap();
+    // Heal only once a has given up on its connection (and so on its first
+    // attempt); healed earlier, the lost request would simply never be answered.
+    while a_state.peek_state() != zookeeper_client::SessionState::Disconnected {
+        a_state.changed().await;
+    }
+    proxy.heal();
+    let (r, _a) = late_ack.await.unwrap();
+    let err = r.expect_err("a's ack reported success although b acked the message");
+    assert!(matches!(err, QueueError::Indeterminate { .. } | QueueError::ClaimLost { .. }), "{err}");
+}

@@ -68,12 +68,17 @@ fn classpath() -> String {
     JARS.iter().map(|j| format!("/usr/share/java/{j}")).collect::<Vec<_>>().join(":")
 }
 
-/// Starts `QuorumPeerMain` on `cfg`, logging to `dir/zookeeper.log`.
+/// Starts `QuorumPeerMain` on `cfg`, logging to `dir/zookeeper.log` (at
+/// INFO, through slf4j-simple instead of the silent binding of [`JARS`], so
+/// that a failed test can show what the members did: elections in
+/// particular).
 fn spawn_java(cfg: &std::path::Path, dir: &std::path::Path, heap_mb: u32) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("zookeeper.log")).unwrap();
     Command::new("java")
         .arg("-cp")
-        .arg(classpath())
+        .arg(classpath().replace("slf4j-nop.jar", "slf4j-simple.jar"))
+        .arg("-Dorg.slf4j.simpleLogger.showDateTime=true")
+        .arg("-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS")
         .arg(format!("-Xmx{heap_mb}m"))
         .arg("-Dzookeeper.admin.enableServer=false")
         .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")

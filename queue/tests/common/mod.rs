@@ -235,12 +235,31 @@ pub async fn connect_detached(hosts: &str, session: Duration) -> Client {
 /// A TCP proxy in front of the server. `partition()` cuts every connection
 /// through it and refuses new ones until `heal()`: a client behind it keeps
 /// running but its session expires on the server, like a consumer on the far
-/// side of a network partition.
+/// side of a network partition. `blackhole()` instead keeps connections open
+/// and silently drops every byte both ways (a request sent then is lost
+/// without the client knowing whether it arrived), until `heal()`.
 pub struct Proxy {
     pub hosts: String,
     blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropping: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accept: tokio::task::JoinHandle<()>,
+}
+
+/// Copies `from` to `to`, discarding what arrives while `dropping` is set.
+async fn forward(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, dropping: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if !dropping.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            },
+        }
+    }
 }
 
 impl Proxy {
@@ -248,24 +267,30 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let hosts = listener.local_addr().unwrap().to_string();
         let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dropping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
         let upstream = upstream.split(',').next().unwrap().to_string();
-        let (b, c) = (blocked.clone(), conns.clone());
+        let (b, d, c) = (blocked.clone(), dropping.clone(), conns.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
+            while let Ok((down, _)) = listener.accept().await {
                 if b.load(Ordering::SeqCst) {
                     continue;
                 }
-                let upstream = upstream.clone();
+                let (upstream, d) = (upstream.clone(), d.clone());
                 let h = tokio::spawn(async move {
-                    if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    if let Ok(up) = tokio::net::TcpStream::connect(&upstream).await {
+                        let ((down_r, down_w), (up_r, up_w)) = (down.into_split(), up.into_split());
+                        // Either direction ending ends the link (the other half is dropped with the task).
+                        tokio::select! {
+                            _ = forward(down_r, up_w, d.clone()) => {},
+                            _ = forward(up_r, down_w, d) => {},
+                        }
                     }
                 });
                 c.lock().unwrap().push(h);
             }
         });
-        Proxy { hosts, blocked, conns, accept }
+        Proxy { hosts, blocked, dropping, conns, accept }
     }
 
     pub fn partition(&self) {
@@ -275,8 +300,13 @@ impl Proxy {
         }
     }
 
+    pub fn blackhole(&self) {
+        self.dropping.store(true, Ordering::SeqCst);
+    }
+
     pub fn heal(&self) {
         self.blocked.store(false, Ordering::SeqCst);
+        self.dropping.store(false, Ordering::SeqCst);
     }
 }
 
