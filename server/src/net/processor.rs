@@ -474,7 +474,7 @@ impl Processor {
 
     /// Runs until `Shutdown`, until every sender is gone, or until an error
     /// makes going on unsafe (then `Err` says why).
-    pub fn run(mut self, mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Input>) -> Result<(), String> {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Input>) -> Result<(), String> {
         // Catch up first, persisting inline (a lone member elects itself,
         // commits and applies what its log holds), before any client's input.
         self.drive();
@@ -488,7 +488,7 @@ impl Processor {
         self.publish_status();
         let mut shutdown = false;
         while !shutdown && self.fatal.is_none() {
-            let Some(first) = rx.blocking_recv() else { break };
+            let Some(first) = rx.recv().await else { break };
             let mut batch = vec![first];
             while batch.len() < BATCH_MAX {
                 match rx.try_recv() {
@@ -508,14 +508,22 @@ impl Processor {
         }
         // No more inputs: the persister's last report must not wait for room.
         drop(rx);
-        if let Some(p) = self.persister.take() {
-            // Dropping the queue ends the thread once it has written it all.
+        // Dropping the queue ends the persister once it has written it all;
+        // the joins wait off the runtime's threads.
+        let persister = self.persister.take().map(|p| {
             drop(p.jobs);
-            let _ = p.thread.join();
-        }
-        if let Some(h) = self.snapshotting.take() {
-            let _ = h.join();
-        }
+            p.thread
+        });
+        let snapshot = self.snapshotting.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(t) = persister {
+                let _ = t.join();
+            }
+            if let Some(t) = snapshot {
+                let _ = t.join();
+            }
+        })
+        .await;
         tracing::info!("processor stopped");
         match self.fatal.take() {
             Some(why) => Err(why),

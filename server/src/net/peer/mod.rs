@@ -270,7 +270,7 @@ impl PeerNet {
     }
 
     /// Queues `env` for its peer and returns at once (never blocks, never
-    /// awaits: callable from the processor thread). Dropped if the link to
+    /// awaits: callable from the processor's synchronous code). Dropped if the link to
     /// `env.to` is down; if its queue is full the link is broken (queue
     /// dropped, `Down` reported, redialed). Returns whether it was queued:
     /// the replica must hear of a dropped one (`Replica::on_unreachable`).
