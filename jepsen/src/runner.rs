@@ -152,7 +152,7 @@ async fn worker(w: usize, workers: usize, members: usize, member: usize, host: S
         let session = Some(format!("{:#x}", c.session_id().0));
         let key = format!("r{}", rng.gen_range(0..keys));
         let path = format!("/jepsen/{key}");
-        let op = |f, value, expected, invoke| Op { index: 0, process, member: member_id, session: session.clone(), key: key.clone(), f, value, expected, invoke_ns: invoke, complete_ns: None, outcome: Outcome::Info, error: None };
+        let op = |f, value, expected, invoke| Op { index: 0, process, member: member_id, session: session.clone(), key: key.clone(), f, value, expected, values: None, invoke_ns: invoke, complete_ns: None, outcome: Outcome::Info, error: None };
         let roll = if reader { 0 } else { rng.gen_range(0..4) };
         // Every CAS starts with a read, recorded as one; a plain write does not read.
         let seen = if roll == 2 {

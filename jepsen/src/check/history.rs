@@ -2,15 +2,27 @@
 //! when (if ever) its result came back, and what that result was. One JSON
 //! object a line, so a run's history can be read, diffed and re-checked
 //! (`corral-jepsen check HISTORY`) without the harness.
+//!
+//! One op type serves every workload: `f` says what the op did (register
+//! ops; a set's add; a counter's increment; a unique id's generation; a
+//! lock's acquire and release), `value` its number and `values` what a
+//! set's read returned.
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 
-/// What an operation does to its key's register.
+/// The process id of the setup writes (before any worker starts).
+pub const SETUP_PROCESS: u64 = 1_000_000;
+/// The process id of a workload's final read, made after the workers have
+/// stopped and every fault has been undone.
+pub const FINAL_PROCESS: u64 = 1_000_001;
+
+/// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
-    /// getData: `value` is what it returned (`None`: no such node).
+    /// getData: `value` is what it returned (`None`: no such node). A set's
+    /// read (getChildren): `values` holds the elements.
     Read,
     /// setData without a version: `value` is what it wrote.
     Write,
@@ -18,6 +30,19 @@ pub enum Kind {
     /// read saw, `value` what it writes. Writes carry unique values, so the
     /// value identifies the version.
     Cas,
+    /// Set: create the element `value` (a child of the set's node).
+    Add,
+    /// Counter: add one, by a CAS loop (getData, setData with its version,
+    /// again on BadVersion). `expected` is the value the last read saw,
+    /// `value` the value it wrote.
+    Incr,
+    /// Unique ids: create a sequential node; `value` is its sequence number.
+    Generate,
+    /// Lock: take the lock (an ephemeral sequential node, lowest holds);
+    /// ok when this client knows it holds it. `value` is its node's number.
+    Acquire,
+    /// Lock: delete the node; ok proves the node, so the session, lived until then.
+    Release,
 }
 
 /// How an operation ended.
@@ -52,6 +77,9 @@ pub struct Op {
     pub value: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<i64>,
+    /// What a set's read returned (sorted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<i64>>,
     /// Monotonic nanoseconds since the test began.
     pub invoke_ns: u64,
     /// `None` for an operation whose result never came (`Info`).
@@ -67,7 +95,7 @@ impl Op {
     /// An op with no member, session or error, for hand-written histories.
     #[allow(clippy::too_many_arguments)]
     pub fn new(process: u64, key: &str, f: Kind, value: Option<i64>, expected: Option<i64>, invoke_ns: u64, complete_ns: Option<u64>, outcome: Outcome) -> Op {
-        Op { index: 0, process, member: None, session: None, key: key.to_owned(), f, value, expected, invoke_ns, complete_ns, outcome, error: None }
+        Op { index: 0, process, member: None, session: None, key: key.to_owned(), f, value, expected, values: None, invoke_ns, complete_ns, outcome, error: None }
     }
 
     pub fn describe(&self) -> String {
@@ -76,6 +104,15 @@ impl Op {
             Kind::Read => format!("read -> {}", v(self.value)),
             Kind::Write => format!("write {}", v(self.value)),
             Kind::Cas => format!("cas {} -> {}", v(self.expected), v(self.value)),
+            Kind::Add => format!("add {}", v(self.value)),
+            Kind::Incr => format!("incr {} -> {}", v(self.expected), v(self.value)),
+            Kind::Generate => format!("generate -> {}", v(self.value)),
+            Kind::Acquire => format!("acquire {}", v(self.value)),
+            Kind::Release => format!("release {}", v(self.value)),
+        };
+        let what = match (&self.values, self.f) {
+            (Some(vs), Kind::Read) => format!("read -> {} elements", vs.len()),
+            _ => what,
         };
         let end = match self.complete_ns {
             Some(c) => format!("{:.3}s", c as f64 / 1e9),

@@ -1,19 +1,135 @@
-//! Checkers for recorded histories. Today: linearizability of registers
-//! (read, write, compare-and-set), checked per key — a history is
-//! linearizable iff each key's sub-history is (Herlihy and Wing's locality,
-//! Porcupine's P-compositionality), which turns one search exponential in
-//! the number of keys into one small search per key.
+//! Checkers for recorded histories, one per workload, each a pure function
+//! of the ops. The register's: linearizability of registers (read, write,
+//! compare-and-set), checked per key — a history is linearizable iff each
+//! key's sub-history is (Herlihy and Wing's locality, Porcupine's
+//! P-compositionality), which turns one search exponential in the number of
+//! keys into one small search per key. The others: `set`, `counter`,
+//! `unique_ids`, `lock` (each module says what it checks).
 
 pub mod brute;
+pub mod counter;
 pub mod gen;
 pub mod history;
 pub mod linear;
+pub mod lock;
 pub mod model;
+pub mod set;
+pub mod unique_ids;
 
 use history::Op;
 pub use model::Options;
 use serde::Serialize;
 use std::collections::BTreeMap;
+
+/// What a history was recorded by, so what it is checked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    Register,
+    Set,
+    Counter,
+    UniqueIds,
+    Lock,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 5] = [Workload::Register, Workload::Set, Workload::Counter, Workload::UniqueIds, Workload::Lock];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Register => "register",
+            Workload::Set => "set",
+            Workload::Counter => "counter",
+            Workload::UniqueIds => "unique-ids",
+            Workload::Lock => "lock",
+        }
+    }
+
+    /// The workload whose ops a history holds (register if only reads,
+    /// writes and CAS).
+    pub fn infer(history: &[Op]) -> Workload {
+        use history::Kind;
+        for o in history {
+            match o.f {
+                Kind::Add => return Workload::Set,
+                Kind::Incr => return Workload::Counter,
+                Kind::Generate => return Workload::UniqueIds,
+                Kind::Acquire | Kind::Release => return Workload::Lock,
+                Kind::Read | Kind::Write | Kind::Cas => {}
+            }
+        }
+        Workload::Register
+    }
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Workload, String> {
+        Workload::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| {
+            format!("unknown workload {s:?} ({})", Workload::ALL.map(Workload::name).join(", "))
+        })
+    }
+}
+
+/// A workload's verdict; serialized as the workload's own report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Checked {
+    Register(Report),
+    Set(set::Report),
+    Counter(counter::Report),
+    UniqueIds(unique_ids::Report),
+    Lock(lock::Report),
+}
+
+impl Checked {
+    pub fn valid(&self) -> bool {
+        match self {
+            Checked::Register(r) => r.valid,
+            Checked::Set(r) => r.valid,
+            Checked::Counter(r) => r.valid,
+            Checked::UniqueIds(r) => r.valid,
+            Checked::Lock(r) => r.valid,
+        }
+    }
+
+    /// One line: what was checked.
+    pub fn summary(&self) -> String {
+        match self {
+            Checked::Register(r) => format!("checked {} ops on {} keys (reads {})", r.checked_ops, r.keys, if r.reads_checked { "checked" } else { "not checked: sequential consistency" }),
+            Checked::Set(r) => r.summary(),
+            Checked::Counter(r) => r.summary(),
+            Checked::UniqueIds(r) => r.summary(),
+            Checked::Lock(r) => r.summary(),
+        }
+    }
+
+    /// What is wrong, when it is not valid.
+    pub fn explain(&self) -> Option<String> {
+        if self.valid() {
+            return None;
+        }
+        Some(match self {
+            Checked::Register(r) => r.violation.as_ref().map(Violation::explain).unwrap_or_default(),
+            Checked::Set(r) => r.explain(),
+            Checked::Counter(r) => r.explain(),
+            Checked::UniqueIds(r) => r.explain(),
+            Checked::Lock(r) => r.explain(),
+        })
+    }
+}
+
+/// Checks a history as `workload` records it. `opts.reads`: whether reads
+/// are held to linearizability (register, counter).
+pub fn check_workload(workload: Workload, history: &[Op], opts: Options) -> Checked {
+    match workload {
+        Workload::Register => Checked::Register(check(history, opts)),
+        Workload::Set => Checked::Set(set::check(history)),
+        Workload::Counter => Checked::Counter(counter::check(history, opts.reads)),
+        Workload::UniqueIds => Checked::UniqueIds(unique_ids::check(history)),
+        Workload::Lock => Checked::Lock(lock::check(history)),
+    }
+}
 
 /// The verdict on a whole history.
 #[derive(Debug, Clone, Serialize)]

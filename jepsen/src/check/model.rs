@@ -27,6 +27,8 @@ pub fn included(op: &Op, opts: Options) -> bool {
         (Kind::Read, _) => false,
         (Kind::Write, Outcome::Fail) => false,
         (Kind::Write | Kind::Cas, _) => true,
+        // Another workload's ops: not register ops.
+        (Kind::Add | Kind::Incr | Kind::Generate | Kind::Acquire | Kind::Release, _) => false,
     }
 }
 
@@ -49,6 +51,7 @@ pub fn step(op: &Op, state: State) -> impl Iterator<Item = State> {
         (Kind::Write, _) => Some(op.value),
         (Kind::Cas, Outcome::Fail) => (state != op.expected).then_some(state),
         (Kind::Cas, _) => (state == op.expected).then_some(op.value),
+        (Kind::Add | Kind::Incr | Kind::Generate | Kind::Acquire | Kind::Release, _) => None,
     };
     // An indeterminate write may also have done nothing.
     let skipped = (op.outcome == Outcome::Info).then_some(state);
