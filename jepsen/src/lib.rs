@@ -4,3 +4,4 @@
 pub mod check;
 pub mod cluster;
 pub mod runner;
+pub mod workload;

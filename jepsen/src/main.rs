@@ -2,7 +2,7 @@
 //!
 //! Exit status: 0 valid, 1 a violation found, 2 a harness or usage error.
 
-use corral_jepsen::check::{self, history, Options};
+use corral_jepsen::check::{self, history, Checked, Options, Workload};
 use corral_jepsen::cluster::Target;
 use corral_jepsen::runner::{self, TestConfig};
 use std::path::PathBuf;
@@ -10,11 +10,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
-  corral-jepsen test --workload register --nemesis N[,N...] --time SECONDS [--nodes 3] [--concurrency C]
+  corral-jepsen test --workload W --nemesis N[,N...] --time SECONDS [--nodes 3] [--concurrency C]
                      [--read-consistency sequential|linearizable] [--target corral|zookeeper] [--bug B]
                      [--seed S] [--keys K] [--store DIR]
+      workloads: register (linearizable registers; --keys K of them), set (adds, a final read),
+                 counter (CAS increments and reads, a final read), unique-ids (sequential znodes),
+                 lock (the ephemeral sequential lock recipe: no two live holders at once)
       nemeses: kill, kill-all, pause, partition, partition-leader, none
-  corral-jepsen check HISTORY [--read-consistency sequential|linearizable]
+  corral-jepsen check HISTORY [--workload W] [--read-consistency sequential|linearizable]
   corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]";
 
 fn usage(msg: &str) -> ExitCode {
@@ -56,7 +59,7 @@ fn flags(args: &[String], known: &[&str]) -> Result<Vec<(String, String)>, Strin
 fn parse_test(args: &[String]) -> Result<TestConfig, String> {
     let known = ["workload", "nemesis", "time", "nodes", "concurrency", "read-consistency", "target", "bug", "seed", "keys", "store"];
     let mut cfg = TestConfig {
-        workload: "register".into(),
+        workload: Workload::Register,
         nemesis: Vec::new(),
         time: Duration::from_secs(30),
         nodes: 3,
@@ -71,7 +74,7 @@ fn parse_test(args: &[String]) -> Result<TestConfig, String> {
     let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| format!("--{k}: not a number: {v:?}"));
     for (k, v) in flags(args, &known)? {
         match k.as_str() {
-            "workload" => cfg.workload = v,
+            "workload" => cfg.workload = v.parse()?,
             "nemesis" => {
                 cfg.nemesis = if v == "none" { Vec::new() } else { v.split(',').map(str::parse).collect::<Result<_, _>>()? };
             }
@@ -109,20 +112,10 @@ fn test(args: &[String]) -> ExitCode {
     };
     match runner::run(&cfg) {
         Ok(r) => {
-            println!(
-                "{} ops ({} ok, {} fail, {} info); {} nemesis events; checked {} ops on {} keys in {} ms (reads {})",
-                r.ops.total,
-                r.ops.ok,
-                r.ops.fail,
-                r.ops.info,
-                r.nemesis.len(),
-                r.check.checked_ops,
-                r.check.keys,
-                r.check_ms,
-                if r.check.reads_checked { "checked" } else { "not checked: sequential consistency" }
-            );
+            println!("{} ops ({} ok, {} fail, {} info); {} nemesis events; {} ms to check", r.ops.total, r.ops.ok, r.ops.fail, r.ops.info, r.nemesis.len(), r.check_ms);
+            println!("{}: {}", cfg.workload.name(), r.check.summary());
             println!("store: {}", r.dir.display());
-            finish(r.check.violation.as_ref(), &cfg.command())
+            finish(&r.check, &cfg.command())
         }
         Err(e) => {
             eprintln!("harness error: {e}");
@@ -132,15 +125,15 @@ fn test(args: &[String]) -> ExitCode {
     }
 }
 
-fn finish(violation: Option<&check::Violation>, command: &str) -> ExitCode {
-    match violation {
+fn finish(checked: &Checked, command: &str) -> ExitCode {
+    match checked.explain() {
         None => {
             println!("VALID");
             println!("rerun: {command}");
             ExitCode::SUCCESS
         }
-        Some(v) => {
-            println!("INVALID: {}", v.explain());
+        Some(why) => {
+            println!("INVALID: {why}");
             println!("rerun: {command}");
             ExitCode::from(1)
         }
@@ -151,16 +144,23 @@ fn check_file(args: &[String]) -> ExitCode {
     let Some(path) = args.first() else { return usage("check needs a history file") };
     let path = PathBuf::from(path);
     // Reads are checked as the run checked them (results.json beside the
-    // history), unless told.
-    let mut reads = std::fs::read_to_string(path.with_file_name("results.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|v| v["check"]["reads_checked"].as_bool())
-        .unwrap_or(true);
-    match flags(&args[1..], &["read-consistency"]) {
+    // history), unless told; the workload is the run's, else told, else
+    // what the ops are.
+    let results = std::fs::read_to_string(path.with_file_name("results.json")).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+    let mut reads = results.as_ref().and_then(|v| v["check"]["reads_checked"].as_bool()).unwrap_or(true);
+    let mut workload = results.as_ref().and_then(|v| v["workload"].as_str().and_then(|w| w.parse::<Workload>().ok()));
+    match flags(&args[1..], &["read-consistency", "workload"]) {
         Ok(f) => {
-            for (_, v) in f {
-                reads = v == "linearizable";
+            for (k, v) in f {
+                match (k.as_str(), v.as_str()) {
+                    ("workload", w) => match w.parse() {
+                        Ok(w) => workload = Some(w),
+                        Err(e) => return usage(&e),
+                    },
+                    (_, "linearizable") => reads = true,
+                    (_, "sequential") => reads = false,
+                    (_, other) => return usage(&format!("--read-consistency: sequential or linearizable, not {other:?}")),
+                }
             }
         }
         Err(e) => return usage(&e),
@@ -172,11 +172,12 @@ fn check_file(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let workload = workload.unwrap_or_else(|| Workload::infer(&ops));
     let t = Instant::now();
-    let report = check::check(&ops, Options { reads });
-    println!("{} ops, {} checked on {} keys in {} ms (reads {})", report.ops, report.checked_ops, report.keys, t.elapsed().as_millis(), if reads { "checked" } else { "not checked" });
-    let command = format!("corral-jepsen check {} --read-consistency {}", path.display(), if reads { "linearizable" } else { "sequential" });
-    finish(report.violation.as_ref(), &command)
+    let checked = check::check_workload(workload, &ops, Options { reads });
+    println!("{} ops in {} ms; {}: {}", ops.len(), t.elapsed().as_millis(), workload.name(), checked.summary());
+    let command = format!("corral-jepsen check {} --workload {} --read-consistency {}", path.display(), workload.name(), if reads { "linearizable" } else { "sequential" });
+    finish(&checked, &command)
 }
 
 fn bench_check(args: &[String]) -> ExitCode {

@@ -1,0 +1,237 @@
+//! The workloads' clients: what each worker does against the ensemble and
+//! how it records it. Each workload has its module; this one holds what
+//! they share (the recorder, connecting, classifying errors) and picks the
+//! workload's setup, workers and final read. Imports go one way: the runner
+//! uses this, this uses `check` for the op types, never the reverse.
+
+pub mod counter;
+pub mod lock;
+pub mod register;
+pub mod set;
+pub mod unique_ids;
+
+use crate::check::history::{Kind, Op, Outcome, FINAL_PROCESS};
+use crate::check::Workload;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zookeeper_client as zk;
+
+/// How long one operation may take before it counts as indeterminate.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the final read may keep retrying before the run is a harness error.
+const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct Recorder {
+    pub start: Instant,
+    pub ops: Mutex<Vec<Op>>,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder { start: Instant::now(), ops: Mutex::new(Vec::new()) }
+    }
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    pub fn push(&self, mut op: Op) {
+        let mut ops = self.ops.lock().unwrap();
+        op.index = ops.len();
+        ops.push(op);
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+pub fn parse(data: &[u8]) -> Option<i64> {
+    std::str::from_utf8(data).ok()?.trim().parse().ok()
+}
+
+pub fn error_name(e: &zk::Error) -> String {
+    format!("{e:?}")
+}
+
+/// Whether the client is of no more use (its session is gone).
+pub fn fatal(e: &zk::Error) -> bool {
+    matches!(e, zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed)
+}
+
+/// Whether an error is the server's definite refusal: the request was
+/// processed and did nothing. Anything else (connection loss, session
+/// expiry, a timeout) may have taken effect.
+pub fn definite(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::NoNode
+            | zk::Error::NodeExists
+            | zk::Error::BadVersion
+            | zk::Error::NotEmpty
+            | zk::Error::NoChildrenForEphemerals
+            | zk::Error::InvalidAcl
+            | zk::Error::NoAuth
+            | zk::Error::BadArguments(_)
+    )
+}
+
+pub async fn connect(host: &str) -> Option<zk::Client> {
+    let c = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(4))
+        .with_connection_timeout(Duration::from_secs(1))
+        .with_fail_eagerly()
+        .connect(host);
+    tokio::time::timeout(Duration::from_secs(3), c).await.ok()?.ok()
+}
+
+/// A session's id as the history records it.
+pub fn session(c: &zk::Client) -> Option<String> {
+    Some(format!("{:#x}", c.session_id().0))
+}
+
+/// What every worker is given.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The worker's number; its first process id.
+    pub id: usize,
+    pub workers: usize,
+    pub members: usize,
+    /// The member it is bound to (0-based).
+    pub member: usize,
+    pub host: String,
+    pub seed: u64,
+    pub deadline: Instant,
+    pub rec: Arc<Recorder>,
+    /// A counter shared by the workers (unique values, elements).
+    pub next: Arc<AtomicI64>,
+}
+
+impl Ctx {
+    pub fn member_id(&self) -> Option<u32> {
+        Some(self.member as u32 + 1)
+    }
+
+    /// An op of `process` on `key` invoked now, indeterminate until told.
+    pub fn op(&self, process: u64, session: Option<String>, key: &str, f: Kind, value: Option<i64>) -> Op {
+        let mut o = Op::new(process, key, f, value, None, self.rec.now(), None, Outcome::Info);
+        o.member = self.member_id();
+        o.session = session;
+        o
+    }
+
+    /// Connects, backing off while the member is down, paused or cut off;
+    /// `None` once the time is up.
+    pub async fn connect(&self) -> Option<zk::Client> {
+        while Instant::now() < self.deadline {
+            if let Some(c) = connect(&self.host).await {
+                return Some(c);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+}
+
+/// The nodes a workload needs, created before the workers start (the
+/// register's keys and the counter's node are recorded as writes of the
+/// setup process).
+pub async fn setup(workload: Workload, hosts: &str, keys: usize, rec: &Recorder) -> Result<(), String> {
+    let c = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(4))
+        .with_connection_timeout(Duration::from_secs(5))
+        .connect(hosts)
+        .await
+        .map_err(|e| format!("setup: connect to {hosts}: {e}"))?;
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    c.create("/jepsen", b"", &opts).await.map_err(|e| format!("setup: create /jepsen: {e}"))?;
+    match workload {
+        Workload::Register => register::setup(&c, keys, rec).await,
+        Workload::Counter => counter::setup(&c, rec).await,
+        Workload::Set => set::setup(&c).await,
+        Workload::UniqueIds => unique_ids::setup(&c).await,
+        Workload::Lock => lock::setup(&c).await,
+    }
+}
+
+/// Creates a persistent node for the setup.
+pub async fn create(c: &zk::Client, path: &str, data: &[u8]) -> Result<(), String> {
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    c.create(path, data, &opts).await.map(|_| ()).map_err(|e| format!("setup: create {path}: {e}"))
+}
+
+/// Runs one worker of `workload` until the deadline.
+pub async fn worker(workload: Workload, ctx: Ctx, keys: usize) {
+    match workload {
+        Workload::Register => register::worker(ctx, keys).await,
+        Workload::Set => set::worker(ctx).await,
+        Workload::Counter => counter::worker(ctx).await,
+        Workload::UniqueIds => unique_ids::worker(ctx).await,
+        Workload::Lock => lock::worker(ctx).await,
+    }
+}
+
+/// After the run, with every fault undone: the workload's final read, if it
+/// has one, recorded as an op of `FINAL_PROCESS`. Tried on each member in
+/// turn until one answers; a `sync` first, so that the member has applied
+/// everything committed before (ZooKeeper's reads may lag otherwise).
+pub async fn final_read(workload: Workload, hosts: &[String], rec: &Recorder) -> Result<(), String> {
+    let (path, key) = match workload {
+        Workload::Set => (set::PARENT, set::KEY),
+        Workload::Counter => (counter::PATH, counter::KEY),
+        _ => return Ok(()),
+    };
+    let until = Instant::now() + FINAL_READ_TIMEOUT;
+    let mut last = String::from("no member answered");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if Instant::now() > until {
+            return Err(format!("final read: nothing for {FINAL_READ_TIMEOUT:?}: {last}"));
+        }
+        let member = attempt % hosts.len();
+        let Some(c) = connect(&hosts[member]).await else {
+            last = format!("member {} did not take a session", member + 1);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut op = Op::new(FINAL_PROCESS, key, Kind::Read, None, None, rec.now(), None, Outcome::Info);
+        op.member = Some(member as u32 + 1);
+        op.session = session(&c);
+        let got = tokio::time::timeout(OP_TIMEOUT, async {
+            c.sync(path).await?;
+            match workload {
+                Workload::Set => c.list_children(path).await.map(Read::Children),
+                _ => c.get_data(path).await.map(|(d, _)| Read::Data(d)),
+            }
+        })
+        .await;
+        match got {
+            Ok(Ok(read)) => {
+                op.complete_ns = Some(rec.now());
+                op.outcome = Outcome::Ok;
+                match read {
+                    Read::Children(names) => {
+                        let (values, bad) = set::elements(&names);
+                        op.values = Some(values);
+                        if !bad.is_empty() {
+                            op.error = Some(format!("children that are no element: {}", bad.join(" ")));
+                        }
+                    }
+                    Read::Data(d) => op.value = parse(&d),
+                }
+                rec.push(op);
+                return Ok(());
+            }
+            Ok(Err(e)) => last = format!("member {}: {e}", member + 1),
+            Err(_) => last = format!("member {}: timed out", member + 1),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+enum Read {
+    Children(Vec<String>),
+    Data(Vec<u8>),
+}
