@@ -1,59 +1,13 @@
 //! Proof the harness can fail: the register workload run end to end with
 //! the `corral-jepsen` binary against real processes, clean and with the
-//! server's test-only bug switches. Runs are serialised: two ensembles
-//! under faults at once on two cores would only slow each other down.
+//! server's test-only bug switches. Runs are serialised (`common`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Mutex;
+mod common;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// A store of its own for each run, so that a passing test leaves nothing.
-fn store() -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("corral-jepsen-store-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Runs `corral-jepsen` with `args`; returns its exit code and stdout.
-fn jepsen(args: &[&str]) -> (i32, String) {
-    if std::env::var_os("CORRAL_BIN").is_none() {
-        // As the tests crate: the corral binary of this target directory.
-        std::env::set_var("CORRAL_BIN", corral_tests::corral_bin());
-    }
-    let Output { status, stdout, stderr } = Command::new(env!("CARGO_BIN_EXE_corral-jepsen")).args(args).output().expect("run corral-jepsen");
-    let out = String::from_utf8_lossy(&stdout).into_owned();
-    eprintln!("{out}\n{}", String::from_utf8_lossy(&stderr));
-    (status.code().unwrap_or(-1), out)
-}
-
-/// A run's stored results (its directory, and the store holding it),
-/// removed when the test passes, kept for a look when it fails.
-struct Stored(PathBuf, PathBuf);
-
-impl Drop for Stored {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
-    }
-}
+use common::{jepsen, results, Stored};
 
 fn test(args: &[&str]) -> (i32, String, Stored) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let store = store();
-    let mut all = vec!["test", "--workload", "register", "--store", store.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let (code, out) = jepsen(&all);
-    let dir = out.lines().find_map(|l| l.strip_prefix("store: ")).map(PathBuf::from).unwrap_or_default();
-    (code, out, Stored(dir, store))
-}
-
-fn results(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).expect("results.json")).unwrap()
+    common::test("register", args)
 }
 
 #[test]
@@ -100,8 +54,7 @@ fn overlay_skip_bug_is_caught_by_writes_alone() {
 
 #[test]
 fn zookeeper_default_reads_are_not_linearizable_but_its_writes_are() {
-    if !corral_tests::zookeeper::ZooKeeper::available() {
-        eprintln!("Apache ZooKeeper is not installed (tests/clients/install-deps.sh): skipped");
+    if !common::zookeeper_available() {
         return;
     }
     // ZooKeeper documents its reads as sequentially consistent: checked for
