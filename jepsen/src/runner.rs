@@ -1,6 +1,7 @@
-//! A test run: start the cluster, run the workload's workers and the
-//! nemesis side by side for the time asked, end every fault, check the
-//! history and store it all under `store/<test>/<time>/`.
+//! A test run: start the cluster, set up the workload's nodes, run its
+//! workers (`workload`) and the nemesis side by side for the time asked,
+//! end every fault, make the workload's final read, check the history
+//! (`check`) and store it all under `store/<test>/<time>/`.
 
 use crate::check::history::{Op, Outcome};
 use crate::check::{self, Checked, Options, Workload};
@@ -102,11 +103,16 @@ fn utc_stamp() -> String {
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Checks a history as `workload`'s and writes it into `dir`.
-pub fn check_and_store(workload: Workload, ops: &[Op], opts: Options, dir: &Path) -> Result<(Checked, u128), String> {
+/// Writes a history into `dir` (created if need be) as `history.jsonl`.
+fn store_history(ops: &[Op], dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let file = std::fs::File::create(dir.join("history.jsonl")).map_err(|e| format!("write history: {e}"))?;
-    check::history::write_jsonl(ops, std::io::BufWriter::new(file)).map_err(|e| format!("write history: {e}"))?;
+    check::history::write_jsonl(ops, std::io::BufWriter::new(file)).map_err(|e| format!("write history: {e}"))
+}
+
+/// Checks a history as `workload`'s and writes it into `dir`.
+pub fn check_and_store(workload: Workload, ops: &[Op], opts: Options, dir: &Path) -> Result<(Checked, u128), String> {
+    store_history(ops, dir)?;
     let t = Instant::now();
     let report = check::check_workload(workload, ops, opts);
     Ok((report, t.elapsed().as_millis()))
@@ -149,11 +155,16 @@ pub fn run(cfg: &TestConfig) -> Result<Results, String> {
     let (cluster, events) = nemesis.join().map_err(|_| "the nemesis panicked".to_string())?;
     let events = events?;
     // Every fault is undone: the final read, if the workload has one.
-    rt.block_on(workload::final_read(cfg.workload, &hosts, &rec))?;
+    let final_read = rt.block_on(workload::final_read(cfg.workload, &hosts, &rec));
     drop(rt);
     drop(cluster);
 
     let ops = std::mem::take(&mut *rec.ops.lock().unwrap());
+    if let Err(e) = final_read {
+        // Nothing to check the history against; keep it for a look.
+        store_history(&ops, &dir)?;
+        return Err(format!("{e} (the history is in {})", dir.display()));
+    }
     let opts = Options { reads: cfg.linearizable_reads };
     let (report, check_ms) = check_and_store(cfg.workload, &ops, opts, &dir)?;
     let mut counts = Counts { total: ops.len(), ..Default::default() };
