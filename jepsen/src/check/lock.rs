@@ -43,11 +43,11 @@ pub struct Report {
     /// Proven holds that began before an earlier proven one ended.
     pub overlap_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_overlap: Option<(Hold, Hold)>,
+    pub first_overlap: Option<Box<(Hold, Hold)>>,
     /// Proven holds that began after one with a higher sequence number.
     pub out_of_order_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_out_of_order: Option<(Hold, Hold)>,
+    pub first_out_of_order: Option<Box<(Hold, Hold)>>,
     /// A malformed history (a release with no acquire before it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -93,10 +93,10 @@ impl Report {
         if let Some(e) = &self.error {
             s += &format!("{e}\n");
         }
-        if let Some((a, b)) = &self.first_overlap {
+        if let Some((a, b)) = self.first_overlap.as_deref() {
             s += &format!("{} holds overlap another (both sessions alive, their releases succeeded); the first:\n{}  while\n{}", self.overlap_count, b.describe(), a.describe());
         }
-        if let Some((a, b)) = &self.first_out_of_order {
+        if let Some((a, b)) = self.first_out_of_order.as_deref() {
             s += &format!("{} holds came after one with a higher sequence number; the first:\n{}  after\n{}", self.out_of_order_count, b.describe(), a.describe());
         }
         s
@@ -149,19 +149,19 @@ pub fn check(history: &[Op]) -> Report {
             // calls, not an overlap.
             if h.from_ns < l.to_ns.unwrap() {
                 overlap_count += 1;
-                first_overlap.get_or_insert_with(|| (l.clone(), h.clone()));
+                first_overlap.get_or_insert_with(|| Box::new((l.clone(), h.clone())));
             }
         }
         if let (Some(g), Some(seq)) = (highest, h.acquire.value) {
             if g.acquire.value > Some(seq) {
                 out_of_order_count += 1;
-                first_out_of_order.get_or_insert_with(|| (g.clone(), h.clone()));
+                first_out_of_order.get_or_insert_with(|| Box::new((g.clone(), h.clone())));
             }
         }
-        if latest.map_or(true, |l| h.to_ns > l.to_ns) {
+        if latest.is_none_or(|l| h.to_ns > l.to_ns) {
             latest = Some(h);
         }
-        if h.acquire.value.is_some() && highest.map_or(true, |g| h.acquire.value > g.acquire.value) {
+        if h.acquire.value.is_some() && highest.is_none_or(|g| h.acquire.value > g.acquire.value) {
             highest = Some(h);
         }
     }
@@ -213,7 +213,7 @@ mod tests {
         let r = check(&h);
         assert!(!r.valid);
         assert_eq!(r.overlap_count, 1);
-        let (a, b) = r.first_overlap.clone().unwrap();
+        let (a, b) = *r.first_overlap.clone().unwrap();
         assert_eq!((a.acquire.process, b.acquire.process), (0, 1));
         assert!(r.explain().contains("overlap"), "{}", r.explain());
         // One hold inside a long one.

@@ -31,7 +31,7 @@ pub struct Report {
     pub non_monotonic_count: usize,
     /// The first of them (by invocation), and the earlier op it should exceed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_non_monotonic: Option<(Op, Op)>,
+    pub first_non_monotonic: Option<Box<(Op, Op)>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,7 +67,7 @@ impl Report {
                 }
             }
         }
-        if let Some((late, early)) = &self.first_non_monotonic {
+        if let Some((late, early)) = self.first_non_monotonic.as_deref() {
             s += &format!(
                 "{} ids not above an id acknowledged before their create was invoked; the first:\n    {}\n  after\n    {}\n",
                 self.non_monotonic_count,
@@ -112,7 +112,7 @@ pub fn check(history: &[Op]) -> Report {
         if a.value >= b.value {
             non_monotonic_count += 1;
             if first_non_monotonic.is_none() {
-                first_non_monotonic = Some(((*b).clone(), a.clone()));
+                first_non_monotonic = Some(Box::new(((*b).clone(), a.clone())));
             }
         }
     }
@@ -174,7 +174,7 @@ mod tests {
         let r = check(&h);
         assert!(!r.valid);
         assert_eq!(r.non_monotonic_count, 1);
-        let (late, early) = r.first_non_monotonic.clone().unwrap();
+        let (late, early) = *r.first_non_monotonic.clone().unwrap();
         assert_eq!((late.value, early.value), (Some(2), Some(3)));
         // A repeated id in sequence is both a duplicate and out of order.
         let r = check(&[gen(0, 1, 0, 5), gen(0, 1, 6, 9)]);
