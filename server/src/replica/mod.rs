@@ -15,6 +15,7 @@
 //! write; then it waits behind that write (ZooKeeper's per-session order).
 
 pub mod log;
+mod outbox;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -926,7 +927,7 @@ impl Replica {
         }
         let from = self.id;
         let wrap = |m: Message| Envelope { from, to: m.to, msg: PeerMessage::Raft(m) };
-        self.out.messages.extend(rd.take_messages().into_iter().map(wrap));
+        self.out.messages.extend(outbox::drop_covered_notices(rd.take_messages()).into_iter().map(wrap));
         let mut persist = Persist { number: rd.number(), must_sync: rd.must_sync(), ..Default::default() };
         if !rd.snapshot().is_empty() {
             match LogSnapshot::from_raft(rd.snapshot()) {
