@@ -180,14 +180,13 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
 
 /// Starts the links to the other members: listens on this member's quorum
 /// port (`server.N=host:quorumPort:electionPort`; the election port is not
-/// used, raft elects over the same links) and feeds what arrives to the
-/// processor.
+/// used, raft elects over the same links); what arrives comes out of the
+/// returned receiver, which the processor reads.
 async fn start_peers(
     cfg: &Config,
     listener: Option<TcpListener>,
     stop: CancellationToken,
-    input: mpsc::Sender<Input>,
-) -> anyhow::Result<peer::PeerNet> {
+) -> anyhow::Result<(peer::PeerNet, mpsc::Receiver<peer::PeerEvent>)> {
     let resolve = |p: &crate::config::Peer| {
         let hp = p.quorum_host_port();
         let source = cfg.source.display().to_string();
@@ -209,16 +208,9 @@ async fn start_peers(
         Some(l) => peer::PeerNet::start_with_listener(cfg.my_id, l, addrs, stop.clone()),
         None => peer::PeerNet::start(cfg.my_id, me, addrs, stop.clone()).await,
     };
-    let (net, mut events) = started.map_err(|e| anyhow::anyhow!("cannot listen on the quorum port {me} (server.{} in {}): {e}", cfg.my_id, cfg.source.display()))?;
-    tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            if input.send(Input::Peer(ev)).await.is_err() {
-                break;
-            }
-        }
-    });
+    let started = started.map_err(|e| anyhow::anyhow!("cannot listen on the quorum port {me} (server.{} in {}): {e}", cfg.my_id, cfg.source.display()))?;
     tracing::info!(quorum = %me, members = cfg.peers.len(), "ensemble member");
-    Ok(net)
+    Ok(started)
 }
 
 /// The auth ids of a TLS client whose certificate names `dn`.
@@ -266,10 +258,13 @@ impl Server {
 
         let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
         let shutdown = CancellationToken::new();
-        let peers = if cfg.peers.len() > 1 { Some(start_peers(&cfg, quorum_listener, shutdown.clone(), tx.clone()).await?) } else { None };
-        if let Some(p) = &peers {
-            processor.set_peers(p.clone());
-        }
+        let peers = if cfg.peers.len() > 1 {
+            let (net, events) = start_peers(&cfg, quorum_listener, shutdown.clone()).await?;
+            processor.set_peers(net.clone(), events);
+            Some(net)
+        } else {
+            None
+        };
         processor.set_stop(shutdown.clone());
         let store = processor.store_handle();
         let status = processor.status();

@@ -256,6 +256,9 @@ pub struct Processor {
     snapshotting: Option<std::thread::JoinHandle<()>>,
     /// The links to the other members (none when standalone).
     peers: Option<PeerNet>,
+    /// What the peer transport reports (messages, links up and down),
+    /// read beside the input queue so that no task stands between them.
+    peer_events: Option<mpsc::Receiver<PeerEvent>>,
     /// The thread that writes and fsyncs readies while this one goes on;
     /// `None` until `run` starts it (catching up persists inline).
     persister: Option<Persister>,
@@ -394,6 +397,7 @@ impl Processor {
             epoch,
             snapshotting: None,
             peers: None,
+            peer_events: None,
             persister: None,
             after_persist: BTreeMap::new(),
             fatal: None,
@@ -409,8 +413,9 @@ impl Processor {
     }
 
     /// Connects the processor to the other members (before `run`).
-    pub fn set_peers(&mut self, peers: PeerNet) {
+    pub fn set_peers(&mut self, peers: PeerNet, events: mpsc::Receiver<PeerEvent>) {
         self.peers = Some(peers);
+        self.peer_events = Some(events);
     }
 
     /// The token cancelled if the processor stops on its own (before `run`).
@@ -488,12 +493,28 @@ impl Processor {
         self.publish_status();
         let mut shutdown = false;
         while !shutdown && self.fatal.is_none() {
-            let Some(first) = rx.recv().await else { break };
+            let first = match self.peer_events.as_mut() {
+                Some(events) => tokio::select! {
+                    i = rx.recv() => i,
+                    // Closed only once the transport is gone: inputs go on.
+                    Some(ev) = events.recv() => Some(Input::Peer(ev)),
+                },
+                None => rx.recv().await,
+            };
+            let Some(first) = first else { break };
             let mut batch = vec![first];
             while batch.len() < BATCH_MAX {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
+                }
+            }
+            if let Some(events) = self.peer_events.as_mut() {
+                while batch.len() < BATCH_MAX {
+                    match events.try_recv() {
+                        Ok(ev) => batch.push(Input::Peer(ev)),
+                        Err(_) => break,
+                    }
                 }
             }
             for input in batch {
