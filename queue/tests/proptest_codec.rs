@@ -57,7 +57,7 @@ proptest! {
     #[test]
     fn item_envelope_roundtrip(enq in any::<u64>(), nonce in any::<u64>(), nb in any::<u64>(), att in any::<u32>(), p in prio(),
                                key in proptest::option::of(".{0,30}"), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let h = ItemHeader { enqueued_ms: enq, nonce, not_before_ms: nb, attempts: att, priority: p, key: key.clone() };
+        let h = ItemHeader { enqueued_ms: enq, nonce, not_before_ms: nb, attempts: att, priority: p, key: key.clone(), blob: None };
         let data = encode_item(&h, &payload);
         prop_assert_eq!(data.len(), item_overhead(key.as_deref()) + payload.len());
         let (h2, p2) = decode_item(&data).unwrap();
@@ -67,7 +67,7 @@ proptest! {
 
     #[test]
     fn truncated_items_are_rejected_not_misread(payload in proptest::collection::vec(any::<u8>(), 0..50), cut in 0usize..40) {
-        let h = ItemHeader { enqueued_ms: 1, nonce: 9, not_before_ms: 2, attempts: 3, priority: 4, key: Some("k".into()) };
+        let h = ItemHeader { enqueued_ms: 1, nonce: 9, not_before_ms: 2, attempts: 3, priority: 4, key: Some("k".into()), blob: None };
         let data = encode_item(&h, &payload);
         prop_assert!(decode_item(&data[..cut.min(data.len())]).is_err() || cut >= item_overhead(Some("k")));
     }
