@@ -165,6 +165,11 @@ pub fn key_shard_name(shard: u32) -> String {
 // ---------------------------------------------------------------------------
 
 const ITEM_MAGIC: &[u8; 3] = b"CQ1";
+/// An item whose payload lives in a blob store: the same header, then a
+/// [`BlobRef`] instead of the payload. Readers older than the claim-check
+/// see an unknown magic and skip the item rather than deliver the reference
+/// as if it were the payload.
+const BLOB_ITEM_MAGIC: &[u8; 3] = b"CQ2";
 
 /// Metadata stored in front of the payload of every native item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,12 +185,93 @@ pub struct ItemHeader {
     pub attempts: u32,
     pub priority: u16,
     pub key: Option<String>,
+    /// Claim-check: the payload is in a blob store, this says where.
+    pub blob: Option<BlobRef>,
 }
 
+impl ItemHeader {
+    /// Payload bytes the message carries, wherever they are stored: what the
+    /// queue's byte counters and `max_bytes` count. `stored` is the payload
+    /// found in the item (empty for a blob item).
+    pub fn payload_size(&self, stored: &[u8]) -> u64 {
+        self.blob.as_ref().map_or(stored.len() as u64, |b| b.size)
+    }
+}
+
+/// Where a large payload went (claim-check): its key in the blob store, its
+/// size and its SHA-256, checked on every read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub key: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+/// Blob ids are 128 random bits in lowercase hex; only blobs named like this
+/// are ever considered by the sweeper.
+pub const BLOB_ID_LEN: usize = 32;
+
+pub fn is_blob_id(s: &str) -> bool {
+    s.len() == BLOB_ID_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl BlobRef {
+    /// The blob's id: the last component of its key (`PREFIX/.../ID`), which
+    /// also names its reference node `P/blobs/ID`. `None` for a key not made
+    /// by this library.
+    pub fn id(&self) -> Option<&str> {
+        let last = self.key.rsplit('/').next()?;
+        is_blob_id(last).then_some(last)
+    }
+
+    pub fn sha256_hex(&self) -> String {
+        hex(&self.sha256)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Encoded reference: size (u64), SHA-256 (32 bytes), key length (u16), key.
+pub fn encode_blob_ref(r: &BlobRef, out: &mut Vec<u8>) {
+    out.extend_from_slice(&r.size.to_be_bytes());
+    out.extend_from_slice(&r.sha256);
+    out.extend_from_slice(&(r.key.len() as u16).to_be_bytes());
+    out.extend_from_slice(r.key.as_bytes());
+}
+
+pub fn decode_blob_ref(data: &[u8]) -> Result<BlobRef, DecodeError> {
+    if data.len() < 8 + 32 + 2 {
+        return derr("truncated blob reference");
+    }
+    let size = u64::from_be_bytes(data[..8].try_into().unwrap());
+    let sha256: [u8; 32] = data[8..40].try_into().unwrap();
+    let klen = u16::from_be_bytes(data[40..42].try_into().unwrap()) as usize;
+    let rest = &data[42..];
+    if rest.len() != klen {
+        return derr(if rest.len() < klen { "truncated blob key" } else { "trailing bytes after blob reference" });
+    }
+    let key = std::str::from_utf8(rest).map_err(|_| DecodeError("blob key is not UTF-8".into()))?;
+    if key.is_empty() {
+        return derr("empty blob key");
+    }
+    Ok(BlobRef { key: key.to_string(), size, sha256 })
+}
+
+/// Bytes a blob reference takes in an item (request size budgeting).
+pub fn blob_ref_len(key_len: usize) -> usize {
+    8 + 32 + 2 + key_len
+}
+
+/// Encodes an item. For a blob item (`h.blob` set) the reference is stored
+/// instead of the payload and `payload` is ignored: the payload lives in the
+/// blob store, whatever the caller holds in memory.
 pub fn encode_item(h: &ItemHeader, payload: &[u8]) -> Vec<u8> {
     let key = h.key.as_deref().unwrap_or("").as_bytes();
-    let mut out = Vec::with_capacity(item_overhead(h.key.as_deref()) + payload.len());
-    out.extend_from_slice(ITEM_MAGIC);
+    let body = if h.blob.is_some() { 0 } else { payload.len() };
+    let mut out = Vec::with_capacity(item_overhead(h.key.as_deref()) + body + h.blob.as_ref().map_or(0, |b| blob_ref_len(b.key.len())));
+    out.extend_from_slice(if h.blob.is_some() { BLOB_ITEM_MAGIC } else { ITEM_MAGIC });
     out.extend_from_slice(&h.enqueued_ms.to_be_bytes());
     out.extend_from_slice(&h.nonce.to_be_bytes());
     out.extend_from_slice(&h.not_before_ms.to_be_bytes());
@@ -194,7 +280,10 @@ pub fn encode_item(h: &ItemHeader, payload: &[u8]) -> Vec<u8> {
     out.push(h.key.is_some() as u8);
     out.extend_from_slice(&(key.len() as u16).to_be_bytes());
     out.extend_from_slice(key);
-    out.extend_from_slice(payload);
+    match &h.blob {
+        Some(r) => encode_blob_ref(r, &mut out),
+        None => out.extend_from_slice(payload),
+    }
     out
 }
 
@@ -203,6 +292,8 @@ pub fn item_overhead(key: Option<&str>) -> usize {
     3 + 8 + 8 + 8 + 4 + 2 + 1 + 2 + key.map_or(0, str::len)
 }
 
+/// Decodes an item into its header and the payload stored in it (empty for a
+/// blob item, whose reference is in `header.blob`).
 pub fn decode_item(data: &[u8]) -> Result<(ItemHeader, &[u8]), DecodeError> {
     fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
         if buf.len() < n {
@@ -213,9 +304,11 @@ pub fn decode_item(data: &[u8]) -> Result<(ItemHeader, &[u8]), DecodeError> {
         Ok(a)
     }
     let mut buf = data;
-    if take(&mut buf, 3)? != ITEM_MAGIC {
-        return derr("not a corral-queue item (bad magic)");
-    }
+    let is_blob = match take(&mut buf, 3)? {
+        m if m == ITEM_MAGIC => false,
+        m if m == BLOB_ITEM_MAGIC => true,
+        _ => return derr("not a corral-queue item (bad magic)"),
+    };
     let enqueued_ms = u64::from_be_bytes(take(&mut buf, 8)?.try_into().unwrap());
     let nonce = u64::from_be_bytes(take(&mut buf, 8)?.try_into().unwrap());
     let not_before_ms = u64::from_be_bytes(take(&mut buf, 8)?.try_into().unwrap());
@@ -229,7 +322,11 @@ pub fn decode_item(data: &[u8]) -> Result<(ItemHeader, &[u8]), DecodeError> {
         1 => Some(String::from_utf8(key_bytes.to_vec()).map_err(|_| DecodeError("key is not UTF-8".into()))?),
         _ => return derr("bad key flag"),
     };
-    Ok((ItemHeader { enqueued_ms, nonce, not_before_ms, attempts, priority, key }, buf))
+    if is_blob {
+        let blob = Some(decode_blob_ref(buf)?);
+        return Ok((ItemHeader { enqueued_ms, nonce, not_before_ms, attempts, priority, key, blob }, &[]));
+    }
+    Ok((ItemHeader { enqueued_ms, nonce, not_before_ms, attempts, priority, key, blob: None }, buf))
 }
 
 /// Claim node data: who holds the message, until when, and under which token
@@ -601,6 +698,45 @@ mod tests {
         let expect = [0x00, 0x01, 0x00, 0x01, 0x01, 0x00, 0x00, 0x00, 0x02, b'h', b'i', 0x02];
         assert_eq!(encode_curator(&[b"hi"]), expect);
         assert_eq!(decode_curator(&expect).unwrap(), vec![b"hi".to_vec()]);
+    }
+
+    fn blob_header(key: &str) -> ItemHeader {
+        let r = BlobRef { key: key.into(), size: 2 << 20, sha256: std::array::from_fn(|i| i as u8 * 7) };
+        ItemHeader { enqueued_ms: 5, nonce: 6, not_before_ms: 7, attempts: 2, priority: 3, key: Some("k".into()), blob: Some(r) }
+    }
+
+    #[test]
+    fn blob_reference_roundtrips_and_ignores_the_payload() {
+        let h = blob_header("blobs/q/jobs/ab/ab0123456789abcdef0123456789abcd");
+        let data = encode_item(&h, b"the payload lives elsewhere");
+        assert_eq!(&data[..3], b"CQ2");
+        assert_eq!(data.len(), item_overhead(Some("k")) + blob_ref_len(h.blob.as_ref().unwrap().key.len()));
+        let (h2, stored) = decode_item(&data).unwrap();
+        assert_eq!(h2, h);
+        assert!(stored.is_empty());
+        assert_eq!(h2.payload_size(stored), 2 << 20);
+        assert_eq!(h2.blob.as_ref().unwrap().id(), Some("ab0123456789abcdef0123456789abcd"));
+        // An inline item is unchanged: CQ1, payload after the header.
+        let inline = ItemHeader { blob: None, ..h };
+        let data = encode_item(&inline, b"xyz");
+        assert_eq!(&data[..3], b"CQ1");
+        assert_eq!(decode_item(&data).unwrap(), (inline, &b"xyz"[..]));
+    }
+
+    #[test]
+    fn damaged_blob_references_are_rejected() {
+        let data = encode_item(&blob_header("p/0123456789abcdef0123456789abcdef"), b"");
+        for cut in 0..data.len() {
+            assert!(decode_item(&data[..cut]).is_err(), "cut at {cut} accepted");
+        }
+        let mut longer = data.clone();
+        longer.push(0);
+        assert!(decode_item(&longer).is_err());
+        let empty_key = encode_item(&blob_header(""), b"");
+        assert!(decode_item(&empty_key).is_err());
+        // Keys not made by us have no id: the sweeper never touches them.
+        assert_eq!(blob_header("p/not-ours").blob.unwrap().id(), None);
+        assert_eq!(blob_header("p/0123456789ABCDEF0123456789ABCDEF").blob.unwrap().id(), None);
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub enum QueueError {
     #[error("malformed {what} at {path}: {reason}")]
     Corrupt { what: &'static str, path: String, reason: String },
 
+    /// Claim-check: a large payload's blob could not be stored, found, read
+    /// or verified. `key` is the blob's key in the store (empty before one
+    /// was chosen).
+    #[error("blob {key:?}: {reason}")]
+    Blob { key: String, fault: BlobFault, reason: String },
+
     #[error("invalid argument: {0}")]
     Invalid(String),
 
@@ -49,6 +55,20 @@ pub enum QueueError {
 
     #[error("ZooKeeper error: {0}")]
     Zk(ZkError),
+}
+
+/// What went wrong with a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobFault {
+    /// The item references a blob the store does not have.
+    Missing,
+    /// The blob's size or SHA-256 differs from the reference.
+    Corrupt,
+    /// The store failed (I/O, network, permissions).
+    Store,
+    /// The item's payload is in a blob store but this handle has none
+    /// (`NativeQueue::with_blob_store`).
+    NotConfigured,
 }
 
 impl From<ZkError> for QueueError {

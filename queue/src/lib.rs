@@ -11,6 +11,7 @@
 //!
 //! See docs/queue.md for guarantees and failure behaviour.
 
+pub mod blob;
 pub mod codec;
 pub mod error;
 pub mod interop;
@@ -18,8 +19,12 @@ pub mod native;
 
 use std::time::Duration;
 
-pub use codec::{Meta, MsgId};
-pub use error::{QueueError, Result};
+pub use blob::{BlobStore, SweepReport};
+pub use codec::{BlobRef, Meta, MsgId};
+pub use error::{BlobFault, QueueError, Result};
+/// The blob store interface the claim-check takes (re-exported so callers
+/// build stores with the same version).
+pub use object_store;
 pub use native::{DeadLetter, Delivery, Message, NackOutcome, NativeQueue, PutOutcome, Stats};
 use zookeeper_client::Client;
 

@@ -2,9 +2,12 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use corral_queue::object_store::local::LocalFileSystem;
+use corral_queue::object_store::ObjectStore;
 use corral_queue::{connect, AnyDelivery, Layout, Message, Meta, PutOutcome, Queue, QueueError};
 
 const USAGE: &str = "\
@@ -15,6 +18,11 @@ DUR is a number with an optional unit: 250ms, 2s, 5m, 1h (bare number = seconds)
 
 --layout curator takes --lock-path LOCKS (default PATH-locks), the
 `.lockPath(...)` the Java side's QueueBuilder uses.
+
+Native queues: --blob-dir DIR [--blob-threshold BYTES] (put, take, consume,
+dlq, sweep-blobs) keeps payloads above BYTES (default 262144) as files under
+DIR/PATH/ and enqueues a reference (claim-check); every producer and
+consumer of the queue needs the same DIR.
 
 commands:
   put [--layout native|kazoo|kazoo-queue|curator] [--priority P] [--delay DUR] [--key K]
@@ -31,6 +39,10 @@ commands:
   dlq [--limit N] [--requeue] PATH
         List dead letters (native layout); --requeue moves them back to the
         tail of the queue with fresh attempt counts.
+  sweep-blobs --blob-dir DIR [--grace DUR] PATH
+        Delete blobs older than --grace (default 1h) that no message or
+        dead letter references: orphans of crashed puts and acks. The grace
+        must exceed the longest put (including --wait).
   consume [--layout L] [--max N] [--idle DUR] [--nack-delay DUR] PATH -- COMMAND [ARGS...]
         Run COMMAND once per message with the payload on stdin (and
         CORRAL_QUEUE_ID / CORRAL_QUEUE_ATTEMPT in its environment). Exit 0
@@ -92,6 +104,9 @@ struct Opts {
     nack_delay: Duration,
     requeue: bool,
     lock_path: Option<String>,
+    blob_dir: Option<std::path::PathBuf>,
+    blob_threshold: Option<usize>,
+    grace: Option<Duration>,
     positional: Vec<String>,
     command: Vec<String>,
 }
@@ -119,6 +134,9 @@ fn parse_opts(args: &mut Args) -> Result<Opts> {
             "--nack-delay" => o.nack_delay = parse_duration(&args.value(&a)?)?,
             "--requeue" => o.requeue = true,
             "--lock-path" => o.lock_path = Some(args.value(&a)?),
+            "--blob-dir" => o.blob_dir = Some(args.value(&a)?.into()),
+            "--blob-threshold" => o.blob_threshold = Some(args.value(&a)?.parse().context("--blob-threshold must be a number of bytes")?),
+            "--grace" => o.grace = Some(parse_duration(&args.value(&a)?)?),
             "--" => {
                 while let Some(c) = args.next() {
                     o.command.push(c);
@@ -131,12 +149,42 @@ fn parse_opts(args: &mut Args) -> Result<Opts> {
     Ok(o)
 }
 
-async fn open(client: &zookeeper_client::Client, path: &str, layout: Option<Layout>, locks: Option<&str>) -> Result<Queue> {
-    Ok(match layout {
+const DEFAULT_BLOB_THRESHOLD: usize = 256 * 1024;
+
+/// `--blob-dir`: a local directory as the claim-check blob store.
+#[derive(Clone)]
+struct Blobs {
+    store: Arc<dyn ObjectStore>,
+    threshold: usize,
+}
+
+fn blobs(o: &Opts) -> Result<Option<Blobs>> {
+    let Some(dir) = &o.blob_dir else {
+        if o.blob_threshold.is_some() {
+            bail!("--blob-threshold needs --blob-dir");
+        }
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create blob directory {}", dir.display()))?;
+    let store = LocalFileSystem::new_with_prefix(dir).with_context(|| format!("blob directory {}", dir.display()))?;
+    Ok(Some(Blobs { store: Arc::new(store), threshold: o.blob_threshold.unwrap_or(DEFAULT_BLOB_THRESHOLD) }))
+}
+
+fn with_blobs(q: Queue, blobs: &Option<Blobs>) -> Result<Queue> {
+    Ok(match (q, blobs) {
+        (Queue::Native(nq), Some(b)) => Queue::Native(Box::new(nq.with_blob_store(b.store.clone(), "", b.threshold))),
+        (q, Some(_)) => bail!("--blob-dir applies to native queues only, not {}", q.layout_name()),
+        (q, None) => q,
+    })
+}
+
+async fn open(client: &zookeeper_client::Client, path: &str, layout: Option<Layout>, locks: Option<&str>, blobs: &Option<Blobs>) -> Result<Queue> {
+    let q = match layout {
         Some(Layout::Curator) if locks.is_some() => Queue::open_curator(client, path, locks, false).await?,
         Some(l) => Queue::open(client, path, l, false, Meta::default()).await?,
         None => Queue::open_existing(client, path).await?,
-    })
+    };
+    with_blobs(q, blobs)
 }
 
 fn print_delivery(d: &AnyDelivery) -> Result<()> {
@@ -172,8 +220,12 @@ async fn run() -> Result<ExitCode> {
     }
     let path = o.positional.first().cloned().ok_or_else(|| anyhow!("missing PATH\n\n{USAGE}"))?;
     corral_queue::codec::validate_path(&path).map_err(|r| anyhow!("invalid queue path {path:?}: {r}"))?;
-    if !matches!(cmd.as_str(), "put" | "take" | "stats" | "dlq" | "consume") {
+    if !matches!(cmd.as_str(), "put" | "take" | "stats" | "dlq" | "consume" | "sweep-blobs") {
         bail!("unknown command {cmd:?}\n\n{USAGE}");
+    }
+    let blobs = blobs(&o)?;
+    if cmd == "sweep-blobs" && blobs.is_none() {
+        bail!("sweep-blobs needs --blob-dir");
     }
     let client = connect(&hosts, session).await?;
 
@@ -194,6 +246,7 @@ async fn run() -> Result<ExitCode> {
                     r => r?,
                 },
             };
+            let q = with_blobs(q, &blobs)?;
             for m in msgs {
                 let mut msg = Message::new(m.as_bytes()).priority(o.priority.unwrap_or(corral_queue::codec::DEFAULT_PRIORITY));
                 msg.delay = o.delay.unwrap_or_default();
@@ -213,7 +266,7 @@ async fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         },
         "take" => {
-            let q = open(&client, &path, o.layout, o.lock_path.as_deref()).await?;
+            let q = open(&client, &path, o.layout, o.lock_path.as_deref(), &blobs).await?;
             let Some(d) = q.take(o.timeout).await? else {
                 eprintln!("no message within {:?}", o.timeout.unwrap_or_default());
                 return Ok(ExitCode::from(3));
@@ -227,7 +280,7 @@ async fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         },
         "stats" => {
-            let q = open(&client, &path, o.layout, o.lock_path.as_deref()).await?;
+            let q = open(&client, &path, o.layout, o.lock_path.as_deref(), &blobs).await?;
             let s = q.stats().await?;
             let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
             println!("layout: {}", s.layout);
@@ -243,27 +296,38 @@ async fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         },
         "dlq" => {
-            let q = open(&client, &path, o.layout, o.lock_path.as_deref()).await?;
+            let q = open(&client, &path, o.layout, o.lock_path.as_deref(), &blobs).await?;
             let Queue::Native(nq) = q else { bail!("the {} layout has no dead-letter queue", q.layout_name()) };
             if o.requeue {
                 println!("requeued {}", nq.requeue_dead_letters(o.limit).await?);
                 return Ok(ExitCode::SUCCESS);
             }
             for d in nq.dlq(o.limit).await? {
-                println!("{}\tattempts={}\t{}", d.id, d.attempts, String::from_utf8_lossy(&d.payload));
+                let payload = match (&d.blob, &d.blob_error) {
+                    (Some(r), Some(e)) => format!("[blob {}, {} bytes: {e}]", r.key, r.size),
+                    _ => String::from_utf8_lossy(&d.payload).into_owned(),
+                };
+                println!("{}\tattempts={}\t{payload}", d.id, d.attempts);
             }
             Ok(ExitCode::SUCCESS)
         },
-        "consume" => consume(client, &hosts, session, &path, &o).await,
+        "sweep-blobs" => {
+            let q = open(&client, &path, Some(Layout::Native), None, &blobs).await?;
+            let Queue::Native(nq) = q else { unreachable!() };
+            let r = nq.sweep_blobs(o.grace.unwrap_or(Duration::from_secs(3600))).await?;
+            println!("listed {}, deleted {}, referenced {}, young {}, foreign {}", r.listed, r.deleted, r.referenced, r.young, r.foreign);
+            Ok(ExitCode::SUCCESS)
+        },
+        "consume" => consume(client, &hosts, session, &path, &o, &blobs).await,
         _ => unreachable!(),
     }
 }
 
-async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duration, path: &str, o: &Opts) -> Result<ExitCode> {
+async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duration, path: &str, o: &Opts, blobs: &Option<Blobs>) -> Result<ExitCode> {
     if o.command.is_empty() {
         bail!("consume needs a command after --");
     }
-    let mut q = open(&client, path, o.layout, o.lock_path.as_deref()).await?;
+    let mut q = open(&client, path, o.layout, o.lock_path.as_deref(), blobs).await?;
     let mut done = 0u64;
     let mut failed = 0u64;
     while o.max.is_none_or(|m| done < m) {
@@ -277,7 +341,7 @@ async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duratio
             // restarts): start a new one. Whatever we held is redelivered.
             Err(e) if matches!(e.downcast_ref::<QueueError>(), Some(QueueError::SessionExpired)) => {
                 eprintln!("corral-queue: session expired; reconnecting");
-                q = reconnect(hosts, session, path, o.layout, o.lock_path.as_deref()).await?;
+                q = reconnect(hosts, session, path, o.layout, o.lock_path.as_deref(), blobs).await?;
             },
             Err(e) => return Err(e),
         }
@@ -288,11 +352,11 @@ async fn consume(client: zookeeper_client::Client, hosts: &str, session: Duratio
 
 /// Retries for a while: the reason the session expired (partition, server
 /// restart) is usually still there for a moment.
-async fn reconnect(hosts: &str, session: Duration, path: &str, layout: Option<Layout>, locks: Option<&str>) -> Result<Queue> {
+async fn reconnect(hosts: &str, session: Duration, path: &str, layout: Option<Layout>, locks: Option<&str>, blobs: &Option<Blobs>) -> Result<Queue> {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(300);
     let mut pause = Duration::from_millis(100);
     loop {
-        let attempt = async { open(&connect(hosts, session).await?, path, layout, locks).await };
+        let attempt = async { open(&connect(hosts, session).await?, path, layout, locks, blobs).await };
         match attempt.await {
             Ok(q) => return Ok(q),
             Err(e) if tokio::time::Instant::now() < give_up => {

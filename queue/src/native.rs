@@ -10,6 +10,7 @@
 //! P/waiters/w-NNNN        ephemeral sequential: idle consumers, in line
 //! P/dlq/PPP-SEQ           dead letters
 //! P/keys/sNN/kKEY         idempotency keys
+//! P/blobs/ID              claim-check: one per blob an item or dead letter references
 //! ```
 //!
 //! Fencing: a claim bumps the item's version; that version is the consumer's
@@ -18,15 +19,21 @@
 //! that lost its claim can never ack, nack or extend.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use object_store::ObjectStore;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, MultiReadResult, MultiWriteError};
 
-use crate::codec::{self, ClaimData, Counter, ItemHeader, Meta, MsgId};
-use crate::error::{deadline, QueueError, Result, ZkError};
+use crate::blob::{BlobStore, SweepReport};
+use crate::codec::{self, BlobRef, ClaimData, Counter, ItemHeader, Meta, MsgId};
+use crate::error::{deadline, BlobFault, QueueError, Result, ZkError};
 
 const ROOT_MARK: &[u8] = b"corral-queue native-v1";
 /// Cached listings are trusted for at most this long before a consumer looks
@@ -43,6 +50,12 @@ const MAX_KEY_LEN: usize = 512;
 /// Upper bound on how far from the head a colliding consumer may start.
 const MAX_SPREAD: usize = 16;
 const MAX_OPS_PER_MULTI: usize = 600;
+/// A delivery whose blob could not be read goes back to the queue for this
+/// long (it counts as an attempt, so a blob that stays unreadable ends in
+/// the DLQ after `max_attempts`).
+const BLOB_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Blobs written (or deleted) concurrently by one batch.
+const BLOB_CONCURRENCY: usize = 8;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -161,6 +174,14 @@ pub struct Delivery {
     header: ItemHeader,
 }
 
+impl Delivery {
+    /// Where the payload was stored when it went to the blob store
+    /// (claim-check); `payload` holds it already, read and verified.
+    pub fn blob(&self) -> Option<&BlobRef> {
+        self.header.blob.as_ref()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NackOutcome {
     Requeued,
@@ -189,10 +210,16 @@ pub struct Stats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     pub id: String,
+    /// For a blob item, read from the blob store when this handle has one
+    /// (otherwise empty; see `blob` and `blob_error`).
     pub payload: Vec<u8>,
     pub attempts: u32,
     pub enqueued_ms: u64,
     pub key: Option<String>,
+    /// Claim-check reference when the payload is in the blob store.
+    pub blob: Option<BlobRef>,
+    /// Why the blob's payload could not be read, if it could not.
+    pub blob_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -225,6 +252,15 @@ enum ClaimResult {
     Delayed(u64),
 }
 
+/// What an op of a put multi creates (to interpret a failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PutOp {
+    Enq,
+    Key,
+    Item,
+    BlobRef,
+}
+
 pub struct NativeQueue {
     client: Client,
     path: String,
@@ -235,6 +271,10 @@ pub struct NativeQueue {
     deq: std::sync::Mutex<Vec<Option<(Counter, i32)>>>,
     wakeups: std::sync::atomic::AtomicU64,
     collisions: std::sync::atomic::AtomicU64,
+    blobs: Option<BlobStore>,
+    /// `P/blobs` is known to exist (queues created before the claim-check
+    /// lack it until a producer with a blob store creates it).
+    blobs_dir_ready: AtomicBool,
 }
 
 impl std::fmt::Debug for NativeQueue {
@@ -265,7 +305,7 @@ impl NativeQueue {
             for i in 0..meta.deq_shards {
                 w.add_create(&p(&format!("deq/{i:02}")), &Counter::default().encode(), &opts)?;
             }
-            for d in ["ready", "claims", "waiters", "dlq", "keys"] {
+            for d in ["ready", "claims", "waiters", "dlq", "keys", "blobs"] {
                 w.add_create(&p(d), b"", &opts)?;
             }
             for s in 0..codec::KEY_SHARDS {
@@ -318,7 +358,24 @@ impl NativeQueue {
             cons: Mutex::new(ConsumerState { spread: 1, ..ConsumerState::default() }),
             wakeups: Default::default(),
             collisions: Default::default(),
+            blobs: None,
+            blobs_dir_ready: AtomicBool::new(false),
         })
+    }
+
+    /// Claim-check: payloads larger than `threshold_bytes` are written to
+    /// `store` (under `prefix/<queue path>/`) and the item holds a reference
+    /// (key, size, SHA-256) instead; `take` reads and verifies them, `ack`
+    /// deletes them after the item. Every handle that takes, acks or sweeps
+    /// such items needs the same store and prefix. See docs/queue.md,
+    /// "Large payloads".
+    pub fn with_blob_store(mut self, store: Arc<dyn ObjectStore>, prefix: &str, threshold_bytes: usize) -> Self {
+        self.blobs = Some(BlobStore::new(store, prefix, &self.path, threshold_bytes));
+        self
+    }
+
+    pub fn blob_store(&self) -> Option<&BlobStore> {
+        self.blobs.as_ref()
     }
 
     pub fn path(&self) -> &str {
@@ -362,6 +419,15 @@ impl NativeQueue {
         format!("{}/deq/{shard:02}", self.path)
     }
 
+    /// The node that says an item or dead letter references blob `id`.
+    fn blob_ref_path(&self, id: &str) -> String {
+        format!("{}/blobs/{id}", self.path)
+    }
+
+    fn blob_ref_node(&self, r: Option<&BlobRef>) -> Option<String> {
+        r.and_then(BlobRef::id).map(|id| self.blob_ref_path(id))
+    }
+
     // -----------------------------------------------------------------------
     // Producing
     // -----------------------------------------------------------------------
@@ -396,18 +462,126 @@ impl NativeQueue {
                 }
             }
             let key_ops = m.key.as_ref().map_or(0, |k| self.key_path(k).len() + 3 * k.len() + codec::OP_OVERHEAD + 24);
-            let size = m.payload.len() + codec::item_overhead(m.key.as_deref()) + self.path.len() + 60 + codec::OP_OVERHEAD + key_ops;
+            // A payload for the blob store leaves a reference in the item and
+            // a reference node beside it.
+            let body = match &self.blobs {
+                Some(b) if b.offloads(m.payload.len()) => codec::blob_ref_len(b.key_len()) + self.path.len() + 50 + codec::OP_OVERHEAD,
+                _ => m.payload.len(),
+            };
+            let size = body + codec::item_overhead(m.key.as_deref()) + self.path.len() + 60 + codec::OP_OVERHEAD + key_ops;
             if size > codec::REQUEST_BUDGET {
-                return Err(QueueError::TooLarge { size: m.payload.len(), limit: codec::REQUEST_BUDGET - (size - m.payload.len()) });
+                return Err(QueueError::TooLarge { size: m.payload.len(), limit: codec::REQUEST_BUDGET - (size - body) });
             }
             sizes.push(size);
         }
+        // Claim-check: large payloads go to the blob store first, so an item
+        // never references a blob that is not there yet.
+        let (msgs, refs) = self.offload(msgs).await?;
         let mut out = Vec::with_capacity(msgs.len());
         let mut st = self.prod.lock().await;
-        for range in codec::chunk_by_budget(&sizes, codec::REQUEST_BUDGET, MAX_OPS_PER_MULTI / 2) {
-            out.extend(self.put_chunk(&mut st, &msgs[range], until).await?);
+        // Up to three creates per message (key, item, blob reference).
+        let per_msg = if refs.iter().any(Option::is_some) { 3 } else { 2 };
+        for range in codec::chunk_by_budget(&sizes, codec::REQUEST_BUDGET, MAX_OPS_PER_MULTI / per_msg) {
+            match self.put_chunk(&mut st, &msgs[range.clone()], &refs[range.clone()], until).await {
+                Ok(o) => out.extend(o),
+                Err(e) => {
+                    drop(st);
+                    // Later chunks were never sent: their blobs are garbage.
+                    // The failing chunk's are too if nothing references them
+                    // after a definite refusal; after any other failure the
+                    // put may have committed, so the sweeper decides.
+                    self.discard_blobs(refs[range.end..].iter().flatten(), false).await;
+                    if matches!(e, QueueError::Full { .. }) {
+                        self.discard_blobs(refs[range].iter().flatten(), true).await;
+                    }
+                    return Err(e);
+                },
+            }
         }
+        drop(st);
+        // A duplicate keyed put added nothing, unless it was our own earlier
+        // attempt whose reply was lost: its reference node says which.
+        let dups = out.iter().zip(&refs).filter(|(o, _)| matches!(o, PutOutcome::Duplicate { .. })).filter_map(|(_, r)| r.as_ref());
+        self.discard_blobs(dups, true).await;
         Ok(out)
+    }
+
+    /// Writes the payloads above the threshold to the blob store (a few at a
+    /// time) and returns the messages with those payloads taken out, and
+    /// each message's reference.
+    async fn offload(&self, mut msgs: Vec<Message>) -> Result<(Vec<Message>, Vec<Option<BlobRef>>)> {
+        let mut refs: Vec<Option<BlobRef>> = vec![None; msgs.len()];
+        let Some(bs) = &self.blobs else { return Ok((msgs, refs)) };
+        let big: Vec<(usize, Vec<u8>)> =
+            msgs.iter_mut().enumerate().filter(|(_, m)| bs.offloads(m.payload.len())).map(|(i, m)| (i, std::mem::take(&mut m.payload))).collect();
+        if big.is_empty() {
+            return Ok((msgs, refs));
+        }
+        let results: Vec<(usize, Result<BlobRef>)> =
+            futures_util::stream::iter(big).map(|(i, p)| async move { (i, bs.put(p).await) }).buffered(BLOB_CONCURRENCY).collect().await;
+        let mut first_err = None;
+        for (i, r) in results {
+            match r {
+                Ok(r) => refs[i] = Some(r),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                },
+            }
+        }
+        if let Some(e) = first_err {
+            self.discard_blobs(refs.iter().flatten(), false).await;
+            return Err(e);
+        }
+        Ok((msgs, refs))
+    }
+
+    /// Best-effort removal of blobs a failed or duplicate put wrote. With
+    /// `check`, only those no reference node names (the put may have
+    /// committed them); what fails here is left to the sweeper.
+    async fn discard_blobs<'a>(&self, refs: impl Iterator<Item = &'a BlobRef>, check: bool) {
+        let Some(bs) = &self.blobs else { return };
+        let refs: Vec<&BlobRef> = refs.collect();
+        for chunk in refs.chunks(200) {
+            let keep: Vec<bool> = if check {
+                let paths: Vec<String> = chunk.iter().map(|r| self.blob_ref_node(Some(r)).unwrap_or_default()).collect();
+                match self.get_data_many(&paths).await {
+                    Ok(res) => res.iter().map(|r| !matches!(r, MultiReadResult::Error { err: ZkError::NoNode })).collect(),
+                    Err(_) => continue,
+                }
+            } else {
+                vec![false; chunk.len()]
+            };
+            for (r, keep) in chunk.iter().zip(keep) {
+                if !keep {
+                    if let Err(e) = bs.delete(&r.key).await {
+                        warn!(error = %e, "could not delete an unused blob; the sweeper will");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes the blob of an acked message (best effort: a failure leaves an
+    /// orphan for the sweeper).
+    async fn delete_acked_blob(&self, r: Option<&BlobRef>) {
+        if let (Some(bs), Some(r)) = (&self.blobs, r) {
+            if let Err(e) = bs.delete(&r.key).await {
+                warn!(error = %e, "acked, but could not delete the blob; the sweeper will");
+            }
+        }
+    }
+
+    async fn ensure_blobs_dir(&self) -> Result<()> {
+        if self.blobs_dir_ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let path = self.p("blobs");
+        match retry_read(|| self.client.create(&path, b"", &persistent())).await {
+            Ok(_) | Err(ZkError::NodeExists) => {},
+            Err(e) => return Err(e.into()),
+        }
+        self.blobs_dir_ready.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The producer's cached `P/enq` counter and version, read on first use
@@ -478,7 +652,10 @@ impl NativeQueue {
         Ok(())
     }
 
-    async fn put_chunk(&self, st: &mut ProducerState, msgs: &[Message], until: Option<Instant>) -> Result<Vec<PutOutcome>> {
+    async fn put_chunk(&self, st: &mut ProducerState, msgs: &[Message], refs: &[Option<BlobRef>], until: Option<Instant>) -> Result<Vec<PutOutcome>> {
+        if refs.iter().any(Option::is_some) {
+            self.ensure_blobs_dir().await?;
+        }
         let mut outcomes: Vec<Option<PutOutcome>> = vec![None; msgs.len()];
         let mut pending: Vec<usize> = (0..msgs.len()).collect();
         let keyed: Vec<usize> = pending.iter().copied().filter(|&i| msgs[i].key.is_some()).collect();
@@ -500,7 +677,7 @@ impl NativeQueue {
         while !pending.is_empty() {
             let (enq, version) = self.cached_enq(st).await?;
             let add_items = pending.len() as u64;
-            let add_bytes: u64 = pending.iter().map(|&i| msgs[i].payload.len() as u64).sum();
+            let add_bytes: u64 = pending.iter().map(|&i| refs[i].as_ref().map_or(msgs[i].payload.len() as u64, |r| r.size)).sum();
             if !codec::admits(&enq, &st.deq_sum, add_items, add_bytes, self.meta.max_items, self.meta.max_bytes) {
                 // The cached deq total only ever lags; refresh it (and enq)
                 // before concluding the queue is really full.
@@ -535,20 +712,25 @@ impl NativeQueue {
             }
             let new_enq = Counter { items: enq.items + add_items, bytes: enq.bytes + add_bytes, ..enq };
             let mut w = self.client.new_multi_writer();
-            // op index -> (pending position, is key op)
-            let mut ops: Vec<(usize, bool)> = vec![(usize::MAX, false)];
+            // op index -> (pending position, what the op creates)
+            let mut ops: Vec<(usize, PutOp)> = vec![(usize::MAX, PutOp::Enq)];
             w.add_set_data(&self.p("enq"), &new_enq.encode(), Some(version))?;
             for (j, &i) in pending.iter().enumerate() {
                 let m = &msgs[i];
                 let id = MsgId { priority: m.priority, seq: seq0 + j as u64 };
                 if let Some(k) = &m.key {
                     w.add_create(&self.key_path(k), id.name().as_bytes(), &persistent())?;
-                    ops.push((j, true));
+                    ops.push((j, PutOp::Key));
                 }
                 let not_before_ms = if m.delay.is_zero() { 0 } else { now + m.delay.as_millis() as u64 };
-                let h = ItemHeader { enqueued_ms: now, nonce, not_before_ms, attempts: 0, priority: m.priority, key: m.key.clone() };
+                let blob = refs[i].clone();
+                let h = ItemHeader { enqueued_ms: now, nonce, not_before_ms, attempts: 0, priority: m.priority, key: m.key.clone(), blob };
                 w.add_create(&self.item_path(id), &codec::encode_item(&h, &m.payload), &persistent())?;
-                ops.push((j, false));
+                ops.push((j, PutOp::Item));
+                if let Some(r) = self.blob_ref_node(refs[i].as_ref()) {
+                    w.add_create(&r, b"", &persistent())?;
+                    ops.push((j, PutOp::BlobRef));
+                }
             }
             match commit(&mut w).await {
                 Ok(_) => {
@@ -559,19 +741,23 @@ impl NativeQueue {
                     pending.clear();
                 },
                 Err(MultiWriteError::OperationFailed { index, source }) => {
-                    let (j, is_key) = ops.get(index).copied().unwrap_or((usize::MAX, false));
+                    let (j, op) = ops.get(index).copied().unwrap_or((usize::MAX, PutOp::Enq));
                     match source {
                         ZkError::BadVersion | ZkError::NoNode if index == 0 => st.enq = None,
-                        ZkError::NodeExists if is_key => {
+                        ZkError::NodeExists if op == PutOp::Key => {
                             let i = pending.remove(j);
                             let key = msgs[i].key.clone().unwrap();
                             let original = self.client.get_data(&self.key_path(&key)).await.ok().and_then(|(d, _)| MsgId::parse(std::str::from_utf8(&d).ok()?));
                             outcomes[i] = Some(PutOutcome::Duplicate { key, original });
                         },
-                        ZkError::NoNode if !is_key => {
+                        ZkError::NoNode if op == PutOp::Item => {
                             // Our bucket cache was wrong (someone removed an
                             // empty bucket we created but never used).
                             st.known_buckets.clear();
+                        },
+                        ZkError::NoNode if op == PutOp::BlobRef => {
+                            self.blobs_dir_ready.store(false, Ordering::Relaxed);
+                            self.ensure_blobs_dir().await?;
                         },
                         e => return Err(e.into()),
                     }
@@ -631,15 +817,54 @@ impl NativeQueue {
 
     /// Claims the next deliverable message, waiting up to `timeout` (forever
     /// with `None`). Returns `None` on timeout.
+    ///
+    /// A payload in the blob store is read and verified before `take`
+    /// returns. If that fails, the message goes back to the queue for a
+    /// moment (the delivery counts as an attempt, so a blob that stays
+    /// unreadable ends in the DLQ after `max_attempts`) and `take` fails
+    /// with [`QueueError::Blob`].
     pub async fn take(&self, timeout: Option<Duration>) -> Result<Option<Delivery>> {
         let until = deadline(timeout);
         let mut cs = self.cons.lock().await;
-        let mut waiter: Option<Waiter> = None;
-        let result = self.take_inner(&mut cs, until, &mut waiter).await;
-        if let Some(w) = waiter {
-            w.release().await;
+        loop {
+            let mut waiter: Option<Waiter> = None;
+            let result = self.take_inner(&mut cs, until, &mut waiter).await;
+            if let Some(w) = waiter {
+                w.release().await;
+            }
+            let mut d = match result {
+                Ok(Some(d)) => d,
+                r => return r,
+            };
+            let Some(r) = d.header.blob.clone() else { return Ok(Some(d)) };
+            match self.read_blob(&r).await {
+                Ok(payload) => {
+                    d.payload = payload;
+                    return Ok(Some(d));
+                },
+                Err(e) => {
+                    warn!(id = %d.id, error = %e, "cannot read the message's blob; returning it to the queue");
+                    match self.nack(&d, BLOB_RETRY_DELAY).await {
+                        // Someone else claimed it meanwhile (our lease ran
+                        // out), and may have acked it and deleted the blob:
+                        // not ours to report. Look for the next message.
+                        Err(QueueError::ClaimLost { .. }) => continue,
+                        _ => return Err(e),
+                    }
+                },
+            }
         }
-        result
+    }
+
+    async fn read_blob(&self, r: &BlobRef) -> Result<Vec<u8>> {
+        match &self.blobs {
+            Some(bs) => bs.get(r).await,
+            None => Err(QueueError::Blob {
+                key: r.key.clone(),
+                fault: BlobFault::NotConfigured,
+                reason: "the payload is in a blob store, but this queue handle has none (with_blob_store / --blob-dir)".into(),
+            }),
+        }
     }
 
     async fn take_inner(&self, cs: &mut ConsumerState, until: Option<Instant>, waiter: &mut Option<Waiter>) -> Result<Option<Delivery>> {
@@ -953,7 +1178,7 @@ impl NativeQueue {
         let mut attempt = 0;
         loop {
             let (shard, c, sv) = self.deq_shard().await?;
-            let delta = Counter { items: 1, bytes: payload.len() as u64, redeliveries: h.attempts.saturating_sub(1) as u64, dead: 1 };
+            let delta = Counter { items: 1, bytes: h.payload_size(payload), redeliveries: h.attempts.saturating_sub(1) as u64, dead: 1 };
             let mut new = c;
             new.add(&delta);
             let mut w = self.client.new_multi_writer();
@@ -983,26 +1208,37 @@ impl NativeQueue {
 
     /// Acknowledges (removes) a delivered message. Fails with `ClaimLost` if
     /// the message was delivered to someone else since.
+    ///
+    /// A blob-store payload's blob is deleted after the item (claim-check):
+    /// the item and its reference node go in the ack's transaction, the
+    /// blob after it; if that delete fails, the sweeper collects the blob.
     pub async fn ack(&self, d: &Delivery) -> Result<()> {
         let item = self.item_path(d.id);
         let claim = self.claim_path(d.id);
+        let blob_ref = self.blob_ref_node(d.header.blob.as_ref());
         let mut with_claim = true;
+        let mut with_ref = blob_ref.is_some();
         let mut after_loss = false;
         let mut attempt = 0;
         loop {
             let (shard, c, sv) = self.deq_shard().await?;
             let mut new = c;
-            new.add(&Counter { items: 1, bytes: d.payload.len() as u64, redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0 });
+            new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0 });
             let mut w = self.client.new_multi_writer();
             w.add_delete(&item, Some(d.token))?;
             if with_claim {
                 w.add_delete(&claim, None)?;
             }
+            let ref_index = 1 + with_claim as usize;
+            if with_ref {
+                w.add_delete(blob_ref.as_deref().unwrap(), None)?;
+            }
             w.add_set_data(&self.deq_path(shard), &new.encode(), Some(sv))?;
-            let shard_index = if with_claim { 2 } else { 1 };
+            let shard_index = ref_index + with_ref as usize;
             match commit(&mut w).await {
                 Ok(_) => {
                     self.set_deq_cache(shard, Some((new, sv + 1)));
+                    self.delete_acked_blob(d.header.blob.as_ref()).await;
                     return Ok(());
                 },
                 // Gone after a lost reply: our first attempt committed, or our
@@ -1012,12 +1248,19 @@ impl NativeQueue {
                 // end, by a clock within the leases' skew margin); after it
                 // nobody can tell.
                 Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode }) if after_loss => {
-                    return if now_ms() < d.lease_until_ms { Ok(()) } else { Err(QueueError::Indeterminate { op: "ack" }) };
+                    if now_ms() < d.lease_until_ms {
+                        self.delete_acked_blob(d.header.blob.as_ref()).await;
+                        return Ok(());
+                    }
+                    return Err(QueueError::Indeterminate { op: "ack" });
                 },
                 Err(MultiWriteError::OperationFailed { index: 0, .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
                 // Our claim node vanished (lease reaped, or session blip) but
                 // the item version proves nobody else claimed it since.
                 Err(MultiWriteError::OperationFailed { index: 1, source: ZkError::NoNode }) if with_claim => with_claim = false,
+                // No reference node (it was never made, e.g. by hand): the
+                // item version still fences the ack.
+                Err(MultiWriteError::OperationFailed { index, source: ZkError::NoNode }) if with_ref && index == ref_index => with_ref = false,
                 Err(MultiWriteError::OperationFailed { index, source: ZkError::BadVersion | ZkError::NoNode }) if index == shard_index => {
                     self.set_deq_cache(shard, None)
                 },
@@ -1035,23 +1278,34 @@ impl NativeQueue {
     /// so the result says exactly which ones were lost.
     pub async fn ack_batch(&self, ds: &[Delivery]) -> Result<Vec<Result<()>>> {
         let mut out = Vec::with_capacity(ds.len());
-        for chunk in ds.chunks(MAX_OPS_PER_MULTI / 2 - 1) {
+        // Two deletes per delivery, three with a blob reference.
+        let per = if ds.iter().any(|d| d.header.blob.is_some()) { 3 } else { 2 };
+        for chunk in ds.chunks(MAX_OPS_PER_MULTI / per - 1) {
             let (shard, c, sv) = self.deq_shard().await?;
             let mut new = c;
             let mut w = self.client.new_multi_writer();
+            let mut n_ops = 0;
             for d in chunk {
-                new.add(&Counter { items: 1, bytes: d.payload.len() as u64, redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0 });
+                new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0 });
                 w.add_delete(&self.item_path(d.id), Some(d.token))?;
                 w.add_delete(&self.claim_path(d.id), None)?;
+                n_ops += 2;
+                if let Some(r) = self.blob_ref_node(d.header.blob.as_ref()) {
+                    w.add_delete(&r, None)?;
+                    n_ops += 1;
+                }
             }
             w.add_set_data(&self.deq_path(shard), &new.encode(), Some(sv))?;
             match commit(&mut w).await {
                 Ok(_) => {
                     self.set_deq_cache(shard, Some((new, sv + 1)));
+                    for d in chunk {
+                        self.delete_acked_blob(d.header.blob.as_ref()).await;
+                    }
                     out.extend(chunk.iter().map(|_| Ok(())));
                 },
                 Err(MultiWriteError::OperationFailed { index, .. }) => {
-                    if index == chunk.len() * 2 {
+                    if index == n_ops {
                         self.set_deq_cache(shard, None);
                     }
                     for d in chunk {
@@ -1320,7 +1574,14 @@ impl NativeQueue {
             let path = self.p(&format!("dlq/{n}"));
             let Ok((data, _)) = self.client.get_data(&path).await else { continue };
             let (h, payload) = codec::decode_item(&data).map_err(|e| QueueError::Corrupt { what: "dead letter", path, reason: e.0 })?;
-            out.push(DeadLetter { id: n, payload: payload.to_vec(), attempts: h.attempts, enqueued_ms: h.enqueued_ms, key: h.key });
+            let (payload, blob_error) = match &h.blob {
+                None => (payload.to_vec(), None),
+                Some(r) => match self.read_blob(r).await {
+                    Ok(p) => (p, None),
+                    Err(e) => (Vec::new(), Some(e.to_string())),
+                },
+            };
+            out.push(DeadLetter { id: n, payload, attempts: h.attempts, enqueued_ms: h.enqueued_ms, key: h.key, blob: h.blob, blob_error });
         }
         Ok(out)
     }
@@ -1350,7 +1611,7 @@ impl NativeQueue {
             while !chunk.is_empty() {
                 let (enq, version) = self.cached_enq(&mut st).await?;
                 let n = chunk.len() as u64;
-                let bytes: u64 = chunk.iter().map(|e| e.2.len() as u64).sum();
+                let bytes: u64 = chunk.iter().map(|e| e.1.payload_size(&e.2)).sum();
                 if !codec::admits(&enq, &st.deq_sum, n, bytes, self.meta.max_items, self.meta.max_bytes) {
                     st.deq_sum = self.read_deq().await?;
                     let fresh = self.read_enq().await?;
@@ -1418,6 +1679,68 @@ impl NativeQueue {
             }
         }
         Ok(removed)
+    }
+
+    /// Deletes orphan blobs: those under this queue's prefix that are older
+    /// than `grace` (by the store's modification time) and that no item or
+    /// dead letter references (no `P/blobs/ID` node). Orphans come from
+    /// crashes between the two steps of a put (blob written, item not) or
+    /// of an ack (item deleted, blob not), and from puts whose outcome was
+    /// unknown. `grace` must exceed the longest put (blob write to item
+    /// commit, retries included) plus the clock skew between the store and
+    /// this host: a younger blob may belong to a put still in progress.
+    /// Objects not named like this library's blobs are never touched.
+    pub async fn sweep_blobs(&self, grace: Duration) -> Result<SweepReport> {
+        let Some(bs) = &self.blobs else {
+            return Err(QueueError::Invalid("sweep_blobs needs a blob store (with_blob_store / --blob-dir)".into()));
+        };
+        let cutoff = now_ms() as i64 - grace.as_millis().min(i64::MAX as u128) as i64;
+        let mut report = SweepReport::default();
+        let mut listing = bs.store.list(Some(&bs.base));
+        let mut batch: Vec<(String, object_store::path::Path)> = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| QueueError::Blob { key: bs.base.to_string(), fault: BlobFault::Store, reason: format!("listing the blob store failed: {e}") })?;
+            report.listed += 1;
+            // Exactly BASE/HH/ID: a nested queue's blobs (BASE/child/...) are
+            // not ours.
+            let parts: Vec<String> = meta.location.prefix_match(&bs.base).map(|it| it.map(|p| p.as_ref().to_string()).collect()).unwrap_or_default();
+            let id = match parts.as_slice() {
+                [hh, id] if codec::is_blob_id(id) && id.starts_with(hh.as_str()) && hh.len() == 2 => id.clone(),
+                _ => {
+                    report.foreign += 1;
+                    continue;
+                },
+            };
+            if meta.last_modified.timestamp_millis() > cutoff {
+                report.young += 1;
+                continue;
+            }
+            batch.push((id, meta.location));
+            if batch.len() >= 200 {
+                self.sweep_batch(bs, &mut batch, &mut report).await?;
+            }
+        }
+        self.sweep_batch(bs, &mut batch, &mut report).await?;
+        Ok(report)
+    }
+
+    async fn sweep_batch(&self, bs: &BlobStore, batch: &mut Vec<(String, object_store::path::Path)>, report: &mut SweepReport) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<String> = batch.iter().map(|(id, _)| self.blob_ref_path(id)).collect();
+        let res = self.get_data_many(&paths).await?;
+        for ((_, location), r) in batch.drain(..).zip(res) {
+            match r {
+                MultiReadResult::Error { err: ZkError::NoNode } => {
+                    bs.delete(location.as_ref()).await?;
+                    report.deleted += 1;
+                },
+                MultiReadResult::Error { err } => return Err(err.into()),
+                _ => report.referenced += 1,
+            }
+        }
+        Ok(())
     }
 }
 

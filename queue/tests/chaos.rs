@@ -1,7 +1,8 @@
 //! Many producers x many consumers with consumer crashes (kill and session
 //! expiry), lease expiries and server restarts. Checks: no message lost,
 //! duplicates only where a claim was provably lost, bounds never exceeded.
-//! Uses its own server (it restarts it).
+//! Uses its own server (it restarts it). A second run does the same with
+//! every payload in a blob store (claim-check).
 
 mod common;
 
@@ -11,13 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Proxy, Server};
+use corral_queue::object_store::memory::InMemory;
+use corral_queue::object_store::ObjectStore;
 use corral_queue::{Message, Meta, NativeQueue, QueueError};
+use futures_util::StreamExt;
 use tokio::time::Instant;
 
 const PRODUCERS: usize = 4;
-const PER_PRODUCER: usize = 120;
 const CONSUMERS: usize = 4;
 const MAX_ITEMS: u64 = 60;
+/// Blob run: every payload (8 KiB) is above the threshold.
+const BLOB_THRESHOLD: usize = 1024;
+const BLOB_PAYLOAD: usize = 8 * 1024;
 
 #[derive(Default)]
 struct Ledger {
@@ -28,17 +34,52 @@ struct Ledger {
     losses: HashMap<String, u32>,
 }
 
-async fn open(hosts: &str, path: &str, session: Duration, detached: bool) -> Option<NativeQueue> {
+async fn open(hosts: &str, path: &str, session: Duration, detached: bool, blobs: &Option<Arc<InMemory>>) -> Option<NativeQueue> {
     let c = if detached {
         zookeeper_client::Client::connector().with_session_timeout(session).with_detached().connect(hosts).await.ok()?
     } else {
         zookeeper_client::Client::connector().with_session_timeout(session).with_connection_timeout(Duration::from_secs(2)).connect(hosts).await.ok()?
     };
-    NativeQueue::open(&c, path).await.ok()
+    let q = NativeQueue::open(&c, path).await.ok()?;
+    Some(match blobs {
+        Some(store) => q.with_blob_store(store.clone(), "chaos", BLOB_THRESHOLD),
+        None => q,
+    })
+}
+
+/// The message for `key`: the key itself, or in the blob run the key, `|`
+/// and filler derived from the key up to 8 KiB (so a mixed-up blob shows).
+fn payload(key: &str, blobs: bool) -> Vec<u8> {
+    let mut p = key.as_bytes().to_vec();
+    if blobs {
+        p.push(b'|');
+        let seed = key.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+        p.extend((0..BLOB_PAYLOAD - p.len()).map(|i| seed.wrapping_add(i as u8)));
+    }
+    p
+}
+
+fn key_of(p: &[u8], blobs: bool) -> Option<String> {
+    let key = if blobs { &p[..p.iter().position(|&b| b == b'|')?] } else { p };
+    let key = String::from_utf8(key.to_vec()).ok()?;
+    (payload(&key, blobs) == p).then_some(key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producers_consumers_crashes_lease_expiry_and_restarts() {
+    run(120, None).await;
+}
+
+/// The same chaos with every payload in a blob store: nothing lost, every
+/// blob read back intact, and after the drain no blob left that the sweeper
+/// does not collect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_with_every_payload_in_a_blob_store() {
+    run(50, Some(Arc::new(InMemory::new()))).await;
+}
+
+async fn run(per_producer: usize, blobs: Option<Arc<InMemory>>) {
+    let started = std::time::Instant::now();
     let mut server = Server::start_private().unwrap();
     let hosts = server.hosts.clone();
     let path = common::unique_path("chaos");
@@ -48,7 +89,8 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
             .await
             .unwrap();
     }
-    let total = PRODUCERS * PER_PRODUCER;
+    let total = PRODUCERS * per_producer;
+    let blob_errors = Arc::new(AtomicU64::new(0));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let max_depth_seen = Arc::new(AtomicU64::new(0));
@@ -56,14 +98,14 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
     let mut tasks = Vec::new();
 
     for p in 0..PRODUCERS {
-        let (hosts, path) = (hosts.clone(), path.clone());
+        let (hosts, path, blobs) = (hosts.clone(), path.clone(), blobs.clone());
         tasks.push(tokio::spawn(async move {
             let mut q: Option<NativeQueue> = None;
             let mut n = 0;
-            while n < PER_PRODUCER {
+            while n < per_producer {
                 assert!(Instant::now() < deadline, "producer {p} stuck at {n}");
                 if q.is_none() {
-                    q = open(&hosts, &path, Duration::from_secs(4), false).await;
+                    q = open(&hosts, &path, Duration::from_secs(4), false, &blobs).await;
                     if q.is_none() {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
@@ -71,7 +113,7 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
                 }
                 let key = format!("p{p}-{n}");
                 // Keyed, so a retry after an unknown outcome is safe.
-                match q.as_ref().unwrap().put_wait(Message::new(key.clone()).key(key), Duration::from_secs(2)).await {
+                match q.as_ref().unwrap().put_wait(Message::new(payload(&key, blobs.is_some())).key(key), Duration::from_secs(2)).await {
                     Ok(_) => n += 1,
                     Err(QueueError::Full { .. }) => {},
                     Err(_) => q = None,
@@ -82,6 +124,7 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
 
     for w in 0..CONSUMERS {
         let (hosts, path, ledger, stop) = (hosts.clone(), path.clone(), ledger.clone(), stop.clone());
+        let (blobs, blob_errors) = (blobs.clone(), blob_errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(w as u64 * 7919 + 1);
             while !stop.load(Ordering::SeqCst) {
@@ -89,7 +132,7 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
                 // Each incarnation connects through its own proxy so it can be
                 // partitioned away; detached so dropping it is a hard kill.
                 let proxy = Proxy::start(&hosts).await;
-                let Some(q) = open(&proxy.hosts, &path, Duration::from_secs(2), true).await else {
+                let Some(q) = open(&proxy.hosts, &path, Duration::from_secs(2), true, &blobs).await else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
@@ -100,9 +143,17 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
                     let d = match q.take(Some(Duration::from_millis(500))).await {
                         Ok(Some(d)) => d,
                         Ok(None) => continue,
+                        // A blob deleted too early or mixed up: checked below.
+                        Err(QueueError::Blob { .. }) => {
+                            blob_errors.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        },
                         Err(_) => break,
                     };
-                    let key = String::from_utf8(d.payload.clone()).unwrap();
+                    let Some(key) = key_of(&d.payload, blobs.is_some()) else {
+                        blob_errors.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    };
                     *ledger.lock().unwrap().effects.entry(key.clone()).or_default() += 1;
                     let loss = |l: &Arc<Mutex<Ledger>>| *l.lock().unwrap().losses.entry(key.clone()).or_default() += 1;
                     match rng.u32(0..100) {
@@ -148,7 +199,7 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
             let mut q = None;
             while !stop.load(Ordering::SeqCst) {
                 if q.is_none() {
-                    q = open(&hosts, &path, Duration::from_secs(4), false).await;
+                    q = open(&hosts, &path, Duration::from_secs(4), false, &None).await;
                 }
                 if let Some(qq) = &q {
                     match qq.stats().await {
@@ -229,7 +280,7 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
     let l = ledger.lock().unwrap();
     assert_eq!(l.effects.len(), total, "messages lost");
     for p in 0..PRODUCERS {
-        for n in 0..PER_PRODUCER {
+        for n in 0..per_producer {
             assert!(l.effects.contains_key(&format!("p{p}-{n}")), "p{p}-{n} never delivered");
         }
     }
@@ -247,5 +298,22 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
     let seen = max_depth_seen.load(Ordering::SeqCst);
     assert!(seen <= MAX_ITEMS, "bound exceeded: depth {seen}");
     assert!(seen > 0);
-    eprintln!("chaos: {total} messages, {dups} duplicate deliveries (all after lost claims), max depth {seen}, redeliveries {}", s.redeliveries);
+    assert_eq!(blob_errors.load(Ordering::SeqCst), 0, "a blob was missing, corrupt or mixed up");
+    let mut blob_note = String::new();
+    if let Some(store) = &blobs {
+        // Every item is acked, so every reference node is gone; what is left
+        // in the store are orphans of puts retried through the chaos, which
+        // the sweeper collects.
+        let q = q.with_blob_store(store.clone(), "chaos", BLOB_THRESHOLD);
+        assert!(checker.list_children(&format!("{path}/blobs")).await.unwrap().is_empty(), "reference nodes left");
+        let r = q.sweep_blobs(Duration::ZERO).await.unwrap();
+        assert_eq!((r.referenced, r.foreign), (0, 0), "{r:?}");
+        assert_eq!(store.list(None).count().await, 0, "blobs left after the sweep");
+        blob_note = format!(", {} orphan blob(s) swept", r.deleted);
+    }
+    eprintln!(
+        "chaos: {total} messages, {dups} duplicate deliveries (all after lost claims), max depth {seen}, redeliveries {}{blob_note}, {:.1}s",
+        s.redeliveries,
+        started.elapsed().as_secs_f64()
+    );
 }

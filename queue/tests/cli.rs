@@ -159,3 +159,41 @@ async fn consume_survives_session_expiry() {
     assert_eq!(std::fs::read_to_string(&done).unwrap(), "before\nafter\n");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn blob_dir_keeps_large_payloads_outside_zookeeper() {
+    let hosts = &Server::shared().hosts;
+    let path = unique_path("cli-blobs");
+    let dir = tempfile::tempdir().unwrap();
+    let blob_dir = dir.path().to_str().unwrap();
+    let big = "x".repeat(5000);
+    ok(&cli(hosts, &["put", "--blob-dir", blob_dir, "--blob-threshold", "1000", &path, &big, "small"]));
+    let blob_files = || walk(dir.path());
+    assert_eq!(blob_files().len(), 1);
+    // A consumer without the directory cannot read it, and says why.
+    let out = cli(hosts, &["take", "--timeout", "5s", &path]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("blob store") && err.contains("--blob-dir"), "{err}");
+    // That failed delivery put the message back for a second.
+    assert_eq!(ok(&cli(hosts, &["take", "--blob-dir", blob_dir, "--timeout", "5s", &path])), "small\n");
+    assert_eq!(ok(&cli(hosts, &["take", "--blob-dir", blob_dir, "--timeout", "5s", &path])), format!("{big}\n"));
+    assert!(blob_files().is_empty(), "blob left after the ack");
+    let swept = ok(&cli(hosts, &["sweep-blobs", "--blob-dir", blob_dir, "--grace", "0s", &path]));
+    assert_eq!(swept, "listed 0, deleted 0, referenced 0, young 0, foreign 0\n");
+    let out = cli(hosts, &["sweep-blobs", &path]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --blob-dir"));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -57,7 +57,7 @@ proptest! {
     #[test]
     fn item_envelope_roundtrip(enq in any::<u64>(), nonce in any::<u64>(), nb in any::<u64>(), att in any::<u32>(), p in prio(),
                                key in proptest::option::of(".{0,30}"), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let h = ItemHeader { enqueued_ms: enq, nonce, not_before_ms: nb, attempts: att, priority: p, key: key.clone() };
+        let h = ItemHeader { enqueued_ms: enq, nonce, not_before_ms: nb, attempts: att, priority: p, key: key.clone(), blob: None };
         let data = encode_item(&h, &payload);
         prop_assert_eq!(data.len(), item_overhead(key.as_deref()) + payload.len());
         let (h2, p2) = decode_item(&data).unwrap();
@@ -66,8 +66,26 @@ proptest! {
     }
 
     #[test]
+    fn blob_items_roundtrip_and_never_carry_the_payload(att in any::<u32>(), p in prio(), key in proptest::option::of(".{0,30}"),
+                                                         blob_key in ".{1,200}", size in any::<u64>(), sha in any::<[u8; 32]>(),
+                                                         payload in proptest::collection::vec(any::<u8>(), 0..300), cut in 0usize..400) {
+        let r = BlobRef { key: blob_key.clone(), size, sha256: sha };
+        let h = ItemHeader { enqueued_ms: 1, nonce: 2, not_before_ms: 3, attempts: att, priority: p, key: key.clone(), blob: Some(r) };
+        let data = encode_item(&h, &payload);
+        prop_assert_eq!(data.len(), item_overhead(key.as_deref()) + blob_ref_len(blob_key.len()));
+        let (h2, stored) = decode_item(&data).unwrap();
+        prop_assert!(stored.is_empty());
+        prop_assert_eq!(h2.payload_size(stored), size);
+        prop_assert_eq!(h2, h);
+        // Any truncation is an error, never a shorter key or a payload.
+        if cut < data.len() {
+            prop_assert!(decode_item(&data[..cut]).is_err());
+        }
+    }
+
+    #[test]
     fn truncated_items_are_rejected_not_misread(payload in proptest::collection::vec(any::<u8>(), 0..50), cut in 0usize..40) {
-        let h = ItemHeader { enqueued_ms: 1, nonce: 9, not_before_ms: 2, attempts: 3, priority: 4, key: Some("k".into()) };
+        let h = ItemHeader { enqueued_ms: 1, nonce: 9, not_before_ms: 2, attempts: 3, priority: 4, key: Some("k".into()), blob: None };
         let data = encode_item(&h, &payload);
         prop_assert!(decode_item(&data[..cut.min(data.len())]).is_err() || cut >= item_overhead(Some("k")));
     }
