@@ -52,7 +52,7 @@ fn ephemerals_live_and_die_with_their_sessions() {
     let r = results(&dir.0);
     valid_under_faults(code, &out, &r, "session");
     let c = &r["check"];
-    assert!(n(&c["creates_ok"]) >= 10, "{c}");
-    assert!(n(&c["own_checks"]) > 50 && n(&c["observer_checks"]) > 20, "{c}");
+    assert!(n(&c["creates_ok"]) >= 5, "{c}");
+    assert!(n(&c["own_checks"]) > 50 && n(&c["own_writes"]) > 50 && n(&c["observer_checks"]) > 50, "{c}");
     assert_eq!(n(&c["final_nodes"]), 0, "{c}");
 }

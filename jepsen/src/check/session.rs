@@ -2,19 +2,22 @@
 //! an ephemeral node `/jepsen/session/eN` (`f: create`, `value: N`,
 //! `session: S`), checks it now and then (`f: check`: an exists on its own
 //! node; `expected`: the node's ephemeralOwner, none if the node was
-//! absent), and after a while closes the session (`f: close`; `error:
+//! absent) or, in turn, sets its data (`f: write`, `value: N`), and after
+//! a while closes the session (`f: close`; `error:
 //! SessionExpired` when instead the client learned that it had expired).
-//! An observer lists the nodes and checks their owners (`f: check` in its
-//! own session). After the run, with every fault undone and the session
+//! An observer lists the nodes and checks their owners (`f: check` behind a sync,
+//! in its own session). After the run, with every fault undone and the session
 //! timeout waited out (each remaining node's deletion awaited, bounded), a
 //! final read lists the nodes still there (`f: read`, `values`). So:
 //!
 //! - **stranger**: a node is only ever seen owned by the session that
 //!   created it;
-//! - **lost ephemeral**: a session's check that found its own node (created
-//!   ok) absent, while a later op of the same session succeeded (the
-//!   session was alive after the check, so its node had to be there; ZooKeeper's
-//!   reads are read-your-writes within a session);
+//! - **lost ephemeral**: a node (its create acknowledged) found absent —
+//!   by its own session's check (reads are read-your-writes within a
+//!   session) or write (NoNode), or by the observer's check behind a sync —
+//!   while it provably still lived afterwards: a later write of the node by
+//!   its owner succeeded, or (for the owner's own op) a later op of its
+//!   session did, so the session was alive and its node had to be there;
 //! - **leaked**: a node in the final read whose session was closed or seen
 //!   expired before it (every worker closes its session when it stops);
 //! - **unexpected**: a node seen that no create attempted.
@@ -38,6 +41,8 @@ pub struct Report {
     /// Checks that found a node (by its own session, by the observer).
     pub own_checks: usize,
     pub observer_checks: usize,
+    /// The owners' writes of their nodes that succeeded.
+    pub own_writes: usize,
     pub closed: usize,
     pub expired: usize,
     /// Own checks that found the node absent and were then confirmed by a
@@ -58,11 +63,12 @@ pub struct Report {
 impl Report {
     pub fn summary(&self) -> String {
         format!(
-            "{} ephemerals created ({} indeterminate, {} failed); {} own checks, {} observer checks; {} sessions closed, {} seen expired; {} lost-ephemeral, {} owned by a stranger, {} leaked, {} unexpected; final read {} nodes",
+            "{} ephemerals created ({} indeterminate, {} failed); {} own checks, {} own writes, {} observer checks; {} sessions closed, {} seen expired; {} lost-ephemeral, {} owned by a stranger, {} leaked, {} unexpected; final read {} nodes",
             self.creates_ok,
             self.creates_info,
             self.creates_fail,
             self.own_checks,
+            self.own_writes,
             self.observer_checks,
             self.closed,
             self.expired,
@@ -115,6 +121,7 @@ pub fn check(history: &[Op]) -> Report {
         creates_fail: count(Kind::Create, Outcome::Fail),
         own_checks: 0,
         observer_checks: 0,
+        own_writes: count(Kind::Write, Outcome::Ok),
         closed: closes().filter(|o| o.error.is_none()).count(),
         expired: closes().filter(|o| o.error.is_some()).count(),
         lost_ephemeral: Vec::new(),
@@ -143,6 +150,8 @@ pub fn check(history: &[Op]) -> Report {
         list.sort_by_key(|o| o.invoke_ns);
     }
     let mut stranger = BTreeMap::new();
+    // Ops that found a node absent: (the op, the node's create, whether by its own session).
+    let mut absent: Vec<(&Op, &Op, bool)> = Vec::new();
     let mut unexpected = BTreeMap::new();
     for c in history.iter().filter(|o| o.f == Kind::Check && o.outcome == Outcome::Ok) {
         let Some(n) = c.value else { continue };
@@ -160,21 +169,44 @@ pub fn check(history: &[Op]) -> Report {
             (Some(owner), Some(k)) if k.session.as_deref() != Some(session_name(owner).as_str()) => {
                 stranger.entry(n).or_insert_with(|| vec![(*k).clone(), c.clone()]);
             }
-            (None, Some(k)) if own && k.outcome == Outcome::Ok && k.complete_ns.is_some_and(|t| t < c.invoke_ns) => {
-                // Confirmed alive afterwards: an op of the session that succeeded.
-                let done = c.complete_ns.unwrap_or(u64::MAX);
-                let same = c.session.as_deref().and_then(|s| by_session.get(s)).map(Vec::as_slice).unwrap_or_default();
-                let later = same.iter().find(|o| o.invoke_ns > done && o.outcome == Outcome::Ok && o.f != Kind::Close);
-                if let Some(l) = later {
-                    if !r.lost_ephemeral.contains(&n) {
-                        r.lost_ephemeral.push(n);
-                        first(&mut r, vec![(*k).clone(), c.clone(), (*l).clone()]);
-                    }
-                }
-            }
+            (None, Some(k)) => absent.push((c, *k, own)),
             _ => {}
         }
     }
+    // The owner's writes that found its node gone.
+    for w in history.iter().filter(|o| o.f == Kind::Write && o.outcome == Outcome::Fail && o.error.as_deref() == Some("NoNode")) {
+        if let Some(k) = w.value.and_then(|n| creates.get(&n)) {
+            absent.push((w, *k, k.session.is_some() && k.session == w.session));
+        }
+    }
+    // Each node's successful writes (its owner's): it existed then.
+    let mut written: HashMap<i64, Vec<&Op>> = HashMap::new();
+    for w in history.iter().filter(|o| o.f == Kind::Write && o.outcome == Outcome::Ok) {
+        if let Some(n) = w.value {
+            written.entry(n).or_default().push(w);
+        }
+    }
+    for (c, k, own) in absent {
+        let Some(n) = c.value else { continue };
+        if k.outcome != Outcome::Ok || !k.complete_ns.is_some_and(|t| t < c.invoke_ns) {
+            continue;
+        }
+        // Proof that the node, or its session, was alive afterwards: a
+        // later successful write of the node; for the owner's own op, any
+        // later op of its session that succeeded.
+        let done = c.complete_ns.unwrap_or(u64::MAX);
+        let same = c.session.as_deref().and_then(|s| by_session.get(s)).map(Vec::as_slice).unwrap_or_default();
+        let later = written.get(&n).and_then(|ws| ws.iter().find(|w| w.invoke_ns > done)).or_else(|| {
+            own.then(|| same.iter().find(|o| o.invoke_ns > done && o.outcome == Outcome::Ok && o.f != Kind::Close)).flatten()
+        });
+        if let Some(l) = later {
+            if !r.lost_ephemeral.contains(&n) {
+                r.lost_ephemeral.push(n);
+                first(&mut r, vec![k.clone(), c.clone(), (*l).clone()]);
+            }
+        }
+    }
+    r.lost_ephemeral.sort_unstable();
     for (n, ops) in stranger {
         r.stranger.push(n);
         first(&mut r, ops);
@@ -282,6 +314,35 @@ mod tests {
         // Without a later op that succeeded, the session may have expired.
         let mut h = history();
         h.push(check_(1, "0xb", 2, None, 36));
+        assert!(check(&h).valid);
+    }
+
+    #[test]
+    fn a_vanished_ephemeral_seen_by_the_observer_or_a_write_is_caught() {
+        // The observer (synced) finds node 2 gone; its owner then writes it.
+        let write = |p, s, n, from, outcome| {
+            let mut w = op(p, s, Kind::Write, Some(n), None, from, outcome);
+            if outcome == Outcome::Fail {
+                w.error = Some("NoNode".into());
+            }
+            w
+        };
+        let mut h = history();
+        h.push(check_(9, "0xf", 2, None, 20));
+        h.push(write(1, "0xb", 2, 30, Outcome::Ok));
+        let r = check(&h);
+        assert!(!r.valid);
+        assert_eq!(r.lost_ephemeral, vec![2]);
+        assert!(r.explain().contains("1 lost-ephemeral"), "{}", r.explain());
+        // The owner's write finds it gone, and its session lives on.
+        let mut h = history();
+        h.push(write(1, "0xb", 2, 20, Outcome::Fail));
+        h.push(check_(1, "0xb", 2, Some(0xb), 30));
+        assert_eq!(check(&h).lost_ephemeral, vec![2]);
+        // Absent to the observer with nothing proving it alive after: allowed.
+        let mut h = history();
+        h.push(write(1, "0xb", 2, 15, Outcome::Ok));
+        h.push(check_(9, "0xf", 2, None, 25));
         assert!(check(&h).valid);
     }
 

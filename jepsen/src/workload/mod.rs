@@ -91,6 +91,11 @@ pub async fn connect(host: &str) -> Option<zk::Client> {
     tokio::time::timeout(Duration::from_secs(3), c).await.ok()?.ok()
 }
 
+/// What each member said, for an error: `member 1: ..., member 2: ...`.
+pub fn members(said: &[String]) -> String {
+    said.iter().enumerate().map(|(i, s)| format!("member {}: {s}", i + 1)).collect::<Vec<_>>().join("; ")
+}
+
 /// A session's id as the history records it.
 pub fn session(c: &zk::Client) -> Option<String> {
     Some(format!("{:#x}", c.session_id().0))

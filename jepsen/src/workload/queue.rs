@@ -4,7 +4,7 @@
 //! a consumer leaves a delivery unacked, to its lease (2 s), as a crashed
 //! consumer would. After the run the queue is drained (`drain`).
 
-use super::{connect, session, Ctx, OP_TIMEOUT};
+use super::{connect, members, session, Ctx, OP_TIMEOUT};
 use crate::check::history::{Kind, Op, Outcome, FINAL_PROCESS};
 use corral_queue::{Message, Meta, NativeQueue, PutOutcome, QueueError};
 use rand::{Rng, SeedableRng};
@@ -155,24 +155,25 @@ fn record(ctx: &Ctx, o: &mut Op, r: Result<Result<bool, QueueError>, tokio::time
 /// when their lease ends. Tried on each member in turn.
 pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration) -> Result<(), String> {
     let until = Instant::now() + timeout;
-    let mut last = String::from("no member answered");
+    // What each member said last, for the error if none answers.
+    let mut said = vec![String::from("not tried"); hosts.len()];
     let mut attempt = 0;
     while Instant::now() < until {
         attempt += 1;
         let member = attempt % hosts.len();
         let Some(c) = connect(&hosts[member]).await else {
-            last = format!("member {} did not take a session", member + 1);
+            said[member] = "did not take a session".to_string();
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
         let q = match tokio::time::timeout(OP_TIMEOUT, NativeQueue::open(&c, PATH)).await {
             Ok(Ok(q)) => q,
             Ok(Err(e)) => {
-                last = format!("member {}: open: {e}", member + 1);
+                said[member] = format!("open: {e}");
                 continue;
             }
             Err(_) => {
-                last = format!("member {}: open timed out", member + 1);
+                said[member] = "open timed out".to_string();
                 continue;
             }
         };
@@ -224,11 +225,11 @@ pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration) -
                             }
                         }
                         Ok(Err(e)) => {
-                            last = format!("member {}: stats: {e}", member + 1);
+                            said[member] = format!("stats: {e}");
                             break;
                         }
                         Err(_) => {
-                            last = format!("member {}: stats timed out", member + 1);
+                            said[member] = "stats timed out".to_string();
                             break;
                         }
                     }
@@ -236,17 +237,17 @@ pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration) -
                 Ok(Err(e)) => {
                     t.error = Some(e.to_string());
                     rec.push(t);
-                    last = format!("member {}: take: {e}", member + 1);
+                    said[member] = format!("take: {e}");
                     break;
                 }
                 Err(_) => {
                     t.error = Some("timeout".into());
                     rec.push(t);
-                    last = format!("member {}: take timed out", member + 1);
+                    said[member] = "take timed out".to_string();
                     break;
                 }
             }
         }
     }
-    Err(format!("drain: the queue was not empty after {timeout:?}: {last}"))
+    Err(format!("drain: the queue was not empty after {timeout:?}: {}", members(&said)))
 }

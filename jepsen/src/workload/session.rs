@@ -1,14 +1,16 @@
 //! The session workload. Every worker but the last is an owner: it opens a
 //! session, creates an ephemeral node `/jepsen/session/eN` (N unique for
-//! the run), checks it every 50 ms (exists, which returns its
-//! ephemeralOwner) for 0.3–1.5 s, then closes the session; again until the
-//! time is up. The last worker observes: it lists the nodes and checks the
-//! owners of a few of them, in its own session. After the run `final_read`
+//! the run). Every 50 ms for 0.3–1.5 s (half the sessions; the others
+//! 5–8 s, beyond the session timeout) it checks it (exists, which returns
+//! its ephemeralOwner) or, in turn, sets its data (a write, through the
+//! log); then it closes the session; again until the time is up. The last
+//! worker observes: it lists the nodes and checks the owners of a few of
+//! them, each behind a sync, in its own session. After the run `final_read`
 //! waits until the closed sessions' nodes are gone (each deletion awaited
 //! with a watch, the session timeout bounding the wait) and lists what is
 //! left.
 
-use super::{connect, definite, error_name, fatal, session, Ctx, Recorder, OP_TIMEOUT, SESSION_TIMEOUT};
+use super::{connect, definite, error_name, fatal, members, session, Ctx, Recorder, OP_TIMEOUT, SESSION_TIMEOUT};
 use crate::check::history::{Kind, Op, Outcome, FINAL_PROCESS};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,11 +50,19 @@ fn close(ctx: &Ctx, process: u64, c: zk::Client, expired: bool) {
     ctx.rec.push(o);
 }
 
-/// Checks node `n`, recording its owner (none if absent). `Err(expired)`
-/// if it did not answer.
-async fn check(ctx: &Ctx, c: &zk::Client, process: u64, n: i64) -> Result<(), bool> {
+/// Checks node `n`, recording its owner (none if absent); behind a sync
+/// if `sync` (the observer's reads, so that they see every create
+/// acknowledged before). `Err(expired)` if it did not answer.
+async fn check(ctx: &Ctx, c: &zk::Client, process: u64, n: i64, sync: bool) -> Result<(), bool> {
     let mut o = ctx.op(process, session(c), KEY, Kind::Check, Some(n));
-    let r = tokio::time::timeout(OP_TIMEOUT, c.check_stat(&format!("{PARENT}/e{n}"))).await;
+    let path = format!("{PARENT}/e{n}");
+    let r = tokio::time::timeout(OP_TIMEOUT, async {
+        if sync {
+            c.sync(&path).await?;
+        }
+        c.check_stat(&path).await
+    })
+    .await;
     o.complete_ns = Some(ctx.rec.now());
     let r = match r {
         Ok(Ok(stat)) => {
@@ -67,6 +77,37 @@ async fn check(ctx: &Ctx, c: &zk::Client, process: u64, n: i64) -> Result<(), bo
         }
         Err(_) => {
             o.outcome = Outcome::Fail;
+            o.error = Some("timeout".into());
+            Err(false)
+        }
+    };
+    ctx.rec.push(o);
+    r
+}
+
+/// Sets node `n`'s data (its owner's own write, `f: write`): ok proves,
+/// through the log, that the node existed then; NoNode that it did not
+/// while the session was alive. `Err(expired)` if it was no definite answer.
+async fn touch(ctx: &Ctx, c: &zk::Client, process: u64, n: i64, i: u64) -> Result<(), bool> {
+    let mut o = ctx.op(process, session(c), KEY, Kind::Write, Some(n));
+    let r = tokio::time::timeout(OP_TIMEOUT, c.set_data(&format!("{PARENT}/e{n}"), i.to_string().as_bytes(), None)).await;
+    let r = match r {
+        Ok(Ok(_)) => {
+            o.outcome = Outcome::Ok;
+            o.complete_ns = Some(ctx.rec.now());
+            Ok(())
+        }
+        Ok(Err(e)) if definite(&e) => {
+            o.outcome = Outcome::Fail;
+            o.complete_ns = Some(ctx.rec.now());
+            o.error = Some(error_name(&e));
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            o.error = Some(error_name(&e));
+            Err(fatal(&e))
+        }
+        Err(_) => {
             o.error = Some("timeout".into());
             Err(false)
         }
@@ -107,14 +148,20 @@ async fn owner(ctx: Ctx) {
         };
         ctx.rec.push(o);
         if created {
-            let until = (Instant::now() + Duration::from_millis(rng.gen_range(300..=1500))).min(ctx.deadline);
+            // Reads and writes of its own node, in turn.
+            // Half the sessions outlive the session timeout: a server that
+            // expires a live session (a member's clock, outside the log)
+            // shows only on those.
+            let life = if rng.gen_bool(0.5) { rng.gen_range(300..=1500) } else { rng.gen_range(5000..=8000) };
+            let until = (Instant::now() + Duration::from_millis(life)).min(ctx.deadline);
+            let mut i = 0;
             while Instant::now() < until {
                 tokio::time::sleep(PACE).await;
-                if let Err(e) = check(&ctx, &c, process, n).await {
-                    if e {
-                        expired = true;
-                        break;
-                    }
+                i += 1;
+                let r = if i % 2 == 1 { check(&ctx, &c, process, n, false).await } else { touch(&ctx, &c, process, n, i).await };
+                if r == Err(true) {
+                    expired = true;
+                    break;
                 }
             }
         }
@@ -143,7 +190,7 @@ async fn observer(ctx: Ctx) {
             let mut ns: Vec<i64> = names.iter().filter_map(|n| number(n)).collect();
             for _ in 0..ns.len().min(3) {
                 let n = ns.swap_remove(rng.gen_range(0..ns.len()));
-                if let Err(true) = check(&ctx, &c, process, n).await {
+                if let Err(true) = check(&ctx, &c, process, n, true).await {
                     expired = true;
                 }
             }
@@ -164,13 +211,14 @@ async fn observer(ctx: Ctx) {
 pub async fn final_read(hosts: &[String], rec: &Recorder, timeout: Duration) -> Result<(), String> {
     let until = Instant::now() + timeout;
     let bound = Instant::now() + 3 * SESSION_TIMEOUT;
-    let mut last = String::from("no member answered");
+    // What each member said last, for the error if none answers.
+    let mut said = vec![String::from("not tried"); hosts.len()];
     let mut attempt = 0;
     while Instant::now() < until {
         attempt += 1;
         let member = attempt % hosts.len();
         let Some(c) = connect(&hosts[member]).await else {
-            last = format!("member {} did not take a session", member + 1);
+            said[member] = "did not take a session".to_string();
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
@@ -186,11 +234,11 @@ pub async fn final_read(hosts: &[String], rec: &Recorder, timeout: Duration) -> 
             let names = match listed {
                 Ok(Ok(names)) => names,
                 Ok(Err(e)) => {
-                    last = format!("member {}: {e}", member + 1);
+                    said[member] = format!("{e}");
                     break;
                 }
                 Err(_) => {
-                    last = format!("member {}: timed out", member + 1);
+                    said[member] = "timed out".to_string();
                     break;
                 }
             };
@@ -215,15 +263,15 @@ pub async fn final_read(hosts: &[String], rec: &Recorder, timeout: Duration) -> 
                 }
                 Ok(Ok((None, _))) => {}
                 Ok(Err(e)) => {
-                    last = format!("member {}: {e}", member + 1);
+                    said[member] = format!("{e}");
                     break;
                 }
                 Err(_) => {
-                    last = format!("member {}: timed out", member + 1);
+                    said[member] = "timed out".to_string();
                     break;
                 }
             }
         }
     }
-    Err(format!("final read: nothing for {timeout:?}: {last}"))
+    Err(format!("final read: nothing for {timeout:?}: {}", members(&said)))
 }
