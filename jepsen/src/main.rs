@@ -15,7 +15,11 @@ const USAGE: &str = "usage:
                      [--seed S] [--keys K] [--store DIR]
       workloads: register (linearizable registers; --keys K of them), set (adds, a final read),
                  counter (CAS increments and reads, a final read), unique-ids (sequential znodes),
-                 lock (the ephemeral sequential lock recipe: no two live holders at once)
+                 lock (the ephemeral sequential lock recipe: no two live holders at once),
+                 queue (corral-queue's native queue: nothing lost or unexpected, duplicates only
+                 after a lost claim), watch (data watches on --keys K keys: each watcher sees
+                 every key's values in order, none never written), session (ephemeral nodes:
+                 owned by their creator's session, kept while it lives, gone once it closed)
       nemeses: kill, kill-all, pause, partition, partition-leader, none
   corral-jepsen check HISTORY [--workload W] [--read-consistency sequential|linearizable]
   corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]";

@@ -74,6 +74,6 @@ fn zookeeper_default_reads_are_not_linearizable_but_its_writes_are() {
 fn usage_and_harness_errors_exit_2() {
     assert_eq!(jepsen(&["test", "--workload", "register", "--nemesis", "meteor"]).0, 2);
     assert_eq!(jepsen(&["check", "/nonexistent/history.jsonl"]).0, 2);
-    let (code, _, _) = test(&["--workload", "queue", "--time", "1"]);
+    let (code, _, _) = test(&["--workload", "bank", "--time", "1"]);
     assert_eq!(code, 2);
 }

@@ -112,7 +112,7 @@ fn lock_recipe_holds_on_zookeeper() {
 
 #[test]
 fn an_unknown_workload_is_a_usage_error() {
-    let (code, _) = jepsen(&["test", "--workload", "queue", "--nemesis", "none", "--time", "1"]);
+    let (code, _) = jepsen(&["test", "--workload", "bank", "--nemesis", "none", "--time", "1"]);
     assert_eq!(code, 2);
     let (code, _) = jepsen(&["check", "/nonexistent/history.jsonl", "--workload", "bank"]);
     assert_eq!(code, 2);

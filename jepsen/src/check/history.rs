@@ -5,7 +5,9 @@
 //!
 //! One op type serves every workload: `f` says what the op did (register
 //! ops; a set's add; a counter's increment; a unique id's generation; a
-//! lock's acquire and release), `value` its number and `values` what a
+//! lock's acquire and release; a queue's put, take and ack; a watcher's
+//! reads and events; a session's create, check and close), `value` its
+//! number and `values` what a
 //! set's read returned.
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,26 @@ pub enum Kind {
     Acquire,
     /// Lock: delete the node; ok proves the node, so the session, lived until then.
     Release,
+    /// Queue: put the message whose payload is `value` (keyed by it).
+    Put,
+    /// Queue: take a message; `value` is the payload delivered (a take
+    /// that found none is `fail`; one that erred is `info`, no payload).
+    Take,
+    /// Queue: ack the delivery of payload `value` (`fail`: the claim was lost).
+    Ack,
+    /// Watch: getData with a watch; `value` is the data, `expected` its version.
+    Observe,
+    /// Watch: the watch set when the process last read the key fired
+    /// (invoked when it was set, completed when it fired); `error` names
+    /// any event but NodeDataChanged.
+    Event,
+    /// Session: create the ephemeral node `value` in the op's session.
+    Create,
+    /// Session: exists on node `value`; `expected` is its ephemeralOwner
+    /// (none: the node was absent).
+    Check,
+    /// Session: the session closed (`error: SessionExpired`: it expired).
+    Close,
 }
 
 /// How an operation ended.
@@ -109,6 +131,14 @@ impl Op {
             Kind::Generate => format!("generate -> {}", v(self.value)),
             Kind::Acquire => format!("acquire {}", v(self.value)),
             Kind::Release => format!("release {}", v(self.value)),
+            Kind::Put => format!("put {}", v(self.value)),
+            Kind::Take => format!("take -> {}", v(self.value)),
+            Kind::Ack => format!("ack {}", v(self.value)),
+            Kind::Observe => format!("observe -> {} (version {})", v(self.value), v(self.expected)),
+            Kind::Event => "watch fired".to_string(),
+            Kind::Create => format!("create e{} in {}", v(self.value), self.session.as_deref().unwrap_or("?")),
+            Kind::Check => format!("check e{} -> owner {}", v(self.value), self.expected.map(|o| format!("{o:#x}")).unwrap_or_else(|| "none (absent)".into())),
+            Kind::Close => format!("close {}", self.session.as_deref().unwrap_or("?")),
         };
         let what = match (&self.values, self.f) {
             (Some(vs), Kind::Read) => format!("read -> {} elements", vs.len()),

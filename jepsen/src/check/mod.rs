@@ -4,7 +4,8 @@
 //! key's sub-history is (Herlihy and Wing's locality, Porcupine's
 //! P-compositionality), which turns one search exponential in the number of
 //! keys into one small search per key. The others: `set`, `counter`,
-//! `unique_ids`, `lock` (each module says what it checks).
+//! `unique_ids`, `lock`, `queue`, `watch`, `session` (each module says what
+//! it checks).
 
 pub mod brute;
 pub mod counter;
@@ -13,8 +14,11 @@ pub mod history;
 pub mod linear;
 pub mod lock;
 pub mod model;
+pub mod queue;
+pub mod session;
 pub mod set;
 pub mod unique_ids;
+pub mod watch;
 
 use history::Op;
 pub use model::Options;
@@ -30,10 +34,13 @@ pub enum Workload {
     Counter,
     UniqueIds,
     Lock,
+    Queue,
+    Watch,
+    Session,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [Workload::Register, Workload::Set, Workload::Counter, Workload::UniqueIds, Workload::Lock];
+    pub const ALL: [Workload; 8] = [Workload::Register, Workload::Set, Workload::Counter, Workload::UniqueIds, Workload::Lock, Workload::Queue, Workload::Watch, Workload::Session];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -42,6 +49,9 @@ impl Workload {
             Workload::Counter => "counter",
             Workload::UniqueIds => "unique-ids",
             Workload::Lock => "lock",
+            Workload::Queue => "queue",
+            Workload::Watch => "watch",
+            Workload::Session => "session",
         }
     }
 
@@ -55,6 +65,9 @@ impl Workload {
                 Kind::Incr => return Workload::Counter,
                 Kind::Generate => return Workload::UniqueIds,
                 Kind::Acquire | Kind::Release => return Workload::Lock,
+                Kind::Put | Kind::Take | Kind::Ack => return Workload::Queue,
+                Kind::Observe | Kind::Event => return Workload::Watch,
+                Kind::Create | Kind::Check | Kind::Close => return Workload::Session,
                 Kind::Read | Kind::Write | Kind::Cas => {}
             }
         }
@@ -80,6 +93,9 @@ pub enum Checked {
     Counter(counter::Report),
     UniqueIds(unique_ids::Report),
     Lock(lock::Report),
+    Queue(queue::Report),
+    Watch(watch::Report),
+    Session(session::Report),
 }
 
 impl Checked {
@@ -90,6 +106,9 @@ impl Checked {
             Checked::Counter(r) => r.valid,
             Checked::UniqueIds(r) => r.valid,
             Checked::Lock(r) => r.valid,
+            Checked::Queue(r) => r.valid,
+            Checked::Watch(r) => r.valid,
+            Checked::Session(r) => r.valid,
         }
     }
 
@@ -101,6 +120,9 @@ impl Checked {
             Checked::Counter(r) => r.summary(),
             Checked::UniqueIds(r) => r.summary(),
             Checked::Lock(r) => r.summary(),
+            Checked::Queue(r) => r.summary(),
+            Checked::Watch(r) => r.summary(),
+            Checked::Session(r) => r.summary(),
         }
     }
 
@@ -115,6 +137,9 @@ impl Checked {
             Checked::Counter(r) => r.explain(),
             Checked::UniqueIds(r) => r.explain(),
             Checked::Lock(r) => r.explain(),
+            Checked::Queue(r) => r.explain(),
+            Checked::Watch(r) => r.explain(),
+            Checked::Session(r) => r.explain(),
         })
     }
 }
@@ -128,6 +153,9 @@ pub fn check_workload(workload: Workload, history: &[Op], opts: Options) -> Chec
         Workload::Counter => Checked::Counter(counter::check(history, opts.reads)),
         Workload::UniqueIds => Checked::UniqueIds(unique_ids::check(history)),
         Workload::Lock => Checked::Lock(lock::check(history)),
+        Workload::Queue => Checked::Queue(queue::check(history)),
+        Workload::Watch => Checked::Watch(watch::check(history)),
+        Workload::Session => Checked::Session(session::check(history)),
     }
 }
 

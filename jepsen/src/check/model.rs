@@ -28,7 +28,7 @@ pub fn included(op: &Op, opts: Options) -> bool {
         (Kind::Write, Outcome::Fail) => false,
         (Kind::Write | Kind::Cas, _) => true,
         // Another workload's ops: not register ops.
-        (Kind::Add | Kind::Incr | Kind::Generate | Kind::Acquire | Kind::Release, _) => false,
+        (Kind::Add | Kind::Incr | Kind::Generate | Kind::Acquire | Kind::Release | Kind::Put | Kind::Take | Kind::Ack | Kind::Observe | Kind::Event | Kind::Create | Kind::Check | Kind::Close, _) => false,
     }
 }
 
@@ -51,7 +51,7 @@ pub fn step(op: &Op, state: State) -> impl Iterator<Item = State> {
         (Kind::Write, _) => Some(op.value),
         (Kind::Cas, Outcome::Fail) => (state != op.expected).then_some(state),
         (Kind::Cas, _) => (state == op.expected).then_some(op.value),
-        (Kind::Add | Kind::Incr | Kind::Generate | Kind::Acquire | Kind::Release, _) => None,
+        (Kind::Add | Kind::Incr | Kind::Generate | Kind::Acquire | Kind::Release | Kind::Put | Kind::Take | Kind::Ack | Kind::Observe | Kind::Event | Kind::Create | Kind::Check | Kind::Close, _) => None,
     };
     // An indeterminate write may also have done nothing.
     let skipped = (op.outcome == Outcome::Info).then_some(state);

@@ -77,7 +77,7 @@ impl Report {
 }
 
 /// The first few numbers of a list.
-fn show(list: &[i64]) -> String {
+pub(crate) fn show(list: &[i64]) -> String {
     const MAX: usize = 20;
     let mut s = list.iter().take(MAX).map(|v| v.to_string()).collect::<Vec<_>>().join(" ");
     if list.len() > MAX {

@@ -6,9 +6,12 @@
 
 pub mod counter;
 pub mod lock;
+pub mod queue;
 pub mod register;
+pub mod session;
 pub mod set;
 pub mod unique_ids;
+pub mod watch;
 
 use crate::check::history::{Kind, Op, Outcome, FINAL_PROCESS};
 use crate::check::Workload;
@@ -19,6 +22,8 @@ use zookeeper_client as zk;
 
 /// How long one operation may take before it counts as indeterminate.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// The session timeout the workers ask for (the tests' servers allow 4 s at most).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long the final read may keep retrying before the run is a harness error.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -79,11 +84,16 @@ pub fn definite(e: &zk::Error) -> bool {
 
 pub async fn connect(host: &str) -> Option<zk::Client> {
     let c = zk::Client::connector()
-        .with_session_timeout(Duration::from_secs(4))
+        .with_session_timeout(SESSION_TIMEOUT)
         .with_connection_timeout(Duration::from_secs(1))
         .with_fail_eagerly()
         .connect(host);
     tokio::time::timeout(Duration::from_secs(3), c).await.ok()?.ok()
+}
+
+/// What each member said, for an error: `member 1: ..., member 2: ...`.
+pub fn members(said: &[String]) -> String {
+    said.iter().enumerate().map(|(i, s)| format!("member {}: {s}", i + 1)).collect::<Vec<_>>().join("; ")
 }
 
 /// A session's id as the history records it.
@@ -152,6 +162,9 @@ pub async fn setup(workload: Workload, hosts: &str, keys: usize, rec: &Recorder)
         Workload::Set => set::setup(&c).await,
         Workload::UniqueIds => unique_ids::setup(&c).await,
         Workload::Lock => lock::setup(&c).await,
+        Workload::Queue => queue::setup(&c).await,
+        Workload::Watch => watch::setup(&c, keys, rec).await,
+        Workload::Session => session::setup(&c).await,
     }
 }
 
@@ -169,6 +182,9 @@ pub async fn worker(workload: Workload, ctx: Ctx, keys: usize) {
         Workload::Counter => counter::worker(ctx).await,
         Workload::UniqueIds => unique_ids::worker(ctx).await,
         Workload::Lock => lock::worker(ctx).await,
+        Workload::Queue => queue::worker(ctx).await,
+        Workload::Watch => watch::worker(ctx, keys).await,
+        Workload::Session => session::worker(ctx).await,
     }
 }
 
@@ -180,6 +196,9 @@ pub async fn final_read(workload: Workload, hosts: &[String], rec: &Recorder) ->
     let (path, key) = match workload {
         Workload::Set => (set::PARENT, set::KEY),
         Workload::Counter => (counter::PATH, counter::KEY),
+        // The queue's is a drain; the session's waits for the closed sessions' nodes to go.
+        Workload::Queue => return queue::drain(hosts, rec, FINAL_READ_TIMEOUT).await,
+        Workload::Session => return session::final_read(hosts, rec, FINAL_READ_TIMEOUT).await,
         _ => return Ok(()),
     };
     let until = Instant::now() + FINAL_READ_TIMEOUT;
