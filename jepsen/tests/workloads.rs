@@ -8,21 +8,7 @@
 
 mod common;
 
-use common::{events, jepsen, results, test};
-
-fn n(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
-/// The run was valid, hit faults, and stored its verdict.
-fn valid_under_faults(code: i32, out: &str, r: &serde_json::Value, workload: &str) {
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("\nVALID\n") && out.contains(&format!("rerun: corral-jepsen test --workload {workload} ")), "{out}");
-    assert_eq!(r["valid"], true);
-    assert_eq!(r["workload"], workload);
-    let events = events(r);
-    assert!(events.iter().any(|e| e.starts_with("partition") || e.starts_with("kill -9")), "{events:?}");
-}
+use common::{jepsen, n, results, test, valid_under_faults};
 
 #[test]
 fn set_keeps_every_acknowledged_add() {

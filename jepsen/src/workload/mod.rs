@@ -101,6 +101,12 @@ pub fn session(c: &zk::Client) -> Option<String> {
     Some(format!("{:#x}", c.session_id().0))
 }
 
+/// How an op ended, as far as its worker's next steps go.
+pub enum Settled {
+    Known,
+    Unknown { session_gone: bool },
+}
+
 /// What every worker is given.
 #[derive(Clone)]
 pub struct Ctx {
@@ -129,6 +135,35 @@ impl Ctx {
         o.member = self.member_id();
         o.session = session;
         o
+    }
+
+    /// Records how `o` ended: ok (`ok` fills in what it returned), failed
+    /// for certain, or unknown (a timeout or a lost connection). For an
+    /// unknown outcome the worker must go on as a new process, since the op
+    /// may still be in flight, and drop its client if the session is gone.
+    pub fn settle<T>(&self, o: &mut Op, r: Result<Result<T, zk::Error>, tokio::time::error::Elapsed>, ok: impl FnOnce(&mut Op, T)) -> Settled {
+        match r {
+            Ok(Ok(v)) => {
+                o.outcome = Outcome::Ok;
+                o.complete_ns = Some(self.rec.now());
+                ok(o, v);
+                Settled::Known
+            }
+            Ok(Err(e)) if definite(&e) => {
+                o.outcome = Outcome::Fail;
+                o.complete_ns = Some(self.rec.now());
+                o.error = Some(error_name(&e));
+                Settled::Known
+            }
+            Ok(Err(e)) => {
+                o.error = Some(error_name(&e));
+                Settled::Unknown { session_gone: fatal(&e) }
+            }
+            Err(_) => {
+                o.error = Some("timeout".into());
+                Settled::Unknown { session_gone: false }
+            }
+        }
     }
 
     /// Connects, backing off while the member is down, paused or cut off;

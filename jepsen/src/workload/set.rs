@@ -2,8 +2,8 @@
 //! `/jepsen/set/eN`; after the run a final read (getChildren) lists them
 //! (`super::final_read`).
 
-use super::{definite, error_name, fatal, session, Ctx, OP_TIMEOUT};
-use crate::check::history::{Kind, Outcome};
+use super::{session, Ctx, Settled, OP_TIMEOUT};
+use crate::check::history::Kind;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use zookeeper_client as zk;
@@ -41,27 +41,11 @@ pub async fn worker(ctx: Ctx) {
         let v = ctx.next.fetch_add(1, Ordering::Relaxed);
         let mut o = ctx.op(process, session(c), KEY, Kind::Add, Some(v));
         let r = tokio::time::timeout(OP_TIMEOUT, c.create(&format!("{PARENT}/e{v}"), b"", &opts)).await;
-        match r {
-            Ok(Ok(_)) => {
-                o.outcome = Outcome::Ok;
-                o.complete_ns = Some(ctx.rec.now());
+        if let Settled::Unknown { session_gone } = ctx.settle(&mut o, r, |_, _| {})         {
+            if session_gone {
+                client = None;
             }
-            Ok(Err(e)) if definite(&e) => {
-                o.outcome = Outcome::Fail;
-                o.complete_ns = Some(ctx.rec.now());
-                o.error = Some(error_name(&e));
-            }
-            Ok(Err(e)) => {
-                o.error = Some(error_name(&e));
-                if fatal(&e) {
-                    client = None;
-                }
-                process += ctx.workers as u64;
-            }
-            Err(_) => {
-                o.error = Some("timeout".into());
-                process += ctx.workers as u64;
-            }
+            process += ctx.workers as u64;
         }
         ctx.rec.push(o);
     }

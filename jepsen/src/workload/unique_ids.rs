@@ -1,8 +1,8 @@
 //! The unique-ids workload: workers create persistent sequential nodes
 //! `/jepsen/ids/id-NNNNNNNNNN`; the sequence number is the id.
 
-use super::{definite, error_name, fatal, session, Ctx, OP_TIMEOUT};
-use crate::check::history::{Kind, Outcome};
+use super::{session, Ctx, Settled, OP_TIMEOUT};
+use crate::check::history::Kind;
 use std::time::Instant;
 use zookeeper_client as zk;
 
@@ -25,28 +25,11 @@ pub async fn worker(ctx: Ctx) {
         };
         let mut o = ctx.op(process, session(c), KEY, Kind::Generate, None);
         let r = tokio::time::timeout(OP_TIMEOUT, c.create(&prefix, b"", &opts)).await;
-        match r {
-            Ok(Ok((_, seq))) => {
-                o.outcome = Outcome::Ok;
-                o.complete_ns = Some(ctx.rec.now());
-                o.value = Some(seq.into_i64());
+        if let Settled::Unknown { session_gone } = ctx.settle(&mut o, r, |o, (_, seq)| o.value = Some(seq.into_i64()))         {
+            if session_gone {
+                client = None;
             }
-            Ok(Err(e)) if definite(&e) => {
-                o.outcome = Outcome::Fail;
-                o.complete_ns = Some(ctx.rec.now());
-                o.error = Some(error_name(&e));
-            }
-            Ok(Err(e)) => {
-                o.error = Some(error_name(&e));
-                if fatal(&e) {
-                    client = None;
-                }
-                process += ctx.workers as u64;
-            }
-            Err(_) => {
-                o.error = Some("timeout".into());
-                process += ctx.workers as u64;
-            }
+            process += ctx.workers as u64;
         }
         ctx.rec.push(o);
     }

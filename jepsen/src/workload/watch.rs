@@ -4,7 +4,7 @@
 //! The others watch every key: a getData with a watch on each, then, each
 //! time a watch fires, the event and a getData that sets it again.
 
-use super::{definite, error_name, fatal, parse, session, Ctx, Recorder, OP_TIMEOUT};
+use super::{error_name, fatal, parse, session, Ctx, Recorder, Settled, OP_TIMEOUT};
 use crate::check::history::{Kind, Op, Outcome, SETUP_PROCESS};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -59,28 +59,12 @@ async fn writer(ctx: Ctx, keys: &[usize]) {
         turn += 1;
         let v = ctx.next.fetch_add(1, Ordering::Relaxed);
         let mut o = ctx.op(process, session(c), &format!("w{k}"), Kind::Write, Some(v));
-        match tokio::time::timeout(OP_TIMEOUT, c.set_data(&path(k), v.to_string().as_bytes(), None)).await {
-            Ok(Ok(stat)) => {
-                o.outcome = Outcome::Ok;
-                o.complete_ns = Some(ctx.rec.now());
-                o.expected = Some(stat.version as i64);
+        let r = tokio::time::timeout(OP_TIMEOUT, c.set_data(&path(k), v.to_string().as_bytes(), None)).await;
+        if let Settled::Unknown { session_gone } = ctx.settle(&mut o, r, |o, stat| o.expected = Some(stat.version as i64))         {
+            if session_gone {
+                client = None;
             }
-            Ok(Err(e)) if definite(&e) => {
-                o.outcome = Outcome::Fail;
-                o.complete_ns = Some(ctx.rec.now());
-                o.error = Some(error_name(&e));
-            }
-            Ok(Err(e)) => {
-                o.error = Some(error_name(&e));
-                if fatal(&e) {
-                    client = None;
-                }
-                process += ctx.workers as u64;
-            }
-            Err(_) => {
-                o.error = Some("timeout".into());
-                process += ctx.workers as u64;
-            }
+            process += ctx.workers as u64;
         }
         ctx.rec.push(o);
         // A pace the watchers can follow now and then.

@@ -71,3 +71,19 @@ pub fn zookeeper_available() -> bool {
     eprintln!("Apache ZooKeeper is not installed (tests/clients/install-deps.sh): skipped");
     false
 }
+
+/// A count in a results.json.
+pub fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// The run was valid, hit faults, and stored its verdict.
+pub fn valid_under_faults(code: i32, out: &str, r: &serde_json::Value, workload: &str) {
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\nVALID\n") && out.contains(&format!("rerun: corral-jepsen test --workload {workload} ")), "{out}");
+    assert_eq!(r["valid"], true);
+    assert_eq!(r["workload"], workload);
+    let events = events(r);
+    assert!(events.iter().any(|e| e.starts_with("partition") || e.starts_with("kill -9")), "{events:?}");
+}
+
