@@ -86,6 +86,16 @@ impl From<zookeeper_client::MultiWriteError> for QueueError {
     }
 }
 
+/// Requests in flight when a connection breaks fail with the I/O error
+/// itself (`Custom`), not `ConnectionLoss`; both mean "outcome unknown,
+/// session probably alive", so treat them alike.
+pub(crate) fn normalize(e: ZkError) -> ZkError {
+    match e {
+        ZkError::Custom(_) => ZkError::ConnectionLoss,
+        e => e,
+    }
+}
+
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
 /// How long a blocking operation may wait.

@@ -11,7 +11,17 @@ use std::cmp::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use zookeeper_client::{Acls, Client, CreateMode, MultiWriteError};
+use zookeeper_client::{Acls, Client, CreateMode};
+
+use crate::plan::{Failed, Plan};
+
+/// What each op of a kazoo/Curator multi does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockOp {
+    /// Our lock node (checked at the version we created it with: the fence).
+    Lock,
+    Item,
+}
 
 use crate::codec;
 use crate::error::{deadline, QueueError, Result, ZkError};
@@ -234,12 +244,12 @@ impl LockQueue {
             return Err(QueueError::TooLarge { size: payload.len(), limit: codec::REQUEST_BUDGET - 200 });
         }
         let prefix = self.create_prefix(priority);
-        let mut created = self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.map_err(crate::native::normalize);
+        let mut created = self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.map_err(crate::error::normalize);
         // Curator makes the queue node a container, which the server reaps
         // once it is empty; Curator's own put re-creates it, and so do we.
         if matches!(created, Err(ZkError::NoNode)) && self.flavor == Flavor::Curator {
             self.client.mkdir(&self.items, &persistent()).await?;
-            created = self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.map_err(crate::native::normalize);
+            created = self.client.create(&prefix, &data, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all())).await.map_err(crate::error::normalize);
         }
         match created {
             Ok((_, seq)) => Ok(format!("{}{}", prefix.rsplit('/').next().unwrap(), seq)),
@@ -256,11 +266,11 @@ impl LockQueue {
         let sizes: Vec<usize> = payloads.iter().map(|p| p.len() + 16 + prefix.len() + codec::OP_OVERHEAD).collect();
         let mut names = Vec::new();
         for r in codec::chunk_by_budget(&sizes, codec::REQUEST_BUDGET, 500) {
-            let mut w = self.client.new_multi_writer();
+            let mut plan = Plan::new(&self.client);
             for p in &payloads[r] {
-                w.add_create(&prefix, &self.encode(&[p]), &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
+                plan.create(LockOp::Item, &prefix, &self.encode(&[p]), &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
             }
-            for res in crate::native::commit(&mut w).await? {
+            for res in plan.commit().await? {
                 if let zookeeper_client::MultiWriteResult::Create { path, .. } = res {
                     names.push(path.rsplit('/').next().unwrap_or_default().to_string());
                 }
@@ -274,7 +284,7 @@ impl LockQueue {
     pub async fn take(&self, timeout: Option<Duration>) -> Result<Option<LockDelivery>> {
         let until = deadline(timeout);
         loop {
-            let (mut items, items_w) = match self.client.list_and_watch_children(&self.items).await.map_err(crate::native::normalize) {
+            let (mut items, items_w) = match self.client.list_and_watch_children(&self.items).await.map_err(crate::error::normalize) {
                 Ok(x) => x,
                 // A reaped Curator container is an empty queue, not a
                 // missing one: wait for a producer to re-create it.
@@ -322,7 +332,7 @@ impl LockQueue {
                 }
                 continue;
             }
-            let (taken, taken_w) = match self.client.list_and_watch_children(&self.locks).await.map_err(crate::native::normalize) {
+            let (taken, taken_w) = match self.client.list_and_watch_children(&self.locks).await.map_err(crate::error::normalize) {
                 Ok(x) => x,
                 Err(ZkError::NoNode) => return Err(QueueError::NotFound(self.path.clone())),
                 Err(ZkError::ConnectionLoss) => {
@@ -365,7 +375,7 @@ impl LockQueue {
             Err(ZkError::NoNode) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        match self.client.delete(&item, Some(stat.version)).await.map_err(crate::native::normalize) {
+        match self.client.delete(&item, Some(stat.version)).await.map_err(crate::error::normalize) {
             Ok(()) => {},
             Err(ZkError::NoNode) => return Ok(None),
             Err(ZkError::ConnectionLoss) => return Err(QueueError::Indeterminate { op: "take" }),
@@ -417,22 +427,22 @@ impl LockQueue {
         let mut after_loss = false;
         let mut attempt = 0;
         loop {
-            let mut w = self.client.new_multi_writer();
-            w.add_check_version(&lock, d.lock_version)?;
-            w.add_delete(&item, None)?;
-            w.add_delete(&lock, None)?;
-            match crate::native::commit(&mut w).await {
+            let mut plan = Plan::new(&self.client);
+            plan.check(LockOp::Lock, &lock, d.lock_version)?;
+            plan.delete(LockOp::Item, &item, None)?;
+            plan.delete(LockOp::Lock, &lock, None)?;
+            match plan.commit().await {
                 Ok(_) => return Ok(()),
                 // Lock and item both gone after a lost reply: our first
                 // attempt committed (our session is alive, so nobody else
                 // could have held the lock).
-                Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode })
+                Err(Failed::Op { role: LockOp::Lock, source: ZkError::NoNode })
                     if after_loss && retry_read(|| self.client.check_stat(&item)).await?.is_none() =>
                 {
                     return Ok(())
                 },
-                Err(MultiWriteError::OperationFailed { .. }) => return Err(QueueError::ClaimLost { id: d.name.clone() }),
-                Err(MultiWriteError::RequestFailed { source: ZkError::ConnectionLoss }) if attempt < 60 => {
+                Err(Failed::Op { .. }) => return Err(QueueError::ClaimLost { id: d.name.clone() }),
+                Err(Failed::Request(ZkError::ConnectionLoss)) if attempt < 60 => {
                     after_loss = true;
                     crate::native::backoff_sleep(&mut attempt).await;
                 },
@@ -451,8 +461,8 @@ impl LockQueue {
             return Ok(());
         }
         let lock = format!("{}/{}", self.locks, d.name);
-        let mut w = self.client.new_multi_writer();
-        w.add_check_version(&lock, d.lock_version)?;
+        let mut plan = Plan::new(&self.client);
+        plan.check(LockOp::Lock, &lock, d.lock_version)?;
         if self.flavor == Flavor::Curator {
             // Same name before the sequence: a priority item keeps its priority.
             let name = match codec::parse_curator_priority_item(&d.name) {
@@ -460,13 +470,13 @@ impl LockQueue {
                 None => codec::CURATOR_PREFIX.to_string(),
             };
             let prefix = format!("{}/{name}", self.items);
-            w.add_delete(&format!("{}/{}", self.items, d.name), None)?;
-            w.add_create(&prefix, &d.raw, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
+            plan.delete(LockOp::Item, &format!("{}/{}", self.items, d.name), None)?;
+            plan.create(LockOp::Item, &prefix, &d.raw, &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
         }
-        w.add_delete(&lock, None)?;
-        match crate::native::commit(&mut w).await {
+        plan.delete(LockOp::Lock, &lock, None)?;
+        match plan.commit().await {
             Ok(_) => Ok(()),
-            Err(MultiWriteError::OperationFailed { .. }) => Err(QueueError::ClaimLost { id: d.name.clone() }),
+            Err(Failed::Op { .. }) => Err(QueueError::ClaimLost { id: d.name.clone() }),
             Err(e) => Err(e.into()),
         }
     }

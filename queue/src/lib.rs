@@ -16,6 +16,7 @@ pub mod codec;
 pub mod error;
 pub mod interop;
 pub mod native;
+mod plan;
 
 use std::time::Duration;
 

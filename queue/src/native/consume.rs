@@ -1,0 +1,570 @@
+//! Consuming: take (scan, claim), lease reaping, dead-lettering at claim
+//! time, and the line of idle consumers.
+
+use crate::plan::{Failed, Plan};
+use super::*;
+
+/// What each op of a claim's multi does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimOp {
+    /// Creates our ephemeral claim node (exists: someone holds it).
+    Claim,
+    /// Rewrites the item (attempts + 1) at the version read: the new
+    /// version is our token.
+    Item,
+}
+
+/// What each op of a dead-lettering multi does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeadOp {
+    /// Deletes the item at the version the decision was made on.
+    Item,
+    Claim,
+    Dlq,
+    Shard,
+}
+
+/// What each op of a lease reap does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReapOp {
+    /// The claim is still the expired one we read (an extend changes it).
+    Check,
+    Delete,
+}
+
+impl NativeQueue {
+    /// Claims the next deliverable message, waiting up to `timeout` (forever
+    /// with `None`). Returns `None` on timeout.
+    ///
+    /// A payload in the blob store is read and verified before `take`
+    /// returns. If that fails, the message goes back to the queue for a
+    /// moment (the delivery counts as an attempt, so a blob that stays
+    /// unreadable ends in the DLQ after `max_attempts`) and `take` fails
+    /// with [`QueueError::Blob`].
+    pub async fn take(&self, timeout: Option<Duration>) -> Result<Option<Delivery>> {
+        let until = deadline(timeout);
+        let mut cs = self.cons.lock().await;
+        loop {
+            let mut waiter: Option<Waiter> = None;
+            let result = self.take_inner(&mut cs, until, &mut waiter).await;
+            if let Some(w) = waiter {
+                w.release().await;
+            }
+            let mut d = match result {
+                Ok(Some(d)) => d,
+                r => return r,
+            };
+            let Some(r) = d.header.blob.clone() else { return Ok(Some(d)) };
+            match self.read_blob(&r).await {
+                Ok(payload) => {
+                    d.payload = payload;
+                    return Ok(Some(d));
+                },
+                Err(e) => {
+                    warn!(id = %d.id, error = %e, "cannot read the message's blob; returning it to the queue");
+                    match self.nack(&d, BLOB_RETRY_DELAY).await {
+                        // Someone else claimed it meanwhile (our lease ran
+                        // out), and may have acked it and deleted the blob:
+                        // not ours to report. Look for the next message.
+                        Err(QueueError::ClaimLost { .. }) => continue,
+                        _ => return Err(e),
+                    }
+                },
+            }
+        }
+    }
+
+    pub(super) async fn read_blob(&self, r: &BlobRef) -> Result<Vec<u8>> {
+        match &self.blobs {
+            Some(bs) => bs.get(r).await,
+            None => Err(QueueError::Blob {
+                key: r.key.clone(),
+                fault: BlobFault::NotConfigured,
+                reason: "the payload is in a blob store, but this queue handle has none (with_blob_store / --blob-dir)".into(),
+            }),
+        }
+    }
+
+    async fn take_inner(&self, cs: &mut ConsumerState, until: Option<Instant>, waiter: &mut Option<Waiter>) -> Result<Option<Delivery>> {
+        loop {
+            // Busy consumers never run dry, so they also look for expired
+            // leases on a timer; otherwise a hung holder's message would wait
+            // behind the whole backlog.
+            let reap_every = Duration::from_millis((self.meta.lease_ms / 2).clamp(100, 1000));
+            if cs.last_reap.is_none_or(|t| t.elapsed() > reap_every) {
+                self.refresh(cs).await?;
+                self.reap(cs).await?;
+            }
+            let stale = cs.last_fresh.is_none_or(|t| t.elapsed() > FRESH_INTERVAL);
+            if !stale {
+                if let Some(d) = self.scan(cs).await? {
+                    return Ok(Some(d));
+                }
+            }
+            self.refresh(cs).await?;
+            if let Some(d) = self.scan(cs).await? {
+                return Ok(Some(d));
+            }
+            let (reaped, next_lease) = self.reap(cs).await?;
+            if reaped {
+                continue;
+            }
+            let now = now_ms();
+            let next_due = cs.not_before.values().copied().filter(|&t| t > now).min();
+            let wake_ms = [next_lease, next_due].into_iter().flatten().min();
+            let mut safety = Instant::now() + SAFETY_RESCAN;
+            if let Some(u) = until {
+                if Instant::now() >= u {
+                    return Ok(None);
+                }
+                safety = safety.min(u);
+            }
+            let mut wake = safety;
+            if let Some(ms) = wake_ms {
+                wake = wake.min(Instant::now() + Duration::from_millis(ms.saturating_sub(now) + 1));
+            }
+            if waiter.is_none() {
+                match Waiter::create(&self.client, &self.p("waiters")).await {
+                    Ok(w) => *waiter = Some(w),
+                    // Not retried: a blind retry could leave an orphan node of
+                    // ours in the line. Look again shortly instead.
+                    Err(QueueError::Zk(ZkError::ConnectionLoss)) => {
+                        tokio::time::sleep_until(wake.min(Instant::now() + Duration::from_millis(200))).await;
+                        continue;
+                    },
+                    Err(e) => return Err(e),
+                }
+            }
+            self.wait(cs, waiter.as_ref().unwrap(), wake, safety).await?;
+        }
+    }
+
+    /// Re-reads the small, hot parts of the queue in one request and drops
+    /// cached listings so the next scan sees the server's current state.
+    pub(super) async fn refresh(&self, cs: &mut ConsumerState) -> Result<()> {
+        let (enq_p, ready_p, claims_p) = (self.p("enq"), self.p("ready"), self.p("claims"));
+        let res = retry_read(|| {
+            let mut r = self.client.new_multi_reader();
+            r.add_get_data(&enq_p).unwrap();
+            r.add_get_children(&ready_p).unwrap();
+            r.add_get_children(&claims_p).unwrap();
+            r.commit()
+        })
+        .await?;
+        let mut it = res.into_iter();
+        match it.next() {
+            Some(MultiReadResult::Data { data, stat }) => {
+                let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq counter", path: enq_p.clone(), reason: e.0 })?;
+                cs.enq_items = c.items;
+                cs.enq_version = stat.version;
+            },
+            Some(MultiReadResult::Error { err: ZkError::NoNode }) => return Err(QueueError::NotFound(self.path.clone())),
+            Some(MultiReadResult::Error { err }) => return Err(err.into()),
+            _ => return Err(QueueError::Corrupt { what: "multi read", path: enq_p, reason: "short reply".into() }),
+        }
+        match it.next() {
+            Some(MultiReadResult::Children { children }) => {
+                let mut lanes: Vec<u16> = children.iter().filter_map(|c| codec::parse_lane(c)).collect();
+                lanes.sort_unstable();
+                cs.lanes = lanes;
+            },
+            Some(MultiReadResult::Error { err }) => return Err(err.into()),
+            _ => {},
+        }
+        match it.next() {
+            Some(MultiReadResult::Children { children }) => {
+                cs.claimed = children.iter().filter_map(|c| MsgId::parse(c)).collect();
+                cs.claim_names = children;
+            },
+            Some(MultiReadResult::Error { err }) => return Err(err.into()),
+            _ => {},
+        }
+        cs.buckets.clear();
+        cs.listings.clear();
+        let now = now_ms();
+        cs.not_before.retain(|_, t| *t > now);
+        cs.last_fresh = Some(Instant::now());
+        Ok(())
+    }
+
+    pub(super) async fn list(&self, path: &str) -> Result<Option<Vec<String>>> {
+        match retry_read(|| self.client.list_children(path)).await {
+            Ok(c) => Ok(Some(c)),
+            Err(ZkError::NoNode) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Walks lanes (priority order), buckets and items (sequence order) from
+    /// the cache, listing from the server only what is not cached, and claims
+    /// the first deliverable item.
+    // The entry API cannot span the awaits between lookup and insert.
+    #[allow(clippy::map_entry)]
+    pub(super) async fn scan(&self, cs: &mut ConsumerState) -> Result<Option<Delivery>> {
+        let mut collided = false;
+        let lanes = cs.lanes.clone();
+        for lane in lanes {
+            if !cs.buckets.contains_key(&lane) {
+                let Some(children) = self.list(&self.lane_path(lane)).await? else { continue };
+                let mut b: Vec<u64> = children.iter().filter_map(|c| codec::parse_bucket(c)).collect();
+                b.sort_unstable();
+                cs.buckets.insert(lane, b);
+            }
+            let buckets = cs.buckets[&lane].clone();
+            for bucket in buckets {
+                if !cs.listings.contains_key(&(lane, bucket)) {
+                    match self.list(&self.bucket_path(lane, bucket)).await? {
+                        None => {
+                            cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
+                            continue;
+                        },
+                        Some(children) => {
+                            let mut s: Vec<u64> = children.iter().filter_map(|c| codec::parse_item(c)).collect();
+                            s.sort_unstable();
+                            cs.listings.insert((lane, bucket), s.into());
+                        },
+                    }
+                }
+                let now = now_ms();
+                let mut seqs: Vec<u64> = cs.listings[&(lane, bucket)]
+                    .iter()
+                    .copied()
+                    .filter(|&seq| {
+                        let id = MsgId { priority: lane, seq };
+                        !cs.claimed.contains(&id) && cs.not_before.get(&id).is_none_or(|&t| t <= now)
+                    })
+                    .collect();
+                // Competing consumers walking the same list in lockstep all
+                // aim at the same head item. A consumer that keeps colliding
+                // starts at a random one of the first `spread` candidates
+                // instead; a lone consumer never collides, keeps spread 1 and
+                // so takes strictly in order.
+                let window = cs.spread.min(seqs.len());
+                if window > 1 {
+                    let first = seqs.remove(fastrand::usize(..window));
+                    seqs.insert(0, first);
+                }
+                for seq in seqs {
+                    let id = MsgId { priority: lane, seq };
+                    if cs.claimed.contains(&id) {
+                        continue;
+                    }
+                    match self.try_claim(id).await? {
+                        ClaimResult::Got(d) => {
+                            cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != seq);
+                            cs.claimed.insert(id);
+                            if !collided {
+                                cs.spread = (cs.spread - 1).max(1);
+                            }
+                            return Ok(Some(d));
+                        },
+                        ClaimResult::Gone => cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != seq),
+                        ClaimResult::Taken => {
+                            self.collisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            cs.claimed.insert(id);
+                            if !collided {
+                                cs.spread = (cs.spread * 2).min(MAX_SPREAD);
+                            }
+                            collided = true;
+                        },
+                        ClaimResult::Delayed(t) => {
+                            cs.not_before.insert(id, t);
+                        },
+                    }
+                }
+                if cs.listings[&(lane, bucket)].is_empty() && codec::bucket_end(bucket, self.meta.bucket_size) <= cs.enq_items {
+                    // Every sequence number of this bucket has been allocated,
+                    // so no put can target it again: remove it to keep lane
+                    // listings short. NotEmpty just means items are in flight.
+                    match self.client.delete(&self.bucket_path(lane, bucket), None).await {
+                        Ok(()) | Err(ZkError::NoNode) => {
+                            cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
+                            cs.listings.remove(&(lane, bucket));
+                        },
+                        Err(_) => {},
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn try_claim(&self, id: MsgId) -> Result<ClaimResult> {
+        let item = self.item_path(id);
+        let (data, stat) = match retry_read(|| self.client.get_data(&item)).await {
+            Ok(x) => x,
+            Err(ZkError::NoNode) => return Ok(ClaimResult::Gone),
+            Err(e) => return Err(e.into()),
+        };
+        let (mut h, payload) = match codec::decode_item(&data) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(path = %item, error = %e, "skipping malformed item");
+                return Ok(ClaimResult::Taken);
+            },
+        };
+        let now = now_ms();
+        if h.not_before_ms > now {
+            return Ok(ClaimResult::Delayed(h.not_before_ms));
+        }
+        if self.meta.max_attempts > 0 && h.attempts >= self.meta.max_attempts {
+            // Delivered max_attempts times already (each claim counts, so a
+            // consumer that crashes on a poison message every time ends here).
+            let claim = self.claim_path(id);
+            if retry_read(|| self.client.check_stat(&claim)).await?.is_some() {
+                return Ok(ClaimResult::Taken);
+            }
+            self.dead_letter(id, &h, payload, stat.version, false).await?;
+            return Ok(ClaimResult::Gone);
+        }
+        h.attempts += 1;
+        let lease_until_ms = now + self.meta.lease_ms;
+        let token = stat.version + 1;
+        let claim_data = codec::encode_claim(&ClaimData { lease_until_ms, token, consumer: self.consumer_id.clone() });
+        let claim = self.claim_path(id);
+        let mut plan = Plan::new(&self.client);
+        plan.create(ClaimOp::Claim, &claim, &claim_data, &ephemeral())?;
+        plan.set_data(ClaimOp::Item, &item, &codec::encode_item(&h, payload), Some(stat.version))?;
+        let delivery = Delivery {
+            id,
+            payload: payload.to_vec(),
+            attempt: h.attempts,
+            enqueued_ms: h.enqueued_ms,
+            lease_until_ms,
+            key: h.key.clone(),
+            token,
+            header: h,
+        };
+        match plan.commit().await {
+            Ok(_) => Ok(ClaimResult::Got(delivery)),
+            Err(Failed::Op { role: ClaimOp::Claim, source: ZkError::NodeExists }) => Ok(ClaimResult::Taken),
+            Err(Failed::Op { role: ClaimOp::Item, source: ZkError::NoNode }) => Ok(ClaimResult::Gone),
+            Err(Failed::Op { role: ClaimOp::Item, source: ZkError::BadVersion }) => Ok(ClaimResult::Taken),
+            Err(Failed::Request(ZkError::ConnectionLoss)) => {
+                // The claim may have committed. Our session outlives the
+                // connection; a claim owned by it that names this handle
+                // (several handles may share a session) is ours.
+                let sid = self.client.session_id().0;
+                let owned = match retry_read(|| self.client.get_data(&claim)).await {
+                    Ok((data, stat)) => {
+                        stat.ephemeral_owner == sid
+                            && codec::decode_claim(&data).is_ok_and(|c| c.consumer == self.consumer_id && c.token == token)
+                    },
+                    Err(ZkError::NoNode) => false,
+                    Err(e) => return Err(e.into()),
+                };
+                let item_v = match retry_read(|| self.client.check_stat(&item)).await? {
+                    Some(s) => s.version,
+                    None => return Ok(ClaimResult::Gone),
+                };
+                if owned && item_v == token {
+                    Ok(ClaimResult::Got(delivery))
+                } else {
+                    Ok(ClaimResult::Taken)
+                }
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves an item to the DLQ, conditioned on its version. Returns false if
+    /// the item changed underneath (someone else claimed or removed it).
+    pub(super) async fn dead_letter(&self, id: MsgId, h: &ItemHeader, payload: &[u8], version: i32, with_claim: bool) -> Result<bool> {
+        let item = self.item_path(id);
+        let claim = self.claim_path(id);
+        let dlq = self.p(&format!("dlq/{}", id.name()));
+        let data = codec::encode_item(h, payload);
+        let mut with_claim = with_claim;
+        let mut attempt = 0;
+        loop {
+            let (shard, c, sv) = self.deq_shard().await?;
+            let delta = Counter { items: 1, bytes: h.payload_size(payload), redeliveries: h.attempts.saturating_sub(1) as u64, dead: 1 };
+            let mut new = c;
+            new.add(&delta);
+            let mut plan = Plan::new(&self.client);
+            plan.delete(DeadOp::Item, &item, Some(version))?;
+            if with_claim {
+                plan.delete(DeadOp::Claim, &claim, None)?;
+            }
+            plan.create(DeadOp::Dlq, &dlq, &data, &persistent())?;
+            plan.set_data(DeadOp::Shard, &self.deq_path(shard), &new.encode(), Some(sv))?;
+            match plan.commit().await {
+                Ok(_) => {
+                    self.set_deq_cache(shard, Some((new, sv + 1)));
+                    debug!(id = %id, "dead-lettered");
+                    return Ok(true);
+                },
+                Err(Failed::Op { role: DeadOp::Item, .. }) => return Ok(false),
+                Err(Failed::Op { role: DeadOp::Claim, source: ZkError::NoNode }) => with_claim = false,
+                Err(Failed::Op { role: DeadOp::Shard, source: ZkError::BadVersion | ZkError::NoNode }) => self.set_deq_cache(shard, None),
+                Err(Failed::Request(ZkError::ConnectionLoss)) if attempt < 50 => backoff_sleep(&mut attempt).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Releases claims whose lease has run out, so their items can be claimed
+    /// again. Returns whether anything was released and the earliest lease
+    /// deadline still running.
+    pub(super) async fn reap(&self, cs: &mut ConsumerState) -> Result<(bool, Option<u64>)> {
+        cs.last_reap = Some(Instant::now());
+        let now = now_ms();
+        let mut reaped = false;
+        let mut next: Option<u64> = None;
+        for chunk in cs.claim_names.clone().chunks(200) {
+            let paths: Vec<String> = chunk.iter().map(|n| self.p(&format!("claims/{n}"))).collect();
+            let res = self.get_data_many(&paths).await?;
+            for (path, r) in paths.iter().zip(res) {
+                let MultiReadResult::Data { data, stat } = r else { continue };
+                let Ok(c) = codec::decode_claim(&data) else { continue };
+                if c.lease_until_ms <= now {
+                    let mut plan = Plan::new(&self.client);
+                    plan.check(ReapOp::Check, path, stat.version)?;
+                    plan.delete(ReapOp::Delete, path, Some(stat.version))?;
+                    if plan.commit().await.is_ok() {
+                        debug!(claim = %path, consumer = %c.consumer, "lease expired; released");
+                        reaped = true;
+                        if let Some(id) = path.rsplit('/').next().and_then(MsgId::parse) {
+                            cs.claimed.remove(&id);
+                        }
+                    }
+                } else {
+                    next = Some(next.map_or(c.lease_until_ms, |n| n.min(c.lease_until_ms)));
+                }
+            }
+        }
+        Ok((reaped, next))
+    }
+
+    /// Sleeps until something that could make a message deliverable happens.
+    /// Idle consumers form a line of ephemeral sequential nodes; only the
+    /// first watches the queue (puts via `enq`, released claims via `claims`),
+    /// the others watch their predecessor. A put therefore wakes one consumer,
+    /// which passes the baton on when it leaves, instead of waking them all.
+    ///
+    /// Timers (next delayed message due, next lease expiry) are only armed by
+    /// the first in line (`wake`); the rest use `safety` (deadline or safety
+    /// rescan), so a message falling due wakes one consumer, not all.
+    async fn wait(&self, cs: &ConsumerState, waiter: &Waiter, wake: Instant, safety: Instant) -> Result<()> {
+        let dir = self.p("waiters");
+        let mut line = match self.list(&dir).await? {
+            Some(l) => l,
+            None => return Err(QueueError::NotFound(self.path.clone())),
+        };
+        line.sort_by(|a, b| {
+            let sa = a.rsplit('-').next().and_then(codec::parse_zk_seq).unwrap_or(i32::MAX);
+            let sb = b.rsplit('-').next().and_then(codec::parse_zk_seq).unwrap_or(i32::MAX);
+            codec::zk_seq_order(sa, sb)
+        });
+        let Some(pos) = line.iter().position(|n| *n == waiter.name) else {
+            // Our node is gone (session trouble); rescan rather than wait.
+            return Ok(());
+        };
+        if pos == 0 {
+            let (stat, enq_w) = match self.client.check_and_watch_stat(&self.p("enq")).await.map_err(normalize) {
+                Ok(x) => x,
+                // Rescan rather than fail; the scan's reads retry through it.
+                Err(ZkError::ConnectionLoss) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Ok(());
+                },
+                Err(e) => return Err(e.into()),
+            };
+            if stat.is_none_or(|s| s.version != cs.enq_version) {
+                return Ok(());
+            }
+            let (claims, claims_w) = match self.client.list_and_watch_children(&self.p("claims")).await.map_err(normalize) {
+                Ok(x) => x,
+                // Rescan rather than fail; the scan's reads retry through it.
+                Err(ZkError::ConnectionLoss) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Ok(());
+                },
+                Err(e) => return Err(e.into()),
+            };
+            let now: HashSet<&String> = claims.iter().collect();
+            if cs.claim_names.iter().any(|c| !now.contains(c)) {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = enq_w.changed() => self.count_wakeup(),
+                _ = claims_w.changed() => self.count_wakeup(),
+                _ = tokio::time::sleep_until(wake) => {},
+            }
+        } else {
+            let pred = format!("{dir}/{}", line[pos - 1]);
+            let (stat, w) = match self.client.check_and_watch_stat(&pred).await.map_err(normalize) {
+                Ok(x) => x,
+                // Rescan rather than fail; the scan's reads retry through it.
+                Err(ZkError::ConnectionLoss) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Ok(());
+                },
+                Err(e) => return Err(e.into()),
+            };
+            if stat.is_none() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = w.changed() => self.count_wakeup(),
+                _ = tokio::time::sleep_until(safety) => {},
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn count_wakeup(&self) {
+        self.wakeups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How often this handle's idle consumer was woken by a watch (as opposed
+    /// to a timer). Lets callers and tests check that puts do not wake every
+    /// idle consumer.
+    pub fn watch_wakeups(&self) -> u64 {
+        self.wakeups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How often this handle tried to claim a message another consumer had
+    /// just claimed (a wasted round trip; grows with competing consumers).
+    pub fn claim_collisions(&self) -> u64 {
+        self.collisions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// An idle consumer's place in line. Released explicitly when `take` returns;
+/// if the future is dropped instead, Drop removes it in the background (and
+/// it is ephemeral, so a crash removes it too).
+struct Waiter {
+    client: Client,
+    path: String,
+    name: String,
+    released: bool,
+}
+
+impl Waiter {
+    async fn create(client: &Client, dir: &str) -> Result<Waiter> {
+        let prefix = format!("{dir}/w-");
+        let (_, seq) = client.create(&prefix, b"", &ephemeral_seq()).await.map_err(normalize)?;
+        let name = format!("w-{seq}");
+        Ok(Waiter { client: client.clone(), path: format!("{dir}/{name}"), name, released: false })
+    }
+
+    async fn release(mut self) {
+        self.released = true;
+        let _ = self.client.delete(&self.path, None).await;
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if !self.released {
+            let client = self.client.clone();
+            let path = std::mem::take(&mut self.path);
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move {
+                    let _ = client.delete(&path, None).await;
+                });
+            }
+        }
+    }
+}
