@@ -136,13 +136,16 @@ async fn run(per_producer: usize, blobs: Option<Arc<InMemory>>) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
-                loop {
+                'incarnation: loop {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
-                    let d = match q.take(Some(Duration::from_millis(500))).await {
-                        Ok(Some(d)) => d,
-                        Ok(None) => continue,
+                    // Odd consumers claim in batches (take_batch), each
+                    // delivery of a batch then treated as a single one.
+                    let want = if w % 2 == 1 { 4 } else { 1 };
+                    let batch = match q.take_batch(want, Some(Duration::from_millis(500))).await {
+                        Ok(b) if b.is_empty() => continue,
+                        Ok(b) => b,
                         // A blob deleted too early or mixed up: checked below.
                         Err(QueueError::Blob { .. }) => {
                             blob_errors.fetch_add(1, Ordering::SeqCst);
@@ -150,42 +153,44 @@ async fn run(per_producer: usize, blobs: Option<Arc<InMemory>>) {
                         },
                         Err(_) => break,
                     };
-                    let Some(key) = key_of(&d.payload, blobs.is_some()) else {
-                        blob_errors.fetch_add(1, Ordering::SeqCst);
-                        break;
-                    };
-                    *ledger.lock().unwrap().effects.entry(key.clone()).or_default() += 1;
-                    let loss = |l: &Arc<Mutex<Ledger>>| *l.lock().unwrap().losses.entry(key.clone()).or_default() += 1;
-                    match rng.u32(0..100) {
-                        // Killed after the effect, before the ack.
-                        0..=5 => {
-                            loss(&ledger);
-                            break;
-                        },
-                        // Partitioned: session expires while it thinks it
-                        // holds the message; its ack must then fail.
-                        6..=9 => {
-                            proxy.partition();
-                            tokio::time::sleep(Duration::from_millis(2600)).await;
-                            proxy.heal();
-                            if q.ack(&d).await.is_err() {
+                    for d in batch {
+                        let Some(key) = key_of(&d.payload, blobs.is_some()) else {
+                            blob_errors.fetch_add(1, Ordering::SeqCst);
+                            break 'incarnation;
+                        };
+                        *ledger.lock().unwrap().effects.entry(key.clone()).or_default() += 1;
+                        let loss = |l: &Arc<Mutex<Ledger>>| *l.lock().unwrap().losses.entry(key.clone()).or_default() += 1;
+                        match rng.u32(0..100) {
+                            // Killed after the effect, before the ack.
+                            0..=5 => {
                                 loss(&ledger);
-                            }
-                            break;
-                        },
-                        // Stalls past its lease.
-                        10..=14 => {
-                            tokio::time::sleep(Duration::from_millis(1800)).await;
-                            if q.ack(&d).await.is_err() {
-                                loss(&ledger);
-                            }
-                        },
-                        _ => {
-                            if q.ack(&d).await.is_err() {
-                                loss(&ledger);
-                                break;
-                            }
-                        },
+                                break 'incarnation;
+                            },
+                            // Partitioned: session expires while it thinks it
+                            // holds the message; its ack must then fail.
+                            6..=9 => {
+                                proxy.partition();
+                                tokio::time::sleep(Duration::from_millis(2600)).await;
+                                proxy.heal();
+                                if q.ack(&d).await.is_err() {
+                                    loss(&ledger);
+                                }
+                                break 'incarnation;
+                            },
+                            // Stalls past its lease.
+                            10..=14 => {
+                                tokio::time::sleep(Duration::from_millis(1800)).await;
+                                if q.ack(&d).await.is_err() {
+                                    loss(&ledger);
+                                }
+                            },
+                            _ => {
+                                if q.ack(&d).await.is_err() {
+                                    loss(&ledger);
+                                    break 'incarnation;
+                                }
+                            },
+                        }
                     }
                 }
             }

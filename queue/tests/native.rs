@@ -583,3 +583,75 @@ async fn ack_retried_past_the_lease_does_not_take_credit_for_anothers_ack() {
     let err = r.expect_err("a's ack reported success although b acked the message");
     assert!(matches!(err, QueueError::Indeterminate { .. } | QueueError::ClaimLost { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn take_batch_claims_in_order_and_ack_batch_settles_them() {
+    let q = queue(Meta::default()).await;
+    q.put_batch((0..50).map(|i| Message::new(format!("m{i:02}"))).collect()).await.unwrap();
+    let first = q.take_batch(20, Some(Duration::from_secs(10))).await.unwrap();
+    let names: Vec<String> = first.iter().map(|d| String::from_utf8(d.payload.clone()).unwrap()).collect();
+    assert_eq!(names, (0..20).map(|i| format!("m{i:02}")).collect::<Vec<_>>(), "a lone consumer's batch is the head, in order");
+    assert!(first.iter().all(|d| d.attempt == 1));
+    assert_eq!(q.stats().await.unwrap().in_flight, 20);
+    assert!(q.ack_batch(&first).await.unwrap().iter().all(Result::is_ok));
+    // Asking for more than there is returns what there is, without waiting
+    // for the timeout.
+    let t = Instant::now();
+    let rest = q.take_batch(100, Some(Duration::from_secs(10))).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "returned what was deliverable at once");
+    assert_eq!(rest.len(), 30);
+    assert_eq!(String::from_utf8(rest[0].payload.clone()).unwrap(), "m20");
+    // A token fences each delivery of a batch on its own: one nacked, then
+    // its old delivery cannot be acked.
+    assert_eq!(q.nack(&rest[0], Duration::ZERO).await.unwrap(), NackOutcome::Requeued);
+    let acks = q.ack_batch(&rest).await.unwrap();
+    assert!(matches!(acks[0], Err(QueueError::ClaimLost { .. })), "{:?}", acks[0]);
+    assert!(acks[1..].iter().all(Result::is_ok));
+    let again = q.take_batch(10, Some(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((String::from_utf8(again[0].payload.clone()).unwrap().as_str(), again[0].attempt), ("m20", 2));
+    q.ack(&again[0]).await.unwrap();
+    assert!(q.take_batch(10, Some(Duration::from_millis(100))).await.unwrap().is_empty());
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight, s.removed_total), (0, 0, 50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competing_batch_takers_deliver_every_message_once() {
+    let path = unique_path("qb");
+    let hosts = Server::shared().hosts.clone();
+    let c = connect(&hosts, SESSION).await;
+    let q = NativeQueue::create(&c, &path, Meta::default()).await.unwrap();
+    const N: usize = 600;
+    q.put_batch((0..N).map(|i| Message::new(i.to_string())).collect()).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (hosts, path) = (hosts.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = connect(&hosts, SESSION).await;
+            let q = NativeQueue::open(&c, &path).await.unwrap();
+            let mut got = Vec::new();
+            loop {
+                let batch = q.take_batch(8 + w * 8, Some(Duration::from_millis(300))).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                for r in q.ack_batch(&batch).await.unwrap() {
+                    r.unwrap();
+                }
+                got.extend(batch.into_iter().map(|d| String::from_utf8(d.payload).unwrap().parse::<usize>().unwrap()));
+            }
+            (got, q.claim_collisions())
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let (got, collisions) = t.await.unwrap();
+        eprintln!("consumer took {} ({} claim collisions)", got.len(), collisions);
+        all.extend(got);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "every message delivered and acked exactly once");
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight, s.redeliveries), (0, 0, 0));
+}

@@ -4,14 +4,33 @@
 use crate::plan::{Failed, Plan};
 use super::*;
 
-/// What each op of a claim's multi does.
+/// What each op of a claim's multi does; `usize` is the message's place in
+/// the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClaimOp {
     /// Creates our ephemeral claim node (exists: someone holds it).
-    Claim,
+    Claim(usize),
     /// Rewrites the item (attempts + 1) at the version read: the new
     /// version is our token.
-    Item,
+    Item(usize),
+}
+
+/// A claim ready to send: everything the multi writes, and the delivery it
+/// becomes if it commits.
+struct Prepared {
+    item: String,
+    claim: String,
+    item_data: Vec<u8>,
+    claim_data: Vec<u8>,
+    /// The item's version when read; the claim is conditioned on it.
+    version: i32,
+    delivery: Delivery,
+}
+
+/// What reading an item decided.
+enum Prep {
+    Claim(Prepared),
+    Done(ClaimResult),
 }
 
 /// What each op of a dead-lettering multi does.
@@ -42,34 +61,62 @@ impl NativeQueue {
     /// unreadable ends in the DLQ after `max_attempts`) and `take` fails
     /// with [`QueueError::Blob`].
     pub async fn take(&self, timeout: Option<Duration>) -> Result<Option<Delivery>> {
+        Ok(self.take_batch(1, timeout).await?.pop())
+    }
+
+    /// Claims up to `max` deliverable messages with as few requests as it
+    /// can (one multi-read of the items, one claim multi), waiting up to
+    /// `timeout` for the first one; returns what was deliverable then, empty
+    /// on timeout. Settle them with `ack_batch` (or one by one). Order and
+    /// leases are as for `take`, each message with its own lease and token.
+    ///
+    /// A message whose blob cannot be read is returned to the queue as by
+    /// `take` and left out of the batch; only if that leaves the batch
+    /// empty does `take_batch` fail with the blob error.
+    pub async fn take_batch(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Delivery>> {
+        let max = max.clamp(1, MAX_TAKE_BATCH);
         let until = deadline(timeout);
         let mut cs = self.cons.lock().await;
         loop {
             let mut waiter: Option<Waiter> = None;
-            let result = self.take_inner(&mut cs, until, &mut waiter).await;
+            let result = self.take_inner(&mut cs, max, until, &mut waiter).await;
             if let Some(w) = waiter {
                 w.release().await;
             }
-            let mut d = match result {
-                Ok(Some(d)) => d,
-                r => return r,
-            };
-            let Some(r) = d.header.blob.clone() else { return Ok(Some(d)) };
-            match self.read_blob(&r).await {
-                Ok(payload) => {
-                    d.payload = payload;
-                    return Ok(Some(d));
-                },
-                Err(e) => {
-                    warn!(id = %d.id, error = %e, "cannot read the message's blob; returning it to the queue");
-                    match self.nack(&d, BLOB_RETRY_DELAY).await {
-                        // Someone else claimed it meanwhile (our lease ran
-                        // out), and may have acked it and deleted the blob:
-                        // not ours to report. Look for the next message.
-                        Err(QueueError::ClaimLost { .. }) => continue,
-                        _ => return Err(e),
-                    }
-                },
+            let batch = result?;
+            if batch.is_empty() {
+                return Ok(batch);
+            }
+            let mut out = Vec::with_capacity(batch.len());
+            let mut blob_error = None;
+            for mut d in batch {
+                let Some(r) = d.header.blob.clone() else {
+                    out.push(d);
+                    continue;
+                };
+                match self.read_blob(&r).await {
+                    Ok(payload) => {
+                        d.payload = payload;
+                        out.push(d);
+                    },
+                    Err(e) => {
+                        warn!(id = %d.id, error = %e, "cannot read the message's blob; returning it to the queue");
+                        match self.nack(&d, BLOB_RETRY_DELAY).await {
+                            // Someone else claimed it meanwhile (our lease
+                            // ran out), and may have acked it and deleted
+                            // the blob: not ours to report.
+                            Err(QueueError::ClaimLost { .. }) => {},
+                            _ => blob_error = Some(e),
+                        }
+                    },
+                }
+            }
+            match blob_error {
+                Some(e) if out.is_empty() => return Err(e),
+                // Every delivery's blob was lost to another consumer: look
+                // for the next messages.
+                None if out.is_empty() => continue,
+                _ => return Ok(out),
             }
         }
     }
@@ -85,7 +132,7 @@ impl NativeQueue {
         }
     }
 
-    async fn take_inner(&self, cs: &mut ConsumerState, until: Option<Instant>, waiter: &mut Option<Waiter>) -> Result<Option<Delivery>> {
+    async fn take_inner(&self, cs: &mut ConsumerState, want: usize, until: Option<Instant>, waiter: &mut Option<Waiter>) -> Result<Vec<Delivery>> {
         loop {
             // Busy consumers never run dry, so they also look for expired
             // leases on a timer; otherwise a hung holder's message would wait
@@ -97,13 +144,15 @@ impl NativeQueue {
             }
             let stale = cs.last_fresh.is_none_or(|t| t.elapsed() > FRESH_INTERVAL);
             if !stale {
-                if let Some(d) = self.scan(cs).await? {
-                    return Ok(Some(d));
+                let got = self.scan(cs, want).await?;
+                if !got.is_empty() {
+                    return Ok(got);
                 }
             }
             self.refresh(cs).await?;
-            if let Some(d) = self.scan(cs).await? {
-                return Ok(Some(d));
+            let got = self.scan(cs, want).await?;
+            if !got.is_empty() {
+                return Ok(got);
             }
             let (reaped, next_lease) = self.reap(cs).await?;
             if reaped {
@@ -115,7 +164,7 @@ impl NativeQueue {
             let mut safety = Instant::now() + SAFETY_RESCAN;
             if let Some(u) = until {
                 if Instant::now() >= u {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
                 safety = safety.min(u);
             }
@@ -197,11 +246,12 @@ impl NativeQueue {
 
     /// Walks lanes (priority order), buckets and items (sequence order) from
     /// the cache, listing from the server only what is not cached, and claims
-    /// the first deliverable item.
+    /// the first `want` deliverable items (fewer if there are fewer).
     // The entry API cannot span the awaits between lookup and insert.
     #[allow(clippy::map_entry)]
-    pub(super) async fn scan(&self, cs: &mut ConsumerState) -> Result<Option<Delivery>> {
+    pub(super) async fn scan(&self, cs: &mut ConsumerState, want: usize) -> Result<Vec<Delivery>> {
         let mut collided = false;
+        let mut got = Vec::new();
         let lanes = cs.lanes.clone();
         for lane in lanes {
             if !cs.buckets.contains_key(&lane) {
@@ -239,38 +289,48 @@ impl NativeQueue {
                 // starts at a random one of the first `spread` candidates
                 // instead; a lone consumer never collides, keeps spread 1 and
                 // so takes strictly in order.
-                let window = cs.spread.min(seqs.len());
-                if window > 1 {
+                // A batch starts at a random one of the first `spread`
+                // batches' worth, taking the run from there.
+                let window = (cs.spread * want).min(seqs.len());
+                if want == 1 && window > 1 {
                     let first = seqs.remove(fastrand::usize(..window));
                     seqs.insert(0, first);
+                } else if cs.spread > 1 && window > 1 {
+                    seqs.rotate_left(fastrand::usize(..window));
                 }
-                for seq in seqs {
-                    let id = MsgId { priority: lane, seq };
-                    if cs.claimed.contains(&id) {
-                        continue;
+                let mut next = 0;
+                while next < seqs.len() && got.len() < want {
+                    let ids: Vec<MsgId> = seqs[next..].iter().map(|&seq| MsgId { priority: lane, seq }).filter(|id| !cs.claimed.contains(id)).take(want - got.len()).collect();
+                    let Some(last) = ids.last() else { break };
+                    next = seqs.iter().position(|&s| s == last.seq).map_or(seqs.len(), |p| p + 1);
+                    let results = if ids.len() == 1 { vec![(ids[0], self.try_claim(ids[0]).await?)] } else { self.claim_many(&ids).await? };
+                    for (id, result) in results {
+                        match result {
+                            ClaimResult::Got(d) => {
+                                cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != id.seq);
+                                cs.claimed.insert(id);
+                                got.push(d);
+                            },
+                            ClaimResult::Gone => cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != id.seq),
+                            ClaimResult::Taken => {
+                                self.collisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                cs.claimed.insert(id);
+                                if !collided {
+                                    cs.spread = (cs.spread * 2).min(MAX_SPREAD);
+                                }
+                                collided = true;
+                            },
+                            ClaimResult::Delayed(t) => {
+                                cs.not_before.insert(id, t);
+                            },
+                        }
                     }
-                    match self.try_claim(id).await? {
-                        ClaimResult::Got(d) => {
-                            cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != seq);
-                            cs.claimed.insert(id);
-                            if !collided {
-                                cs.spread = (cs.spread - 1).max(1);
-                            }
-                            return Ok(Some(d));
-                        },
-                        ClaimResult::Gone => cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != seq),
-                        ClaimResult::Taken => {
-                            self.collisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            cs.claimed.insert(id);
-                            if !collided {
-                                cs.spread = (cs.spread * 2).min(MAX_SPREAD);
-                            }
-                            collided = true;
-                        },
-                        ClaimResult::Delayed(t) => {
-                            cs.not_before.insert(id, t);
-                        },
+                }
+                if got.len() >= want {
+                    if !collided {
+                        cs.spread = (cs.spread - 1).max(1);
                     }
+                    return Ok(got);
                 }
                 if cs.listings[&(lane, bucket)].is_empty() && codec::bucket_end(bucket, self.meta.bucket_size) <= cs.enq_items {
                     // Every sequence number of this bucket has been allocated,
@@ -286,45 +346,107 @@ impl NativeQueue {
                 }
             }
         }
-        Ok(None)
+        if !got.is_empty() && !collided {
+            cs.spread = (cs.spread - 1).max(1);
+        }
+        Ok(got)
     }
 
+    /// Claims one item: read it, then one multi.
     pub(super) async fn try_claim(&self, id: MsgId) -> Result<ClaimResult> {
-        let item = self.item_path(id);
-        let (data, stat) = match retry_read(|| self.client.get_data(&item)).await {
-            Ok(x) => x,
-            Err(ZkError::NoNode) => return Ok(ClaimResult::Gone),
-            Err(e) => return Err(e.into()),
-        };
-        let (mut h, payload) = match codec::decode_item(&data) {
+        Ok(self.claim_many(&[id]).await?.pop().map_or(ClaimResult::Gone, |(_, r)| r))
+    }
+
+    /// Claims several items: their reads pipelined, then one multi that
+    /// claims every one still deliverable. An op refused (another consumer
+    /// took that item, or it is gone) sends the multi again without that
+    /// item, so the others are not lost to one collision.
+    pub(super) async fn claim_many(&self, ids: &[MsgId]) -> Result<Vec<(MsgId, ClaimResult)>> {
+        let paths: Vec<String> = ids.iter().map(|&id| self.item_path(id)).collect();
+        // Pipelined reads rather than one multi-read: each reply stays under
+        // the client's packet limit however big the payloads are.
+        let reads = futures_util::future::join_all(paths.iter().map(|path| retry_read(move || self.client.get_data(path)))).await;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut ready = Vec::new();
+        for ((&id, path), read) in ids.iter().zip(paths).zip(reads) {
+            match read {
+                Ok((data, stat)) => match self.prepare_claim(id, path, &data, stat.version).await? {
+                    Prep::Claim(p) => ready.push(p),
+                    Prep::Done(r) => out.push((id, r)),
+                },
+                Err(ZkError::NoNode) => out.push((id, ClaimResult::Gone)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        while !ready.is_empty() {
+            // A claim rewrites the item, payload and all: as many as fit in
+            // one request (at least one; a single item always fits).
+            let mut n = 0;
+            let mut size = 0;
+            for p in &ready {
+                size += p.item_data.len() + p.item.len() + p.claim.len() + p.claim_data.len() + 2 * codec::OP_OVERHEAD;
+                if n > 0 && size > codec::REQUEST_BUDGET {
+                    break;
+                }
+                n += 1;
+            }
+            let mut plan = Plan::new(&self.client);
+            for (k, p) in ready[..n].iter().enumerate() {
+                plan.create(ClaimOp::Claim(k), &p.claim, &p.claim_data, &ephemeral())?;
+                plan.set_data(ClaimOp::Item(k), &p.item, &p.item_data, Some(p.version))?;
+            }
+            match plan.commit().await {
+                Ok(_) => out.extend(ready.drain(..n).map(|p| (p.delivery.id, ClaimResult::Got(p.delivery)))),
+                Err(Failed::Op { role: ClaimOp::Claim(k), source: ZkError::NodeExists } | Failed::Op { role: ClaimOp::Item(k), source: ZkError::BadVersion }) => {
+                    let p = ready.remove(k);
+                    out.push((p.delivery.id, ClaimResult::Taken));
+                },
+                Err(Failed::Op { role: ClaimOp::Item(k), source: ZkError::NoNode }) => {
+                    let p = ready.remove(k);
+                    out.push((p.delivery.id, ClaimResult::Gone));
+                },
+                Err(Failed::Request(ZkError::ConnectionLoss)) => {
+                    for p in ready.drain(..n).collect::<Vec<_>>() {
+                        let id = p.delivery.id;
+                        out.push((id, self.resolve_lost_claim(p).await?));
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decides what to do with an item just read (at `version`): claim it
+    /// (the multi's ops, ready to send), or not (delayed, malformed, or
+    /// dead-lettered here because it used up its attempts).
+    async fn prepare_claim(&self, id: MsgId, item: String, data: &[u8], version: i32) -> Result<Prep> {
+        let (mut h, payload) = match codec::decode_item(data) {
             Ok(x) => x,
             Err(e) => {
                 warn!(path = %item, error = %e, "skipping malformed item");
-                return Ok(ClaimResult::Taken);
+                return Ok(Prep::Done(ClaimResult::Taken));
             },
         };
         let now = now_ms();
         if h.not_before_ms > now {
-            return Ok(ClaimResult::Delayed(h.not_before_ms));
+            return Ok(Prep::Done(ClaimResult::Delayed(h.not_before_ms)));
         }
+        let claim = self.claim_path(id);
         if self.meta.max_attempts > 0 && h.attempts >= self.meta.max_attempts {
             // Delivered max_attempts times already (each claim counts, so a
             // consumer that crashes on a poison message every time ends here).
-            let claim = self.claim_path(id);
             if retry_read(|| self.client.check_stat(&claim)).await?.is_some() {
-                return Ok(ClaimResult::Taken);
+                return Ok(Prep::Done(ClaimResult::Taken));
             }
-            self.dead_letter(id, &h, payload, stat.version, false).await?;
-            return Ok(ClaimResult::Gone);
+            self.dead_letter(id, &h, payload, version, false).await?;
+            return Ok(Prep::Done(ClaimResult::Gone));
         }
         h.attempts += 1;
         let lease_until_ms = now + self.meta.lease_ms;
-        let token = stat.version + 1;
+        let token = version + 1;
         let claim_data = codec::encode_claim(&ClaimData { lease_until_ms, token, consumer: self.consumer_id.clone() });
-        let claim = self.claim_path(id);
-        let mut plan = Plan::new(&self.client);
-        plan.create(ClaimOp::Claim, &claim, &claim_data, &ephemeral())?;
-        plan.set_data(ClaimOp::Item, &item, &codec::encode_item(&h, payload), Some(stat.version))?;
+        let item_data = codec::encode_item(&h, payload);
         let delivery = Delivery {
             id,
             payload: payload.to_vec(),
@@ -335,36 +457,25 @@ impl NativeQueue {
             token,
             header: h,
         };
-        match plan.commit().await {
-            Ok(_) => Ok(ClaimResult::Got(delivery)),
-            Err(Failed::Op { role: ClaimOp::Claim, source: ZkError::NodeExists }) => Ok(ClaimResult::Taken),
-            Err(Failed::Op { role: ClaimOp::Item, source: ZkError::NoNode }) => Ok(ClaimResult::Gone),
-            Err(Failed::Op { role: ClaimOp::Item, source: ZkError::BadVersion }) => Ok(ClaimResult::Taken),
-            Err(Failed::Request(ZkError::ConnectionLoss)) => {
-                // The claim may have committed. Our session outlives the
-                // connection; a claim owned by it that names this handle
-                // (several handles may share a session) is ours.
-                let sid = self.client.session_id().0;
-                let owned = match retry_read(|| self.client.get_data(&claim)).await {
-                    Ok((data, stat)) => {
-                        stat.ephemeral_owner == sid
-                            && codec::decode_claim(&data).is_ok_and(|c| c.consumer == self.consumer_id && c.token == token)
-                    },
-                    Err(ZkError::NoNode) => false,
-                    Err(e) => return Err(e.into()),
-                };
-                let item_v = match retry_read(|| self.client.check_stat(&item)).await? {
-                    Some(s) => s.version,
-                    None => return Ok(ClaimResult::Gone),
-                };
-                if owned && item_v == token {
-                    Ok(ClaimResult::Got(delivery))
-                } else {
-                    Ok(ClaimResult::Taken)
-                }
-            },
-            Err(e) => Err(e.into()),
-        }
+        Ok(Prep::Claim(Prepared { item, claim, item_data, claim_data, version, delivery }))
+    }
+
+    /// After a claim whose reply was lost: it may have committed. Our
+    /// session outlives the connection; a claim owned by it that names this
+    /// handle (several handles may share a session) at our token is ours.
+    async fn resolve_lost_claim(&self, p: Prepared) -> Result<ClaimResult> {
+        let sid = self.client.session_id().0;
+        let token = p.delivery.token;
+        let owned = match retry_read(|| self.client.get_data(&p.claim)).await {
+            Ok((data, stat)) => stat.ephemeral_owner == sid && codec::decode_claim(&data).is_ok_and(|c| c.consumer == self.consumer_id && c.token == token),
+            Err(ZkError::NoNode) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let item_v = match retry_read(|| self.client.check_stat(&p.item)).await? {
+            Some(s) => s.version,
+            None => return Ok(ClaimResult::Gone),
+        };
+        Ok(if owned && item_v == token { ClaimResult::Got(p.delivery) } else { ClaimResult::Taken })
     }
 
     /// Moves an item to the DLQ, conditioned on its version. Returns false if

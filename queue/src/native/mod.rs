@@ -50,6 +50,8 @@ const MAX_KEY_LEN: usize = 512;
 /// Upper bound on how far from the head a colliding consumer may start.
 const MAX_SPREAD: usize = 16;
 const MAX_OPS_PER_MULTI: usize = 600;
+/// Most messages one `take_batch` claims (two ops each in one multi).
+pub const MAX_TAKE_BATCH: usize = 256;
 /// A delivery whose blob could not be read goes back to the queue for this
 /// long (it counts as an attempt, so a blob that stays unreadable ends in
 /// the DLQ after `max_attempts`).
