@@ -62,6 +62,31 @@ fn parse_fixed_u64(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// Item name inside a bucket of a queue with sealed buckets: what the server
+/// appends to the sequential create of `s` (`%010d` of the parent's counter).
+pub fn sealed_item_name(suffix: u32) -> String {
+    format!("s{suffix:010}")
+}
+
+pub fn parse_sealed_item(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix('s')?;
+    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A message's sequence number in a queue with sealed buckets: the bucket in
+/// the high 32 bits, the server-assigned suffix in the low. Numeric order is
+/// the order the server created the items in (see `Alloc::Sealed`).
+pub fn sealed_seq(bucket: u64, suffix: u32) -> u64 {
+    (bucket << 32) | u64::from(suffix)
+}
+
+pub fn sealed_parts(seq: u64) -> (u64, u32) {
+    (seq >> 32, seq as u32)
+}
+
 /// Which bucket a sequence number falls into.
 pub fn bucket_of(seq: u64, bucket_size: u64) -> u64 {
     seq / bucket_size.max(1)
@@ -364,10 +389,17 @@ pub struct Counter {
     pub bytes: u64,
     pub redeliveries: u64,
     pub dead: u64,
+    /// Enqueue shards only: the nonce of the put that wrote it last, so a
+    /// producer whose reply was lost can tell whether its put committed.
+    pub last_put: u64,
 }
 
 impl Counter {
     pub fn encode(&self) -> Vec<u8> {
+        // Readers before `last_put` take the first four fields only.
+        if self.last_put != 0 {
+            return format!("{} {} {} {} {}", self.items, self.bytes, self.redeliveries, self.dead, self.last_put).into_bytes();
+        }
         format!("{} {} {} {}", self.items, self.bytes, self.redeliveries, self.dead).into_bytes()
     }
 
@@ -377,7 +409,7 @@ impl Counter {
         if v.len() < 2 {
             return derr(format!("malformed counter {s:?}"));
         }
-        Ok(Counter { items: v[0], bytes: v[1], redeliveries: v.get(2).copied().unwrap_or(0), dead: v.get(3).copied().unwrap_or(0) })
+        Ok(Counter { items: v[0], bytes: v[1], redeliveries: v.get(2).copied().unwrap_or(0), dead: v.get(3).copied().unwrap_or(0), last_put: v.get(4).copied().unwrap_or(0) })
     }
 
     pub fn add(&mut self, o: &Counter) {
@@ -398,6 +430,31 @@ pub fn admits(enq: &Counter, deq: &Counter, add_items: u64, add_bytes: u64, max_
     max_items.is_none_or(|m| items + add_items <= m) && max_bytes.is_none_or(|m| bytes + add_bytes <= m)
 }
 
+/// How a native queue orders its items and counts what was enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alloc {
+    /// `Sealed` for an unbounded queue, `Counter` for a bounded one (what
+    /// `NativeQueue::create` stores; never stored itself).
+    Auto,
+    /// Layout native-v1: one counter `P/enq` holds the totals and the next
+    /// sequence number, and every put is conditioned on its version. Exact
+    /// bounds need that (a put must see every other put to know there is
+    /// room), but producers on different sessions then take turns.
+    Counter,
+    /// Layout native-v2, unbounded queues: the server names items
+    /// (sequential creates in the lane's open bucket), so producers never
+    /// conflict over a sequence number. A full bucket is sealed (its data
+    /// version goes 0 → 1) after the next one is created, and every put
+    /// checks that its bucket is still at version 0, so no item can enter a
+    /// bucket after any item of a later one: (bucket, suffix) order is
+    /// commit order. Totals are kept in `shards` counters; a producer
+    /// sticks to one, so producers rarely conflict there either.
+    Sealed { shards: u32 },
+}
+
+/// Enqueue counter shards of a new unbounded queue.
+pub const ENQ_SHARDS: u32 = 64;
+
 /// Queue configuration as stored in `P/meta`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -408,19 +465,36 @@ pub struct Meta {
     pub bucket_size: u64,
     pub lease_ms: u64,
     pub deq_shards: u32,
+    pub alloc: Alloc,
 }
 
 impl Default for Meta {
     fn default() -> Self {
-        Meta { max_items: None, max_bytes: None, max_attempts: 5, bucket_size: 1000, lease_ms: 30_000, deq_shards: 16 }
+        Meta { max_items: None, max_bytes: None, max_attempts: 5, bucket_size: 1000, lease_ms: 30_000, deq_shards: 16, alloc: Alloc::Auto }
     }
 }
 
 impl Meta {
+    /// The allocation `create` stores for these options.
+    pub fn resolved(&self) -> Meta {
+        let alloc = match self.alloc {
+            Alloc::Auto if self.max_items.is_none() && self.max_bytes.is_none() => Alloc::Sealed { shards: ENQ_SHARDS },
+            Alloc::Auto => Alloc::Counter,
+            a => a,
+        };
+        Meta { alloc, ..self.clone() }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+        // A v1 reader refuses a v2 meta (its layout line), rather than
+        // putting into a queue whose items it would misname.
+        let (layout, extra) = match self.alloc {
+            Alloc::Sealed { shards } => ("native-v2", format!("enq_shards={shards}\n")),
+            _ => ("native-v1", String::new()),
+        };
         format!(
-            "layout=native-v1\nmax_items={}\nmax_bytes={}\nmax_attempts={}\nbucket_size={}\nlease_ms={}\ndeq_shards={}\n",
+            "layout={layout}\nmax_items={}\nmax_bytes={}\nmax_attempts={}\nbucket_size={}\nlease_ms={}\ndeq_shards={}\n{extra}",
             opt(self.max_items),
             opt(self.max_bytes),
             self.max_attempts,
@@ -433,14 +507,16 @@ impl Meta {
 
     pub fn decode(data: &[u8]) -> Result<Meta, DecodeError> {
         let s = std::str::from_utf8(data).map_err(|_| DecodeError("meta is not UTF-8".into()))?;
-        let mut m = Meta::default();
-        let mut layout_ok = false;
+        let mut m = Meta { alloc: Alloc::Counter, ..Meta::default() };
+        let mut layout = None;
+        let mut enq_shards = None;
         for line in s.lines() {
             let Some((k, v)) = line.split_once('=') else { continue };
             let num = |v: &str| v.parse::<u64>().map_err(|_| DecodeError(format!("bad {k} value {v:?}")));
             let opt = |v: &str| if v == "none" { Ok(None) } else { num(v).map(Some) };
             match k {
-                "layout" => layout_ok = v == "native-v1",
+                "layout" => layout = Some(v.to_string()),
+                "enq_shards" => enq_shards = Some((num(v)? as u32).clamp(1, 256)),
                 "max_items" => m.max_items = opt(v)?,
                 "max_bytes" => m.max_bytes = opt(v)?,
                 "max_attempts" => m.max_attempts = num(v)? as u32,
@@ -450,8 +526,10 @@ impl Meta {
                 _ => {},
             }
         }
-        if !layout_ok {
-            return derr("meta does not describe a native-v1 queue");
+        match layout.as_deref() {
+            Some("native-v1") => m.alloc = Alloc::Counter,
+            Some("native-v2") => m.alloc = Alloc::Sealed { shards: enq_shards.ok_or_else(|| DecodeError("native-v2 meta without enq_shards".into()))? },
+            _ => return derr("meta does not describe a native-v1 or native-v2 queue"),
         }
         Ok(m)
     }

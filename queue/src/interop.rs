@@ -270,7 +270,7 @@ impl LockQueue {
             for p in &payloads[r] {
                 plan.create(LockOp::Item, &prefix, &self.encode(&[p]), &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))?;
             }
-            for res in plan.commit().await? {
+            for (_, res) in plan.commit().await? {
                 if let zookeeper_client::MultiWriteResult::Create { path, .. } = res {
                     names.push(path.rsplit('/').next().unwrap_or_default().to_string());
                 }

@@ -21,7 +21,7 @@ mod plan;
 use std::time::Duration;
 
 pub use blob::{BlobStore, SweepReport};
-pub use codec::{BlobRef, Meta, MsgId};
+pub use codec::{Alloc, BlobRef, Meta, MsgId};
 pub use error::{BlobFault, QueueError, Result};
 /// The blob store interface the claim-check takes (re-exported so callers
 /// build stores with the same version).

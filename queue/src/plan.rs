@@ -53,13 +53,11 @@ impl<'c, R: Copy + std::fmt::Debug> Plan<'c, R> {
         Ok(())
     }
 
-    /// Sends the multi. The results are in the order the ops were added.
-    pub(crate) async fn commit(mut self) -> Result<Vec<MultiWriteResult>, Failed<R>> {
+    /// Sends the multi. Each op's result comes with its role.
+    pub(crate) async fn commit(mut self) -> Result<Vec<(R, MultiWriteResult)>, Failed<R>> {
         match self.writer.commit().await {
-            Ok(results) => {
-                debug_assert_eq!(results.len(), self.roles.len(), "one result per op");
-                Ok(results)
-            },
+            Ok(results) if results.len() == self.roles.len() => Ok(self.roles.into_iter().zip(results).collect()),
+            Ok(results) => Err(Failed::Request(ZkError::UnexpectedError(format!("{} results for a multi of {} ops", results.len(), self.roles.len())))),
             Err(MultiWriteError::RequestFailed { source }) => Err(Failed::Request(normalize(source))),
             Err(MultiWriteError::OperationFailed { index, source }) => match self.roles.get(index) {
                 Some(&role) => Err(Failed::Op { role, source }),

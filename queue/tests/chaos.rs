@@ -1,8 +1,10 @@
 //! Many producers x many consumers with consumer crashes (kill and session
 //! expiry), lease expiries and server restarts. Checks: no message lost,
 //! duplicates only where a claim was provably lost, bounds never exceeded.
-//! Uses its own server (it restarts it). A second run does the same with
-//! every payload in a blob store (claim-check).
+//! Uses its own server (it restarts it). The first run bounds the queue, so
+//! producers take turns on `P/enq` (`Alloc::Counter`); the second leaves it
+//! unbounded, so the server names items in sealed buckets
+//! (`Alloc::Sealed`), and keeps every payload in a blob store (claim-check).
 
 mod common;
 
@@ -67,7 +69,7 @@ fn key_of(p: &[u8], blobs: bool) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producers_consumers_crashes_lease_expiry_and_restarts() {
-    run(120, None).await;
+    run(120, None, true).await;
 }
 
 /// The same chaos with every payload in a blob store: nothing lost, every
@@ -75,19 +77,19 @@ async fn producers_consumers_crashes_lease_expiry_and_restarts() {
 /// does not collect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_with_every_payload_in_a_blob_store() {
-    run(50, Some(Arc::new(InMemory::new()))).await;
+    run(50, Some(Arc::new(InMemory::new())), false).await;
 }
 
-async fn run(per_producer: usize, blobs: Option<Arc<InMemory>>) {
+async fn run(per_producer: usize, blobs: Option<Arc<InMemory>>, bounded: bool) {
     let started = std::time::Instant::now();
     let mut server = Server::start_private().unwrap();
     let hosts = server.hosts.clone();
     let path = common::unique_path("chaos");
     {
         let c = common::connect(&hosts, Duration::from_secs(10)).await;
-        NativeQueue::create(&c, &path, Meta { lease_ms: 1500, max_attempts: 0, max_items: Some(MAX_ITEMS), bucket_size: 50, ..Meta::default() })
-            .await
-            .unwrap();
+        let max_items = bounded.then_some(MAX_ITEMS);
+        let q = NativeQueue::create(&c, &path, Meta { lease_ms: 1500, max_attempts: 0, max_items, bucket_size: 50, ..Meta::default() }).await.unwrap();
+        assert_eq!(matches!(q.meta().alloc, corral_queue::Alloc::Sealed { .. }), !bounded);
     }
     let total = PRODUCERS * per_producer;
     let blob_errors = Arc::new(AtomicU64::new(0));
@@ -301,7 +303,7 @@ async fn run(per_producer: usize, blobs: Option<Arc<InMemory>>) {
     assert_eq!(s.enqueued_total, total as u64, "idempotent producers must not enqueue twice");
     assert_eq!(s.removed_total, total as u64);
     let seen = max_depth_seen.load(Ordering::SeqCst);
-    assert!(seen <= MAX_ITEMS, "bound exceeded: depth {seen}");
+    assert!(!bounded || seen <= MAX_ITEMS, "bound exceeded: depth {seen}");
     assert!(seen > 0);
     assert_eq!(blob_errors.load(Ordering::SeqCst), 0, "a blob was missing, corrupt or mixed up");
     let mut blob_note = String::new();

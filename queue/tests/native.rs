@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{connect, unique_path, Server};
-use corral_queue::{Message, Meta, NackOutcome, NativeQueue, PutOutcome, QueueError};
+use corral_queue::{Alloc, Message, Meta, NackOutcome, NativeQueue, PutOutcome, QueueError};
 
 const SESSION: Duration = Duration::from_secs(10);
 
@@ -39,17 +39,27 @@ async fn fifo_within_priority_and_priorities_first() {
 
 #[tokio::test]
 async fn small_buckets_roll_over_and_are_cleaned_up() {
-    let q = queue(Meta { bucket_size: 3, ..Meta::default() }).await;
-    let msgs: Vec<Message> = (0..20).map(|i| Message::new(format!("m{i:02}"))).collect();
-    q.put_batch(msgs).await.unwrap();
-    for i in 0..20 {
-        assert_eq!(take_payload(&q).await, format!("m{i:02}"));
+    for alloc in [Alloc::Counter, Alloc::Sealed { shards: 4 }] {
+        let q = queue(Meta { bucket_size: 3, alloc, ..Meta::default() }).await;
+        // One batch (one multi) and then single puts: a sealed queue puts a
+        // whole multi into the open bucket, so only the single puts roll
+        // buckets over there.
+        q.put_batch((0..10).map(|i| Message::new(format!("m{i:02}"))).collect()).await.unwrap();
+        for i in 10..20 {
+            q.put(Message::new(format!("m{i:02}"))).await.unwrap();
+        }
+        let lane = format!("{}/ready/p100", q.path());
+        assert!(q.client().list_children(&lane).await.unwrap().len() >= 3, "{alloc:?}: buckets rolled over");
+        for i in 0..20 {
+            assert_eq!(take_payload(&q).await, format!("m{i:02}"), "{alloc:?}");
+        }
+        // Drained buckets no put can target again are deleted by consumers
+        // as they pass them (the next look, for the one drained last); only
+        // the bucket that can still receive items may stay.
+        assert!(q.take(Some(Duration::from_millis(50))).await.unwrap().is_none());
+        let buckets = q.client().list_children(&lane).await.unwrap();
+        assert!(buckets.len() <= 1, "{alloc:?}: stale buckets left: {buckets:?}");
     }
-    // Fully allocated, drained buckets are deleted by consumers; only the
-    // bucket that can still receive items (seq 20 lives in bucket 6) may stay.
-    let lane = format!("{}/ready/p100", q.path());
-    let buckets = q.client().list_children(&lane).await.unwrap();
-    assert!(buckets.len() <= 1, "stale buckets left: {buckets:?}");
 }
 
 #[tokio::test]
@@ -654,4 +664,67 @@ async fn competing_batch_takers_deliver_every_message_once() {
     assert_eq!(all, (0..N).collect::<Vec<_>>(), "every message delivered and acked exactly once");
     let s = q.stats().await.unwrap();
     assert_eq!((s.depth, s.in_flight, s.redeliveries), (0, 0, 0));
+}
+
+/// Ids follow real time across producers on different sessions: a put
+/// acknowledged before another was invoked has the smaller id, and a lone
+/// consumer walking the quiescent queue gets them in that order. Both
+/// allocations; tiny buckets so sealed buckets roll over while producers
+/// race. After a SIGKILL restart of the server no id is reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_follow_real_time_across_producers_and_restarts() {
+    let mut server = Server::start_private().unwrap();
+    for alloc in [Alloc::Counter, Alloc::Sealed { shards: 2 }] {
+        let path = unique_path("order");
+        let c = connect(&server.hosts, SESSION).await;
+        NativeQueue::create(&c, &path, Meta { bucket_size: 4, alloc, ..Meta::default() }).await.unwrap();
+        let mut log: Vec<(Instant, Instant, corral_queue::MsgId, String)> = Vec::new();
+        for round in 0..2 {
+            let mut tasks = Vec::new();
+            for p in 0..4 {
+                let (hosts, path) = (server.hosts.clone(), path.clone());
+                tasks.push(tokio::spawn(async move {
+                    let c = connect(&hosts, SESSION).await;
+                    let q = NativeQueue::open(&c, &path).await.unwrap();
+                    let mut out = Vec::new();
+                    for i in 0..40 {
+                        let name = format!("r{round}-p{p}-{i}");
+                        let t0 = Instant::now();
+                        let PutOutcome::Enqueued(id) = q.put(Message::new(name.clone())).await.unwrap() else { panic!("unkeyed put was a duplicate") };
+                        out.push((t0, Instant::now(), id, name));
+                    }
+                    out
+                }));
+            }
+            for t in tasks {
+                log.extend(t.await.unwrap());
+            }
+            if round == 0 && !server.restart() {
+                eprintln!("external server: no restart");
+            }
+        }
+        let mut ids: Vec<_> = log.iter().map(|e| e.2).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), log.len(), "{alloc:?}: an id was given twice");
+        for a in &log {
+            for b in &log {
+                if a.1 < b.0 {
+                    assert!(a.2 < b.2, "{alloc:?}: {} ({}) was acknowledged before {} ({}) was invoked but has the larger id", a.3, a.2, b.3, b.2);
+                }
+            }
+        }
+        // A lone consumer on the quiescent queue: id order.
+        let c = connect(&server.hosts, SESSION).await;
+        let q = NativeQueue::open(&c, &path).await.unwrap();
+        let mut by_id = log.clone();
+        by_id.sort_by_key(|e| e.2);
+        for e in &by_id {
+            let d = q.take(Some(Duration::from_secs(10))).await.unwrap().expect("a message");
+            assert_eq!((d.id, String::from_utf8(d.payload.clone()).unwrap()), (e.2, e.3.clone()), "{alloc:?}");
+            q.ack(&d).await.unwrap();
+        }
+        let s = q.stats().await.unwrap();
+        assert_eq!((s.depth, s.enqueued_total), (0, log.len() as u64), "{alloc:?}");
+    }
 }

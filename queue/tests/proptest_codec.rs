@@ -91,10 +91,13 @@ proptest! {
     }
 
     #[test]
-    fn counters_and_claims_roundtrip(i in any::<u64>(), b in any::<u64>(), r in any::<u64>(), d in any::<u64>(),
+    fn counters_and_claims_roundtrip(i in any::<u64>(), b in any::<u64>(), r in any::<u64>(), d in any::<u64>(), last in any::<u64>(),
                                      lease in any::<u64>(), token in any::<i32>(), who in "[a-z0-9 -]{0,20}") {
-        let c = Counter { items: i, bytes: b, redeliveries: r, dead: d };
+        let c = Counter { items: i, bytes: b, redeliveries: r, dead: d, last_put: last };
         prop_assert_eq!(Counter::decode(&c.encode()).unwrap(), c);
+        // What a reader that knows four fields makes of it.
+        let four: Vec<u64> = String::from_utf8(c.encode()).unwrap().split(' ').take(4).map(|x| x.parse().unwrap()).collect();
+        prop_assert_eq!(four, vec![i, b, r, d]);
         let cl = ClaimData { lease_until_ms: lease, token, consumer: who };
         prop_assert_eq!(decode_claim(&encode_claim(&cl)).unwrap(), cl);
     }
@@ -186,8 +189,19 @@ proptest! {
 
     #[test]
     fn meta_roundtrip(mi in proptest::option::of(any::<u64>()), mb in proptest::option::of(any::<u64>()), att in any::<u32>(),
-                      bs in 1u64..1_000_000, lease in any::<u64>(), shards in 1u32..256) {
-        let m = Meta { max_items: mi, max_bytes: mb, max_attempts: att, bucket_size: bs, lease_ms: lease, deq_shards: shards };
+                      bs in 1u64..1_000_000, lease in any::<u64>(), shards in 1u32..256, enq in proptest::option::of(1u32..=256)) {
+        let alloc = enq.map_or(Alloc::Counter, |shards| Alloc::Sealed { shards });
+        let m = Meta { max_items: mi, max_bytes: mb, max_attempts: att, bucket_size: bs, lease_ms: lease, deq_shards: shards, alloc };
         prop_assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
+    }
+
+    /// A sealed queue's sequence numbers order by (bucket, server suffix),
+    /// and its item names round-trip.
+    #[test]
+    fn sealed_seq_orders_by_bucket_then_suffix(b1 in 0u64..1 << 31, s1 in 0u32..i32::MAX as u32, b2 in 0u64..1 << 31, s2 in 0u32..i32::MAX as u32) {
+        let (a, b) = (sealed_seq(b1, s1), sealed_seq(b2, s2));
+        prop_assert_eq!(a.cmp(&b), (b1, s1).cmp(&(b2, s2)));
+        prop_assert_eq!(sealed_parts(a), (b1, s1));
+        prop_assert_eq!(parse_sealed_item(&sealed_item_name(s1)), Some(s1));
     }
 }

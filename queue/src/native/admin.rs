@@ -13,11 +13,15 @@ enum RequeueOp {
     Item(usize),
     /// Deletes the `j`th dead letter.
     Dead(usize),
+    /// Sealed queues: the lane's bucket is still open.
+    Open(u16),
+    /// Sealed queues: bumps `P/enq` for the idle consumers.
+    Doorbell,
 }
 
 impl NativeQueue {
     pub async fn stats(&self) -> Result<Stats> {
-        let enq = self.read_enq().await?.0;
+        let enq = self.read_enq_total().await?;
         let deq = self.read_deq().await?;
         let count = |rel: &'static str| async move {
             let p = self.p(rel);
@@ -30,7 +34,7 @@ impl NativeQueue {
             let mut buckets: Vec<u64> = self.list(&self.lane_path(lane)).await?.unwrap_or_default().iter().filter_map(|b| codec::parse_bucket(b)).collect();
             buckets.sort_unstable();
             for b in buckets {
-                let mut items: Vec<u64> = self.list(&self.bucket_path(lane, b)).await?.unwrap_or_default().iter().filter_map(|i| codec::parse_item(i)).collect();
+                let mut items: Vec<u64> = self.list(&self.bucket_path(lane, b)).await?.unwrap_or_default().iter().filter_map(|i| self.parse_item_in(b, i)).collect();
                 items.sort_unstable();
                 if let Some(&seq) = items.first() {
                     if let Ok((data, _)) = self.client.get_data(&self.item_path(MsgId { priority: lane, seq })).await {
@@ -98,6 +102,9 @@ impl NativeQueue {
             entries.push((path, h, payload.to_vec()));
         }
         let mut st = self.prod.lock().await;
+        if let Alloc::Sealed { shards } = self.meta.alloc {
+            return self.requeue_sealed(&mut st, shards, entries).await;
+        }
         let mut moved = 0;
         let mut attempt = 0u32;
         for chunk in entries.chunks(MAX_OPS_PER_MULTI / 2 - 1) {
@@ -149,6 +156,91 @@ impl NativeQueue {
                     Err(Failed::Request(ZkError::ConnectionLoss)) if attempt < 20 => {
                         st.enq = None;
                         backoff_sleep(&mut attempt).await;
+                    },
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// `requeue_dead_letters` for a sealed queue: like its put, into each
+    /// lane's open bucket, with the totals on a random enqueue shard.
+    async fn requeue_sealed(&self, st: &mut ProducerState, shards: u32, entries: Vec<(String, ItemHeader, Vec<u8>)>) -> Result<usize> {
+        let mut moved = 0;
+        let mut attempt = 0u32;
+        for chunk in entries.chunks(MAX_OPS_PER_MULTI / 2 - 4) {
+            let mut chunk: Vec<&(String, ItemHeader, Vec<u8>)> = chunk.iter().collect();
+            while !chunk.is_empty() {
+                let k = fastrand::usize(..shards as usize);
+                let shard_path = self.enq_shard_path(k);
+                let (data, stat) = retry_read(|| self.client.get_data(&shard_path)).await?;
+                let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq shard", path: shard_path.clone(), reason: e.0 })?;
+                let bytes: u64 = chunk.iter().map(|e| e.1.payload_size(&e.2)).sum();
+                let new = Counter { items: c.items + chunk.len() as u64, bytes: c.bytes + bytes, last_put: 0, ..c };
+                let mut lanes: Vec<u16> = chunk.iter().map(|e| e.1.priority).collect();
+                lanes.sort_unstable();
+                lanes.dedup();
+                for &lane in &lanes {
+                    if !st.tail.contains_key(&lane) {
+                        let t = self.find_tail(lane).await?;
+                        st.tail.insert(lane, t);
+                    }
+                }
+                let mut plan = Plan::new(&self.client);
+                for &lane in &lanes {
+                    plan.check(RequeueOp::Open(lane), &self.bucket_path(lane, st.tail[&lane]), 0)?;
+                }
+                plan.set_data(RequeueOp::Enq, &shard_path, &new.encode(), Some(stat.version))?;
+                plan.set_data(RequeueOp::Doorbell, &self.p("enq"), b"", None)?;
+                for (j, e) in chunk.iter().enumerate() {
+                    let prefix = format!("{}/s", self.bucket_path(e.1.priority, st.tail[&e.1.priority]));
+                    plan.create(RequeueOp::Item(j), &prefix, &codec::encode_item(&e.1, &e.2), &persistent_seq())?;
+                    plan.delete(RequeueOp::Dead(j), &e.0, None)?;
+                }
+                match plan.commit().await {
+                    Ok(results) => {
+                        let ids: Vec<MsgId> = results
+                            .into_iter()
+                            .filter_map(|(role, r)| match (role, r) {
+                                (RequeueOp::Item(j), zookeeper_client::MultiWriteResult::Create { path, .. }) => {
+                                    let prio = chunk[j].1.priority;
+                                    let suffix = codec::parse_sealed_item(path.rsplit('/').next()?)?;
+                                    Some(MsgId { priority: prio, seq: codec::sealed_seq(st.tail[&prio], suffix) })
+                                },
+                                _ => None,
+                            })
+                            .collect();
+                        self.seal_full(st, ids.into_iter()).await;
+                        moved += chunk.len();
+                        chunk.clear();
+                    },
+                    Err(Failed::Op { role: RequeueOp::Open(lane), source: ZkError::BadVersion }) => {
+                        let t = st.tail[&lane] + 1;
+                        st.tail.insert(lane, t);
+                    },
+                    Err(Failed::Op { role: RequeueOp::Open(lane), source: ZkError::NoNode }) => {
+                        st.tail.remove(&lane);
+                    },
+                    Err(Failed::Op { role: RequeueOp::Enq, .. }) => {},
+                    // Someone else requeued or removed that dead letter.
+                    Err(Failed::Op { role: RequeueOp::Dead(j), source: ZkError::NoNode }) => {
+                        chunk.remove(j);
+                    },
+                    // Moving a dead letter is not idempotent (a retry would
+                    // find it gone and move on), so a lost reply is simply
+                    // looked at again: the entry is gone (moved) or still there.
+                    Err(Failed::Request(ZkError::ConnectionLoss)) if attempt < 20 => {
+                        backoff_sleep(&mut attempt).await;
+                        let mut still = Vec::new();
+                        for e in chunk {
+                            if retry_read(|| self.client.check_stat(&e.0)).await?.is_some() {
+                                still.push(e);
+                            } else {
+                                moved += 1;
+                            }
+                        }
+                        chunk = still;
                     },
                     Err(e) => return Err(e.into()),
                 }

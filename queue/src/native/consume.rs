@@ -203,8 +203,11 @@ impl NativeQueue {
         let mut it = res.into_iter();
         match it.next() {
             Some(MultiReadResult::Data { data, stat }) => {
-                let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq counter", path: enq_p.clone(), reason: e.0 })?;
-                cs.enq_items = c.items;
+                // In a sealed queue `P/enq` is only a doorbell.
+                if !self.sealed() {
+                    let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq counter", path: enq_p.clone(), reason: e.0 })?;
+                    cs.enq_items = c.items;
+                }
                 cs.enq_version = stat.version;
             },
             Some(MultiReadResult::Error { err: ZkError::NoNode }) => return Err(QueueError::NotFound(self.path.clone())),
@@ -269,7 +272,7 @@ impl NativeQueue {
                             continue;
                         },
                         Some(children) => {
-                            let mut s: Vec<u64> = children.iter().filter_map(|c| codec::parse_item(c)).collect();
+                            let mut s: Vec<u64> = children.iter().filter_map(|c| self.parse_item_in(bucket, c)).collect();
                             s.sort_unstable();
                             cs.listings.insert((lane, bucket), s.into());
                         },
@@ -326,17 +329,15 @@ impl NativeQueue {
                         }
                     }
                 }
-                if got.len() >= want {
-                    if !collided {
-                        cs.spread = (cs.spread - 1).max(1);
-                    }
-                    return Ok(got);
-                }
-                if cs.listings[&(lane, bucket)].is_empty() && codec::bucket_end(bucket, self.meta.bucket_size) <= cs.enq_items {
-                    // Every sequence number of this bucket has been allocated,
-                    // so no put can target it again: remove it to keep lane
-                    // listings short. NotEmpty just means items are in flight.
-                    match self.client.delete(&self.bucket_path(lane, bucket), None).await {
+                // Remove drained buckets no put can target again, to keep lane
+                // listings short. v1: every sequence number of the bucket has
+                // been allocated. Sealed: the bucket is sealed (version 1;
+                // the lane's last bucket never is), which the delete checks.
+                // NotEmpty just means items are in flight.
+                let last = cs.buckets[&lane].last() == Some(&bucket);
+                let (done, version) = if self.sealed() { (!last, Some(1)) } else { (codec::bucket_end(bucket, self.meta.bucket_size) <= cs.enq_items, None) };
+                if cs.listings[&(lane, bucket)].is_empty() && done {
+                    match self.client.delete(&self.bucket_path(lane, bucket), version).await {
                         Ok(()) | Err(ZkError::NoNode) => {
                             cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
                             cs.listings.remove(&(lane, bucket));
@@ -344,6 +345,12 @@ impl NativeQueue {
                         Err(_) => {},
                     }
                 }
+                if got.len() >= want {
+                    break;
+                }
+            }
+            if got.len() >= want {
+                break;
             }
         }
         if !got.is_empty() && !collided {
@@ -489,7 +496,7 @@ impl NativeQueue {
         let mut attempt = 0;
         loop {
             let (shard, c, sv) = self.deq_shard().await?;
-            let delta = Counter { items: 1, bytes: h.payload_size(payload), redeliveries: h.attempts.saturating_sub(1) as u64, dead: 1 };
+            let delta = Counter { items: 1, bytes: h.payload_size(payload), redeliveries: h.attempts.saturating_sub(1) as u64, dead: 1, last_put: 0 };
             let mut new = c;
             new.add(&delta);
             let mut plan = Plan::new(&self.client);

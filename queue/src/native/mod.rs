@@ -32,10 +32,12 @@ use tracing::{debug, warn};
 use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, MultiReadResult};
 
 use crate::blob::{BlobStore, SweepReport};
-use crate::codec::{self, BlobRef, ClaimData, Counter, ItemHeader, Meta, MsgId};
+use crate::codec::{self, Alloc, BlobRef, ClaimData, Counter, ItemHeader, Meta, MsgId};
 use crate::error::{deadline, normalize, BlobFault, QueueError, Result, ZkError};
 
 const ROOT_MARK: &[u8] = b"corral-queue native-v1";
+/// Sealed buckets (`Alloc::Sealed`). A reader that knows only v1 refuses it.
+const ROOT_MARK_V2: &[u8] = b"corral-queue native-v2";
 /// Cached listings are trusted for at most this long before a consumer looks
 /// at the server again (it also re-reads whenever its cache runs dry), so a
 /// busy consumer still notices released claims ahead of its position.
@@ -69,6 +71,10 @@ fn persistent() -> CreateOptions<'static> {
 
 fn ephemeral() -> CreateOptions<'static> {
     CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+}
+
+fn persistent_seq() -> CreateOptions<'static> {
+    CreateMode::PersistentSequential.with_acls(Acls::anyone_all())
 }
 
 fn ephemeral_seq() -> CreateOptions<'static> {
@@ -210,6 +216,11 @@ pub struct DeadLetter {
 
 #[derive(Default)]
 struct ProducerState {
+    /// Sealed queues: the enqueue shard this producer sticks to, with its
+    /// cached value and version.
+    shard: Option<(usize, Counter, i32)>,
+    /// Sealed queues: the open (last) bucket of each lane, as last seen.
+    tail: HashMap<u16, u64>,
     enq: Option<(Counter, i32)>,
     deq_sum: Counter,
     known_buckets: HashSet<(u16, u64)>,
@@ -272,6 +283,12 @@ impl NativeQueue {
     /// Opens the queue at `path`, creating it with `meta` if it does not exist.
     pub async fn create(client: &Client, path: &str, meta: Meta) -> Result<Self> {
         codec::validate_path(path).map_err(|reason| QueueError::BadPath { path: path.into(), reason })?;
+        let meta = meta.resolved();
+        if let Alloc::Sealed { shards } = meta.alloc {
+            if shards == 0 || shards > 256 || meta.max_items.is_some() || meta.max_bytes.is_some() {
+                return Err(QueueError::Invalid("sealed buckets need an unbounded queue and 1..=256 enqueue shards (bounds need Alloc::Counter)".into()));
+            }
+        }
         if meta.bucket_size == 0 || meta.deq_shards == 0 || meta.deq_shards > 256 {
             return Err(QueueError::Invalid("bucket_size must be > 0 and deq_shards in 1..=256".into()));
         }
@@ -285,9 +302,19 @@ impl NativeQueue {
             let mut plan = Plan::new(client);
             let p = |rel: &str| format!("{path}/{rel}");
             let opts = persistent();
-            plan.create(true, path, ROOT_MARK, &opts)?;
+            let sealed = matches!(meta.alloc, Alloc::Sealed { .. });
+            plan.create(true, path, if sealed { ROOT_MARK_V2 } else { ROOT_MARK }, &opts)?;
             plan.create(false, &p("meta"), &meta.encode(), &opts)?;
-            plan.create(false, &p("enq"), &Counter::default().encode(), &opts)?;
+            if let Alloc::Sealed { shards } = meta.alloc {
+                // `P/enq` is then only the doorbell idle consumers watch.
+                plan.create(false, &p("enq"), b"", &opts)?;
+                plan.create(false, &p("enqs"), b"", &opts)?;
+                for i in 0..shards {
+                    plan.create(false, &p(&format!("enqs/{i:02}")), &Counter::default().encode(), &opts)?;
+                }
+            } else {
+                plan.create(false, &p("enq"), &Counter::default().encode(), &opts)?;
+            }
             plan.create(false, &p("deq"), b"", &opts)?;
             for i in 0..meta.deq_shards {
                 plan.create(false, &p(&format!("deq/{i:02}")), &Counter::default().encode(), &opts)?;
@@ -323,7 +350,7 @@ impl NativeQueue {
             Err(ZkError::NoNode) => return Err(QueueError::NotFound(path.into())),
             Err(e) => return Err(e.into()),
         };
-        if root != ROOT_MARK {
+        if root != ROOT_MARK && root != ROOT_MARK_V2 {
             let found = crate::detect_layout(client, path).await.unwrap_or_else(|_| "unknown".into());
             return Err(QueueError::WrongLayout { path: path.into(), expected: "native", found });
         }
@@ -333,7 +360,10 @@ impl NativeQueue {
             Err(ZkError::NoNode) => return Err(QueueError::NotFound(path.into())),
             Err(e) => return Err(e.into()),
         };
-        let meta = Meta::decode(&data).map_err(|e| QueueError::Corrupt { what: "meta", path: meta_path, reason: e.0 })?;
+        let meta = Meta::decode(&data).map_err(|e| QueueError::Corrupt { what: "meta", path: meta_path.clone(), reason: e.0 })?;
+        if (root == ROOT_MARK_V2) != matches!(meta.alloc, Alloc::Sealed { .. }) {
+            return Err(QueueError::Corrupt { what: "meta", path: meta_path, reason: "the layout in meta and the queue node disagree".into() });
+        }
         let consumer_id = format!("{:x}-{:08x}", client.session_id().0, fastrand::u32(..));
         Ok(NativeQueue {
             client: client.clone(),
@@ -390,8 +420,50 @@ impl NativeQueue {
     }
 
     fn item_path(&self, id: MsgId) -> String {
+        if self.sealed() {
+            let (b, suffix) = codec::sealed_parts(id.seq);
+            return format!("{}/{}", self.bucket_path(id.priority, b), codec::sealed_item_name(suffix));
+        }
         let b = codec::bucket_of(id.seq, self.meta.bucket_size);
         format!("{}/{}", self.bucket_path(id.priority, b), codec::item_name(id.seq))
+    }
+
+    /// Whether items are named by the server in sealed buckets
+    /// (`Alloc::Sealed`) rather than by the `P/enq` counter.
+    fn sealed(&self) -> bool {
+        matches!(self.meta.alloc, Alloc::Sealed { .. })
+    }
+
+    /// The sequence number of the item named `name` in `bucket`, if it names one.
+    fn parse_item_in(&self, bucket: u64, name: &str) -> Option<u64> {
+        if self.sealed() {
+            codec::parse_sealed_item(name).map(|suffix| codec::sealed_seq(bucket, suffix))
+        } else {
+            codec::parse_item(name)
+        }
+    }
+
+    fn enq_shard_path(&self, shard: usize) -> String {
+        format!("{}/enqs/{shard:02}", self.path)
+    }
+
+    /// Totals ever enqueued: `P/enq`, or the sum of its shards.
+    async fn read_enq_total(&self) -> Result<Counter> {
+        let Alloc::Sealed { shards } = self.meta.alloc else {
+            return Ok(self.read_enq().await?.0);
+        };
+        let paths: Vec<String> = (0..shards as usize).map(|i| self.enq_shard_path(i)).collect();
+        let mut sum = Counter::default();
+        for (i, r) in self.get_data_many(&paths).await?.into_iter().enumerate() {
+            match r {
+                MultiReadResult::Data { data, .. } => {
+                    sum.add(&Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq shard", path: paths[i].clone(), reason: e.0 })?);
+                },
+                MultiReadResult::Error { err } => return Err(err.into()),
+                _ => {},
+            }
+        }
+        Ok(sum)
     }
 
     fn claim_path(&self, id: MsgId) -> String {

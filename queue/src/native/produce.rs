@@ -4,6 +4,39 @@
 use crate::plan::{Failed, Plan};
 use super::*;
 
+/// What each op of a sealed queue's put does; `usize` is the message's
+/// position among those still pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SealedOp {
+    /// The lane's bucket is still open (version 0): nothing can enter a
+    /// bucket once a later one exists.
+    Open(u16),
+    /// Adds to this producer's enqueue shard at its cached version.
+    Shard,
+    /// Bumps `P/enq`, which the first idle consumer watches.
+    Doorbell,
+    Key(usize),
+    Item(usize),
+    BlobRef(usize),
+}
+
+/// What each op of sealing a full bucket does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SealOp {
+    Seal,
+    Next,
+}
+
+/// What became of a sealed queue's put whose reply was lost.
+enum LostPut {
+    NotApplied,
+    /// Committed; the ids, in the order of the pending messages.
+    Applied(Vec<MsgId>),
+    /// Committed or not, or committed with items consumed already: nobody
+    /// can tell which ids they had.
+    Unknown,
+}
+
 /// What each op of a put's multi does; `usize` is the message's position
 /// among those still pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +247,9 @@ impl NativeQueue {
                 }
             }
         }
+        if let Alloc::Sealed { shards } = self.meta.alloc {
+            return self.put_sealed(st, shards, msgs, refs, outcomes, pending).await;
+        }
         let mut attempt = 0u32;
         let retry_until = Instant::now() + RETRY_WINDOW;
         while !pending.is_empty() {
@@ -345,5 +381,260 @@ impl NativeQueue {
             Err(ZkError::NoNode) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The put of a sealed queue (`Alloc::Sealed`): unbounded, so nothing to
+    /// admit; the server names the items in each lane's open bucket, and the
+    /// totals go to the shard this producer sticks to. Producers conflict
+    /// only when they share a shard, and then move to another.
+    async fn put_sealed(&self, st: &mut ProducerState, shards: u32, msgs: &[Message], refs: &[Option<BlobRef>], mut outcomes: Vec<Option<PutOutcome>>, mut pending: Vec<usize>) -> Result<Vec<PutOutcome>> {
+        let mut attempt = 0u32;
+        let retry_until = Instant::now() + RETRY_WINDOW;
+        while !pending.is_empty() {
+            let (k, shard, version) = match st.shard {
+                Some(x) => x,
+                None => {
+                    let k = fastrand::usize(..shards as usize);
+                    let path = self.enq_shard_path(k);
+                    let (data, stat) = retry_read(|| self.client.get_data(&path)).await?;
+                    let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq shard", path, reason: e.0 })?;
+                    st.shard = Some((k, c, stat.version));
+                    (k, c, stat.version)
+                },
+            };
+            let mut lanes: Vec<u16> = pending.iter().map(|&i| msgs[i].priority).collect();
+            lanes.sort_unstable();
+            lanes.dedup();
+            for &lane in &lanes {
+                if !st.tail.contains_key(&lane) {
+                    let tail = self.find_tail(lane).await?;
+                    st.tail.insert(lane, tail);
+                }
+            }
+            let now = now_ms();
+            // Never 0: a shard's `last_put` of 0 means "none recorded".
+            let nonce = fastrand::u64(1..);
+            let add_bytes: u64 = pending.iter().map(|&i| refs[i].as_ref().map_or(msgs[i].payload.len() as u64, |r| r.size)).sum();
+            let new = Counter { items: shard.items + pending.len() as u64, bytes: shard.bytes + add_bytes, last_put: nonce, ..shard };
+            let mut plan = Plan::new(&self.client);
+            for &lane in &lanes {
+                plan.check(SealedOp::Open(lane), &self.bucket_path(lane, st.tail[&lane]), 0)?;
+            }
+            plan.set_data(SealedOp::Shard, &self.enq_shard_path(k), &new.encode(), Some(version))?;
+            plan.set_data(SealedOp::Doorbell, &self.p("enq"), b"", None)?;
+            for (j, &i) in pending.iter().enumerate() {
+                let m = &msgs[i];
+                if let Some(key) = &m.key {
+                    // The id is the server's to give: it goes into the key
+                    // node once the put has committed.
+                    plan.create(SealedOp::Key(j), &self.key_path(key), b"", &persistent())?;
+                }
+                let not_before_ms = if m.delay.is_zero() { 0 } else { now + m.delay.as_millis() as u64 };
+                let h = ItemHeader { enqueued_ms: now, nonce, not_before_ms, attempts: 0, priority: m.priority, key: m.key.clone(), blob: refs[i].clone() };
+                let prefix = format!("{}/s", self.bucket_path(m.priority, st.tail[&m.priority]));
+                plan.create(SealedOp::Item(j), &prefix, &codec::encode_item(&h, &m.payload), &persistent_seq())?;
+                if let Some(r) = self.blob_ref_node(refs[i].as_ref()) {
+                    plan.create(SealedOp::BlobRef(j), &r, b"", &persistent())?;
+                }
+            }
+            match plan.commit().await {
+                Ok(results) => {
+                    st.shard = Some((k, new, version + 1));
+                    let mut ids = vec![None; pending.len()];
+                    for (role, r) in results {
+                        if let (SealedOp::Item(j), zookeeper_client::MultiWriteResult::Create { path, .. }) = (role, r) {
+                            let prio = msgs[pending[j]].priority;
+                            ids[j] = path.rsplit('/').next().and_then(codec::parse_sealed_item).map(|suffix| MsgId { priority: prio, seq: codec::sealed_seq(st.tail[&prio], suffix) });
+                        }
+                    }
+                    let mut ids_done = Vec::with_capacity(ids.len());
+                    for (j, id) in ids.into_iter().enumerate() {
+                        let id = id.ok_or_else(|| QueueError::Corrupt { what: "put reply", path: self.path.clone(), reason: "a created item without a sequential name".into() })?;
+                        ids_done.push((pending[j], id));
+                    }
+                    self.after_sealed_put(st, msgs, &ids_done).await;
+                    for (i, id) in ids_done {
+                        outcomes[i] = Some(PutOutcome::Enqueued(id));
+                    }
+                    pending.clear();
+                },
+                Err(Failed::Op { role, source }) => match (role, source) {
+                    // Sealed since we looked: the next bucket exists (it is
+                    // created in the sealing transaction).
+                    (SealedOp::Open(lane), ZkError::BadVersion) => {
+                        let t = st.tail[&lane] + 1;
+                        st.tail.insert(lane, t);
+                    },
+                    (SealedOp::Open(lane), ZkError::NoNode) => {
+                        st.tail.remove(&lane);
+                    },
+                    (SealedOp::Shard, ZkError::BadVersion | ZkError::NoNode) => st.shard = None,
+                    (SealedOp::Key(j), ZkError::NodeExists) => {
+                        let i = pending.remove(j);
+                        let key = msgs[i].key.clone().unwrap();
+                        let original = self.client.get_data(&self.key_path(&key)).await.ok().and_then(|(d, _)| MsgId::parse(std::str::from_utf8(&d).ok()?));
+                        outcomes[i] = Some(PutOutcome::Duplicate { key, original });
+                    },
+                    (SealedOp::BlobRef(_), ZkError::NoNode) => {
+                        self.blobs_dir_ready.store(false, Ordering::Relaxed);
+                        self.ensure_blobs_dir().await?;
+                    },
+                    (_, e) => return Err(e.into()),
+                },
+                Err(Failed::Request(ZkError::ConnectionLoss)) => {
+                    st.shard = None;
+                    if Instant::now() > retry_until {
+                        return Err(QueueError::Indeterminate { op: "put" });
+                    }
+                    backoff_sleep(&mut attempt).await;
+                    let targets: Vec<(u16, u64)> = lanes.iter().map(|&l| (l, st.tail[&l])).collect();
+                    match self.resolve_lost_sealed_put(k, version, nonce, &targets, msgs, &pending).await? {
+                        LostPut::NotApplied => {},
+                        LostPut::Applied(ids) => {
+                            let done: Vec<(usize, MsgId)> = pending.iter().copied().zip(ids).collect();
+                            self.after_sealed_put(st, msgs, &done).await;
+                            for (i, id) in done {
+                                outcomes[i] = Some(PutOutcome::Enqueued(id));
+                            }
+                            pending.clear();
+                        },
+                        // Keyed messages can still be retried safely: a retry
+                        // of a put that did commit shows up as a duplicate.
+                        LostPut::Unknown if pending.iter().all(|&i| msgs[i].key.is_some()) => {},
+                        LostPut::Unknown => return Err(QueueError::Indeterminate { op: "put" }),
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.expect("every message resolved")).collect())
+    }
+
+    /// After a sealed put committed: records each keyed message's id in its
+    /// key node (for `Duplicate::original`; best effort, a duplicate found
+    /// before reports no original), and seals the buckets it filled.
+    async fn after_sealed_put(&self, st: &mut ProducerState, msgs: &[Message], done: &[(usize, MsgId)]) {
+        let keyed: Vec<(String, MsgId)> = done.iter().filter_map(|&(i, id)| msgs[i].key.as_ref().map(|k| (self.key_path(k), id))).collect();
+        if !keyed.is_empty() {
+            let mut w = self.client.new_multi_writer();
+            for (path, id) in &keyed {
+                let _ = w.add_set_data(path, id.name().as_bytes(), Some(0));
+            }
+            if let Err(e) = w.commit().await {
+                debug!(error = %e, "could not record the ids of keyed messages");
+            }
+        }
+        self.seal_full(st, done.iter().map(|(_, id)| *id)).await;
+    }
+
+    /// Seals the buckets in which these new items reached the bucket size.
+    pub(super) async fn seal_full(&self, st: &mut ProducerState, ids: impl Iterator<Item = MsgId>) {
+        let mut full: Vec<(u16, u64)> = ids.filter(|id| u64::from(codec::sealed_parts(id.seq).1) + 1 >= self.meta.bucket_size).map(|id| (id.priority, codec::sealed_parts(id.seq).0)).collect();
+        full.sort_unstable();
+        full.dedup();
+        for (lane, bucket) in full {
+            self.seal(st, lane, bucket).await;
+        }
+    }
+
+    /// Seals a full bucket and opens the next one, in one transaction, so
+    /// the lane's last bucket is always open and a sealed bucket always has
+    /// a successor. Someone else having sealed it is as good.
+    async fn seal(&self, st: &mut ProducerState, lane: u16, bucket: u64) {
+        let mut plan = Plan::new(&self.client);
+        if plan.set_data(SealOp::Seal, &self.bucket_path(lane, bucket), b"sealed", Some(0)).is_err() || plan.create(SealOp::Next, &self.bucket_path(lane, bucket + 1), b"", &persistent()).is_err() {
+            return;
+        }
+        match plan.commit().await {
+            Ok(_) | Err(Failed::Op { role: SealOp::Seal, source: ZkError::BadVersion }) => {
+                if st.tail.get(&lane).is_some_and(|&t| t <= bucket) {
+                    st.tail.insert(lane, bucket + 1);
+                }
+            },
+            Err(e) => {
+                debug!(lane, bucket, error = ?e, "could not seal a full bucket; the next put will try again");
+                st.tail.remove(&lane);
+            },
+        }
+    }
+
+    /// The open bucket of a lane: its last one (only a sealing transaction,
+    /// which seals the previous one, creates buckets after the first). A lane
+    /// without buckets gets bucket 0.
+    pub(super) async fn find_tail(&self, lane: u16) -> Result<u64> {
+        let lane_path = self.lane_path(lane);
+        loop {
+            match retry_read(|| self.client.list_children(&lane_path)).await {
+                Ok(children) => {
+                    if let Some(b) = children.iter().filter_map(|c| codec::parse_bucket(c)).max() {
+                        return Ok(b);
+                    }
+                    let first = self.bucket_path(lane, 0);
+                    match retry_read(|| self.client.create(&first, b"", &persistent())).await {
+                        Ok(_) | Err(ZkError::NodeExists) => return Ok(0),
+                        Err(e) => return Err(e.into()),
+                    }
+                },
+                Err(ZkError::NoNode) => match retry_read(|| self.client.create(&lane_path, b"", &persistent())).await {
+                    Ok(_) | Err(ZkError::NodeExists) => {},
+                    Err(e) => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// After a sealed put whose reply was lost: did it commit, and as which
+    /// ids? Its shard says whether it committed unless another producer
+    /// wrote the shard since; the ids are found by the put's nonce in the
+    /// items of the buckets it targeted (a multi's creates in one bucket are
+    /// consecutive), newest first.
+    async fn resolve_lost_sealed_put(&self, k: usize, version: i32, nonce: u64, targets: &[(u16, u64)], msgs: &[Message], pending: &[usize]) -> Result<LostPut> {
+        let path = self.enq_shard_path(k);
+        let _ = retry_read(|| self.client.sync(&path)).await;
+        let (data, stat) = retry_read(|| self.client.get_data(&path)).await?;
+        let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq shard", path: path.clone(), reason: e.0 })?;
+        if stat.version == version || (stat.version == version + 1 && c.last_put != nonce) {
+            return Ok(LostPut::NotApplied);
+        }
+        let mut ids = Vec::with_capacity(pending.len());
+        for &(lane, bucket) in targets {
+            let want = pending.iter().filter(|&&i| msgs[i].priority == lane).count();
+            let Some(children) = self.list(&self.bucket_path(lane, bucket)).await? else { return Ok(LostPut::Unknown) };
+            let mut suffixes: Vec<u32> = children.iter().filter_map(|c| codec::parse_sealed_item(c)).collect();
+            suffixes.sort_unstable_by(|a, b| b.cmp(a));
+            let mut found = Vec::new();
+            for window in suffixes.chunks(32) {
+                let ids_w: Vec<MsgId> = window.iter().map(|&s| MsgId { priority: lane, seq: codec::sealed_seq(bucket, s) }).collect();
+                let paths: Vec<String> = ids_w.iter().map(|&id| self.item_path(id)).collect();
+                let reads = futures_util::future::join_all(paths.iter().map(|p| retry_read(move || self.client.get_data(p)))).await;
+                for (id, r) in ids_w.into_iter().zip(reads) {
+                    if let Ok((data, _)) = r {
+                        if codec::decode_item(&data).is_ok_and(|(h, _)| h.nonce == nonce) {
+                            found.push(id);
+                        }
+                    }
+                }
+                if found.len() >= want {
+                    break;
+                }
+            }
+            if found.len() != want {
+                return Ok(LostPut::Unknown);
+            }
+            found.sort_unstable();
+            ids.push((lane, found));
+        }
+        // Per lane, the pending messages of that lane got ascending ids.
+        let mut out = Vec::with_capacity(pending.len());
+        let mut next: HashMap<u16, usize> = HashMap::new();
+        for &i in pending {
+            let lane = msgs[i].priority;
+            let n = next.entry(lane).or_default();
+            let Some((_, found)) = ids.iter().find(|(l, _)| *l == lane) else { return Ok(LostPut::Unknown) };
+            out.push(found[*n]);
+            *n += 1;
+        }
+        Ok(LostPut::Applied(out))
     }
 }

@@ -51,7 +51,7 @@ impl NativeQueue {
         loop {
             let (shard, c, sv) = self.deq_shard().await?;
             let mut new = c;
-            new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0 });
+            new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0, last_put: 0 });
             let mut plan = Plan::new(&self.client);
             plan.delete(AckOp::Item, &item, Some(d.token))?;
             if with_claim {
@@ -109,7 +109,7 @@ impl NativeQueue {
             let mut new = c;
             let mut plan = Plan::new(&self.client);
             for d in chunk {
-                new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0 });
+                new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0, last_put: 0 });
                 plan.delete(AckOp::Item, &self.item_path(d.id), Some(d.token))?;
                 plan.delete(AckOp::Claim, &self.claim_path(d.id), None)?;
                 if let Some(r) = self.blob_ref_node(d.header.blob.as_ref()) {
