@@ -245,7 +245,7 @@ impl std::str::FromStr for Fault {
 }
 
 /// What the nemesis did, when (seconds since the test began).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Event {
     pub at_s: f64,
     pub what: String,

@@ -3,5 +3,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod report;
 pub mod runner;
+pub mod serve;
 pub mod workload;
