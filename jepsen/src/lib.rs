@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod grudge;
 pub mod report;
 pub mod runner;
 pub mod serve;

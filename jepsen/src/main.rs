@@ -21,7 +21,9 @@ const USAGE: &str = "usage:
                  after a lost claim), watch (data watches on --keys K keys: each watcher sees
                  every key's values in order, none never written), session (ephemeral nodes:
                  owned by their creator's session, kept while it lives, gone once it closed)
-      nemeses: kill, kill-all, pause, partition, partition-leader, none
+      nemeses: kill, kill-all, pause, partition (isolate one, the leader, halves, a bridge, a ring),
+               partition-leader, partition-bridge, partition-ring, wipe (restart a member empty),
+               skew (restart a member with its wall clock off, libfaketime), none
   corral-jepsen check HISTORY [--workload W] [--read-consistency sequential|linearizable]
   corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]
   corral-jepsen serve [--store DIR] [--port 8080]   (the store's runs and reports, on 127.0.0.1)";
