@@ -4,6 +4,7 @@
 //! without root or network namespaces; and the nemeses that break it.
 
 use corral_tests::zookeeper::ZooKeeperEnsemble;
+use crate::grudge;
 use corral_tests::Ensemble;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -191,11 +192,65 @@ impl Cluster {
         }
     }
 
+    /// Cuts the links between each pair of members in `cuts` (both ways:
+    /// see `grudge`), restores every other link.
+    pub fn cut(&self, cuts: &[(usize, usize)]) {
+        let cut = |i: usize, j: usize| cuts.contains(&(i.min(j), i.max(j)));
+        match &self.inner {
+            Inner::Corral(e) => e.cut(cut),
+            Inner::Zookeeper(e) => e.cut(cut),
+        }
+    }
+
     pub fn heal(&self) {
         match &self.inner {
             Inner::Corral(e) => e.heal(),
             Inner::Zookeeper(e) => e.heal(),
         }
+    }
+
+    /// kill -9 member `i` and delete its data but `myid`, as a disk
+    /// replaced; `restart` starts it empty.
+    pub fn wipe(&mut self, i: usize) -> Result<(), String> {
+        self.kill(i);
+        let data = match &self.inner {
+            Inner::Corral(e) => e.members[i].dir.join("data"),
+            Inner::Zookeeper(e) => e.members[i].dir.join("data"),
+        };
+        let entries = std::fs::read_dir(&data).map_err(|e| format!("wipe {}: {e}", data.display()))?;
+        for entry in entries.flatten() {
+            if entry.file_name() == "myid" {
+                continue;
+            }
+            let p = entry.path();
+            let gone = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            gone.map_err(|e| format!("wipe {}: {e}", p.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Restarts member `i` (killed or not) with `env` added to its
+    /// environment, or with nothing added; `skew` uses it to preload
+    /// libfaketime.
+    pub fn restart_with_env(&mut self, i: usize, env: &[(&str, &str)]) -> Result<(), String> {
+        self.paused[i] = false;
+        match &mut self.inner {
+            Inner::Corral(e) => guarded("restarting a member", || e.members[i].restart_with_env(env)),
+            Inner::Zookeeper(e) => {
+                e.members[i].restart_with_env(env);
+                Ok(())
+            }
+        }
+    }
+
+    /// Member `i`'s `srvr` answer: its mode (`None` while it serves no
+    /// requests) and last zxid.
+    pub fn srvr(&self, i: usize) -> (Option<String>, Option<i64>) {
+        let Ok(addr) = self.host(i).parse() else { return (None, None) };
+        let out = corral_tests::zookeeper::four_letter(addr, "srvr");
+        let mode = out.lines().find_map(|l| l.strip_prefix("Mode: ").map(str::to_owned));
+        let zxid = out.lines().find_map(|l| l.strip_prefix("Zxid: ")).and_then(|z| i64::from_str_radix(z.trim().trim_start_matches("0x"), 16).ok());
+        (mode, zxid)
     }
 
     /// Ends every fault: heals, resumes the paused and restarts the killed.
@@ -228,6 +283,17 @@ pub enum Fault {
     Partition,
     /// Isolate the leader (a random member if none leads); heal.
     PartitionLeader,
+    /// Two halves sharing one member that sees both (`grudge::bridge`); heal.
+    PartitionBridge,
+    /// Each member sees only its two neighbours (`grudge::ring`; 4 members
+    /// or more, with 3 it cuts nothing); heal.
+    PartitionRing,
+    /// kill -9 a random member, delete its data but `myid`, restart it
+    /// empty; the next fault waits until it has caught up.
+    Wipe,
+    /// Restart a random member with its wall clock skewed (libfaketime),
+    /// then restart it on the true clock.
+    Skew,
 }
 
 impl std::str::FromStr for Fault {
@@ -239,13 +305,17 @@ impl std::str::FromStr for Fault {
             "pause" => Ok(Fault::Pause),
             "partition" => Ok(Fault::Partition),
             "partition-leader" => Ok(Fault::PartitionLeader),
-            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, partition-leader, none)")),
+            "partition-bridge" => Ok(Fault::PartitionBridge),
+            "partition-ring" => Ok(Fault::PartitionRing),
+            "wipe" => Ok(Fault::Wipe),
+            "skew" => Ok(Fault::Skew),
+            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, partition-leader, partition-bridge, partition-ring, wipe, skew, none)")),
         }
     }
 }
 
 /// What the nemesis did, when (seconds since the test began).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Event {
     pub at_s: f64,
     pub what: String,
@@ -265,6 +335,35 @@ impl Default for Schedule {
     }
 }
 
+/// How long the nemesis waits for a wiped member to catch up before it
+/// goes on regardless (and says so in the schedule).
+const CATCH_UP_MAX: Duration = Duration::from_secs(30);
+/// The clock skew's size, seconds either way: well past the 4 s session
+/// timeout and the election timeout, so that anything reading the wall
+/// clock for a deadline would show it.
+const SKEW_S: (i64, i64) = (10, 300);
+const NO_FAKETIME: &str = "the skew nemesis needs libfaketime (apt-get install faketime), or CORRAL_FAKETIME_LIB naming libfaketimeMT.so.1";
+
+fn fmt_zxid(z: i64) -> String {
+    format!("{z:#x}")
+}
+
+/// libfaketime's multi-threaded build (both servers run many threads).
+pub fn faketime_lib() -> Option<String> {
+    let told = std::env::var("CORRAL_FAKETIME_LIB").ok();
+    let known = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/faketime/libfaketimeMT.so.1", "/usr/local/lib/faketime/libfaketimeMT.so.1"];
+    told.into_iter().chain(known.iter().map(|s| s.to_string())).find(|p| std::path::Path::new(p).exists())
+}
+
+/// The environment that starts a server with its wall clock `offset` off
+/// (`+30s`, `-2m`). Only the wall clock: both servers time sessions and
+/// elections on the monotonic clock, which a fixed offset applied from the
+/// process's start would not change anyway (no jump inside the process),
+/// and which ZooKeeper's JVM is known to hang on when libfaketime fakes it.
+pub fn faketime_env<'a>(lib: &'a str, offset: &'a str) -> [(&'a str, &'a str); 4] {
+    [("LD_PRELOAD", lib), ("FAKETIME", offset), ("FAKETIME_DONT_FAKE_MONOTONIC", "1"), ("DONT_FAKE_MONOTONIC", "1")]
+}
+
 /// Runs faults from `faults` (drawn with `rng`) until `until`, then ends
 /// every fault. Waits are plain sleeps: the schedule is in time, nothing to await.
 pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, rng: &mut impl Rng, start: Instant, until: Instant) -> Result<Vec<Event>, String> {
@@ -275,6 +374,9 @@ pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, 
         events.push(e);
     };
     let sleep_until = |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
+    if faults.contains(&Fault::Skew) && faketime_lib().is_none() {
+        return Err(NO_FAKETIME.into());
+    }
     let n = cluster.len();
     // A quiet start, so workers have connected before the first fault.
     sleep_until((Instant::now() + Duration::from_millis(rng.gen_range(schedule.quiet_ms.0..=schedule.quiet_ms.1))).min(until));
@@ -310,9 +412,15 @@ pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, 
                 log(format!("resume (SIGCONT) member {}", i + 1));
                 cluster.resume(i);
             }
-            Fault::Partition | Fault::PartitionLeader => {
+            Fault::Partition | Fault::PartitionLeader | Fault::PartitionBridge | Fault::PartitionRing => {
                 let mut members: Vec<usize> = (0..n).collect();
-                let how = if fault == Fault::PartitionLeader { 1 } else { rng.gen_range(0..3) };
+                // `partition` draws a shape; a ring only where it cuts something.
+                let how = match fault {
+                    Fault::PartitionLeader => 1,
+                    Fault::PartitionBridge => 3,
+                    Fault::PartitionRing => 4,
+                    _ => rng.gen_range(0..if n >= 4 { 5 } else { 4 }),
+                };
                 let groups: Vec<Vec<usize>> = match how {
                     0 => {
                         let i = rng.gen_range(0..n);
@@ -322,18 +430,72 @@ pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, 
                         let i = cluster.leader().unwrap_or_else(|| rng.gen_range(0..n));
                         vec![vec![i], members.iter().copied().filter(|m| *m != i).collect()]
                     }
-                    _ => {
+                    2 => {
                         members.shuffle(rng);
                         let (a, b) = members.split_at(n / 2);
                         vec![a.to_vec(), b.to_vec()]
                     }
+                    _ => Vec::new(),
                 };
-                let show: Vec<String> = groups.iter().map(|g| g.iter().map(|m| (m + 1).to_string()).collect::<Vec<_>>().join(" ")).collect();
-                log(format!("partition {}", show.join(" | ")));
-                cluster.partition(&groups);
+                if how == 3 || how == 4 {
+                    members.shuffle(rng);
+                    let cuts = if how == 3 { grudge::bridge(&members) } else { grudge::ring(&members) };
+                    let shape = if how == 3 {
+                        format!("bridge: member {} sees both halves", members[n / 2] + 1)
+                    } else {
+                        format!("ring {}", members.iter().map(|m| (m + 1).to_string()).collect::<Vec<_>>().join("-"))
+                    };
+                    log(format!("partition {shape}; cut {}", grudge::describe(&cuts)));
+                    cluster.cut(&cuts);
+                } else {
+                    let show: Vec<String> = groups.iter().map(|g| g.iter().map(|m| (m + 1).to_string()).collect::<Vec<_>>().join(" ")).collect();
+                    log(format!("partition {}", show.join(" | ")));
+                    cluster.partition(&groups);
+                }
                 sleep_until(end);
                 log("heal".into());
                 cluster.heal();
+            }
+            Fault::Wipe => {
+                let i = rng.gen_range(0..n);
+                // What it must catch up to: the most any member had when it
+                // was wiped, or any other has at its restart (during an
+                // election ZooKeeper's members do not say).
+                let before = (0..n).filter_map(|m| cluster.srvr(m).1).max();
+                log(format!("wipe member {} (kill -9, its data deleted but myid)", i + 1));
+                cluster.wipe(i)?;
+                sleep_until(end);
+                let target = (0..n).filter(|m| *m != i).filter_map(|m| cluster.srvr(m).1).chain(before).max().unwrap_or(0);
+                log(format!("restart member {} empty", i + 1));
+                cluster.restart(i)?;
+                // One wipe at a time, each healed before the next fault:
+                // two empty members are a majority of three that has lost
+                // everything, which no protocol survives.
+                let waited = Instant::now();
+                loop {
+                    let (mode, zxid) = cluster.srvr(i);
+                    let serving = matches!(mode.as_deref(), Some("leader" | "follower"));
+                    if serving && zxid.is_some_and(|z| z >= target) {
+                        log(format!("member {} caught up (zxid {:#x}, {} before the restart) after {:.1} s", i + 1, zxid.unwrap_or(0), fmt_zxid(target), waited.elapsed().as_secs_f64()));
+                        break;
+                    }
+                    if waited.elapsed() > CATCH_UP_MAX {
+                        log(format!("member {} has not caught up after {} s (mode {mode:?}, zxid {}); going on", i + 1, CATCH_UP_MAX.as_secs(), zxid.map(fmt_zxid).unwrap_or_else(|| "none".into())));
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100)); // polled: catching up shows only in srvr
+                }
+            }
+            Fault::Skew => {
+                let i = rng.gen_range(0..n);
+                let secs = rng.gen_range(SKEW_S.0..=SKEW_S.1) * if rng.gen() { 1 } else { -1 };
+                let lib = faketime_lib().ok_or(NO_FAKETIME)?;
+                log(format!("skew member {} wall clock {secs:+} s (restarted under libfaketime)", i + 1));
+                let offset = format!("{secs:+}s");
+                cluster.restart_with_env(i, &faketime_env(&lib, &offset))?;
+                sleep_until(end);
+                log(format!("restart member {} on the true clock", i + 1));
+                cluster.restart_with_env(i, &[])?;
             }
         }
         let quiet = Duration::from_millis(rng.gen_range(schedule.quiet_ms.0..=schedule.quiet_ms.1));

@@ -3,5 +3,8 @@
 
 pub mod check;
 pub mod cluster;
+pub mod grudge;
+pub mod report;
 pub mod runner;
+pub mod serve;
 pub mod workload;

@@ -3,7 +3,8 @@
 //! Exit status: 0 valid, 1 a violation found, 2 a harness or usage error.
 
 use corral_jepsen::check::{self, history, Checked, Options, Workload};
-use corral_jepsen::cluster::Target;
+use corral_jepsen::cluster::{Event, Target};
+use corral_jepsen::report;
 use corral_jepsen::runner::{self, TestConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,9 +21,12 @@ const USAGE: &str = "usage:
                  after a lost claim), watch (data watches on --keys K keys: each watcher sees
                  every key's values in order, none never written), session (ephemeral nodes:
                  owned by their creator's session, kept while it lives, gone once it closed)
-      nemeses: kill, kill-all, pause, partition, partition-leader, none
+      nemeses: kill, kill-all, pause, partition (isolate one, the leader, halves, a bridge, a ring),
+               partition-leader, partition-bridge, partition-ring, wipe (restart a member empty),
+               skew (restart a member with its wall clock off, libfaketime), none
   corral-jepsen check HISTORY [--workload W] [--read-consistency sequential|linearizable]
-  corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]";
+  corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]
+  corral-jepsen serve [--store DIR] [--port 8080]   (the store's runs and reports, on 127.0.0.1)";
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("{msg}\n{USAGE}");
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("check") => check_file(&args[1..]),
         Some("bench-check") => bench_check(&args[1..]),
+        Some("serve") => serve(&args[1..]),
         _ => usage("no command"),
     }
 }
@@ -180,8 +185,46 @@ fn check_file(args: &[String]) -> ExitCode {
     let t = Instant::now();
     let checked = check::check_workload(workload, &ops, Options { reads });
     println!("{} ops in {} ms; {}: {}", ops.len(), t.elapsed().as_millis(), workload.name(), checked.summary());
+    // The reports go beside the history, with the run's faults if its
+    // results.json is there too.
+    let events: Vec<Event> = results.as_ref().and_then(|v| serde_json::from_value(v["nemesis"].clone()).ok()).unwrap_or_default();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    match report::write(dir, &runner::title(dir), &ops, &events, &checked) {
+        Ok(()) => println!("report: {}", dir.join("timeline.html").display()),
+        Err(e) => eprintln!("no report: {e}"),
+    }
     let command = format!("corral-jepsen check {} --workload {} --read-consistency {}", path.display(), workload.name(), if reads { "linearizable" } else { "sequential" });
     finish(&checked, &command)
+}
+
+fn serve(args: &[String]) -> ExitCode {
+    let (mut store, mut port) = (PathBuf::from("store"), 8080u16);
+    match flags(args, &["store", "port"]) {
+        Ok(f) => {
+            for (k, v) in f {
+                match k.as_str() {
+                    "store" => store = PathBuf::from(v),
+                    _ => match v.parse() {
+                        Ok(p) => port = p,
+                        Err(_) => return usage(&format!("--port: not a port: {v:?}")),
+                    },
+                }
+            }
+        }
+        Err(e) => return usage(&e),
+    }
+    let ready = |addr: std::net::SocketAddr| {
+        use std::io::Write;
+        println!("serving {} at http://{addr}/", store.display());
+        let _ = std::io::stdout().flush();
+    };
+    match corral_jepsen::serve::serve(&store, port, ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serve: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn bench_check(args: &[String]) -> ExitCode {

@@ -6,6 +6,7 @@
 use crate::check::history::{Op, Outcome};
 use crate::check::{self, Checked, Options, Workload};
 use crate::cluster::{self, Cluster, Fault, Target};
+use crate::report;
 use crate::workload::{self, Ctx, Recorder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -110,6 +111,12 @@ fn store_history(ops: &[Op], dir: &Path) -> Result<(), String> {
     check::history::write_jsonl(ops, std::io::BufWriter::new(file)).map_err(|e| format!("write history: {e}"))
 }
 
+/// A report's title: the run's test and time (the store's last two levels).
+pub fn title(dir: &Path) -> String {
+    let parts: Vec<String> = dir.components().rev().take(2).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join(" ")
+}
+
 /// Checks a history as `workload`'s and writes it into `dir`.
 pub fn check_and_store(workload: Workload, ops: &[Op], opts: Options, dir: &Path) -> Result<(Checked, u128), String> {
     store_history(ops, dir)?;
@@ -178,5 +185,10 @@ pub fn run(cfg: &TestConfig) -> Result<Results, String> {
     let results = Results { valid: report.valid(), workload: cfg.workload, command: cfg.command(), dir: dir.clone(), ops: counts, nemesis: events, check: report, check_ms };
     let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("results.json"), json).map_err(|e| format!("write results: {e}"))?;
+    // The reports are for reading the verdict, not part of it: a failure to
+    // write them is said, and the run's outcome stands.
+    if let Err(e) = report::write(&dir, &title(&dir), &ops, &results.nemesis, &results.check) {
+        eprintln!("no report: {e}");
+    }
     Ok(results)
 }

@@ -34,7 +34,10 @@ fn watchers_see_every_key_in_order() {
 
 #[test]
 fn ephemerals_live_and_die_with_their_sessions() {
-    let (code, out, dir) = test("session", &["--nemesis", "partition,kill", "--time", "5", "--seed", "33"]);
+    // The observer is bound to member 3: a seed whose schedule isolates
+    // member 3 for most of the run leaves it too few checks to count (33
+    // did so once `partition` drew bridges and rings too).
+    let (code, out, dir) = test("session", &["--nemesis", "partition,kill", "--time", "5", "--seed", "34"]);
     let r = results(&dir.0);
     valid_under_faults(code, &out, &r, "session");
     let c = &r["check"];

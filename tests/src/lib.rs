@@ -87,6 +87,8 @@ pub struct Corral {
     myid: Option<u64>,
     /// Extra command-line arguments after `server zoo.cfg`.
     args: Vec<String>,
+    /// Extra environment variables (a fault injector preloaded, say).
+    env: Vec<(String, String)>,
 }
 
 impl Corral {
@@ -104,7 +106,7 @@ impl Corral {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
-        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned(), myid: None, args: Vec::new() };
+        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned(), myid: None, args: Vec::new(), env: Vec::new() };
         c.spawn();
         c
     }
@@ -122,6 +124,7 @@ impl Corral {
             extra_cfg: cfg.to_owned(),
             myid: Some(myid),
             args: Vec::new(),
+            env: Vec::new(),
         };
         c.spawn();
         c
@@ -153,6 +156,14 @@ impl Corral {
         self.spawn();
     }
 
+    /// Restarts on the same port, data and arguments with `env` added to
+    /// the server's environment (replacing what an earlier call added).
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.kill();
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
         let cfg = self.write_cfg();
         if let Some(id) = self.myid {
@@ -168,6 +179,7 @@ impl Corral {
             .stdout(Stdio::piped())
             .stderr(log)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .expect("spawn corral");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -410,10 +422,17 @@ impl Ensemble {
     /// Cuts every link between members of different `groups` (indexes);
     /// links within a group stay.
     pub fn partition(&self, groups: &[&[usize]]) {
-        assert!(!self.links.is_empty(), "partition needs Ensemble::start_with_proxies");
         let group_of = |m: usize| groups.iter().position(|g| g.contains(&m));
+        self.cut(|i, j| group_of(i) != group_of(j));
+    }
+
+    /// Cuts the link from member i to member j (indexes) where `cut(i, j)`,
+    /// restores the others. A link carries the connections i dials to j,
+    /// both ways: to part two members, cut both of their links.
+    pub fn cut(&self, cut: impl Fn(usize, usize) -> bool) {
+        assert!(!self.links.is_empty(), "cutting links needs Ensemble::start_with_proxies");
         for ((i, j), link) in &self.links {
-            link.set_cut(group_of(*i) != group_of(*j));
+            link.set_cut(cut(*i, *j));
         }
     }
 

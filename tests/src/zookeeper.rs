@@ -72,7 +72,7 @@ fn classpath() -> String {
 /// INFO, through slf4j-simple instead of the silent binding of [`JARS`], so
 /// that a failed test can show what the members did: elections in
 /// particular).
-fn spawn_java(cfg: &std::path::Path, dir: &std::path::Path, heap_mb: u32) -> Child {
+fn spawn_java(cfg: &std::path::Path, dir: &std::path::Path, heap_mb: u32, env: &[(String, String)]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("zookeeper.log")).unwrap();
     Command::new("java")
         .arg("-cp")
@@ -86,6 +86,7 @@ fn spawn_java(cfg: &std::path::Path, dir: &std::path::Path, heap_mb: u32) -> Chi
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .stdin(Stdio::null())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .spawn()
         .expect("start java")
 }
@@ -112,7 +113,7 @@ impl ZooKeeper {
             ),
         )
         .unwrap();
-        let child = spawn_java(&cfg, &dir, 256);
+        let child = spawn_java(&cfg, &dir, 256, &[]);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut zk = ZooKeeper { child, dir, addr };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -147,6 +148,8 @@ pub struct ZooKeeperMember {
     child: Option<Child>,
     pub dir: PathBuf,
     pub addr: SocketAddr,
+    /// Extra environment variables (a fault injector preloaded, say).
+    env: Vec<(String, String)>,
 }
 
 impl ZooKeeperMember {
@@ -175,7 +178,14 @@ impl ZooKeeperMember {
     /// and data; does not wait for it to serve.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(spawn_java(&self.dir.join("zoo.cfg"), &self.dir, 512));
+        self.child = Some(spawn_java(&self.dir.join("zoo.cfg"), &self.dir, 512, &self.env));
+    }
+
+    /// As [`ZooKeeperMember::restart`], with `env` added to the JVM's
+    /// environment (replacing what an earlier call added).
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.restart();
     }
 }
 
@@ -267,8 +277,8 @@ impl ZooKeeperEnsemble {
                     ),
                 )
                 .unwrap();
-                let child = spawn_java(&cfg, &dir, 512);
-                ZooKeeperMember { child: Some(child), dir, addr: format!("127.0.0.1:{port}").parse().unwrap() }
+                let child = spawn_java(&cfg, &dir, 512, &[]);
+                ZooKeeperMember { child: Some(child), dir, addr: format!("127.0.0.1:{port}").parse().unwrap(), env: Vec::new() }
             })
             .collect();
         let mut e = ZooKeeperEnsemble { members, links };
@@ -295,11 +305,19 @@ impl ZooKeeperEnsemble {
     /// Cuts every connection between members of different `groups`
     /// (indexes); connections within a group stay.
     pub fn partition(&self, groups: &[&[usize]]) {
-        assert!(!self.links.is_empty(), "partition needs ZooKeeperEnsemble::start_with_proxies");
+        let group_of = |m: usize| groups.iter().position(|g| g.contains(&m));
+        self.cut(|i, j| group_of(i) != group_of(j));
+    }
+
+    /// Cuts the connections member i dials to member j (indexes), quorum
+    /// and election alike, where `cut(i, j)`; restores the others. To part
+    /// two members, cut both directions: which one dials depends on the
+    /// connection (the higher id for elections, followers to the leader).
+    pub fn cut(&self, cut: impl Fn(usize, usize) -> bool) {
+        assert!(!self.links.is_empty(), "cutting links needs ZooKeeperEnsemble::start_with_proxies");
         let n = self.members.len();
-        let group_of = |m: usize| groups.iter().position(|g| g.contains(&(m % n)));
         for ((i, j), link) in &self.links {
-            link.set_cut(group_of(*i) != group_of(*j));
+            link.set_cut(cut(i % n, j % n));
         }
     }
 
