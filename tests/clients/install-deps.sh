@@ -33,6 +33,11 @@ APT_PKGS=(zookeeper zookeeper-bin procps openssl openjdk-17-jdk-headless)  # ope
 if apt-cache show libcurator-test-java >/dev/null 2>&1; then
   APT_PKGS+=(libcurator-test-java)
 fi
+# The Jepsen harness's clock-skew nemesis (libfaketime); its test leaves skew
+# out, saying so, where the package does not exist.
+if apt-cache show faketime >/dev/null 2>&1; then
+  APT_PKGS+=(faketime)
+fi
 pkgs_missing() {
   local p missing=()
   for p in "$@"; do
@@ -62,6 +67,9 @@ if [ -n "${missing// /}" ]; then
     apt-get -o DPkg::Lock::Timeout=600 update -q
     if [[ " ${APT_PKGS[*]} " != *" libcurator-test-java "* ]] && apt-cache show libcurator-test-java >/dev/null 2>&1; then
       missing="$missing libcurator-test-java"
+    fi
+    if [[ " ${APT_PKGS[*]} " != *" faketime "* ]] && apt-cache show faketime >/dev/null 2>&1; then
+      missing="$missing faketime"
     fi
   fi
   log "apt-get install -y $missing"
