@@ -138,7 +138,7 @@ async fn puts_only(hosts: &str, workers: usize, secs: f64) -> f64 {
 }
 
 /// `workers` consumers draining a backlog of `n` (take + ack each).
-async fn drain_only(hosts: &str, workers: usize, n: usize) -> f64 {
+async fn drain_only(hosts: &str, workers: usize, n: usize, take: usize) -> f64 {
     let c = common::connect(hosts, Duration::from_secs(30)).await;
     let path = common::unique_path(&format!("e2e-drain-{workers}"));
     let q = NativeQueue::create(&c, &path, Meta::default()).await.unwrap();
@@ -153,10 +153,21 @@ async fn drain_only(hosts: &str, workers: usize, n: usize) -> f64 {
             let c = common::connect(&h, Duration::from_secs(30)).await;
             let q = NativeQueue::open(&c, &p).await.unwrap();
             let mut got = 0usize;
-            while let Some(d) = q.take(Some(Duration::from_millis(200))).await.unwrap() {
-                q.ack(&d).await.unwrap();
-                got += 1;
+            loop {
+                let batch = q.take_batch(take, Some(Duration::from_millis(200))).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                got += batch.len();
+                if batch.len() == 1 {
+                    q.ack(&batch[0]).await.unwrap();
+                } else {
+                    for r in q.ack_batch(&batch).await.unwrap() {
+                        r.unwrap();
+                    }
+                }
             }
+            eprintln!("  consumer: {got} messages, {} claim collisions", q.claim_collisions());
             got
         }));
     }
@@ -166,6 +177,86 @@ async fn drain_only(hosts: &str, workers: usize, n: usize) -> f64 {
     }
     assert_eq!(got, n, "the backlog drained exactly once");
     n as f64 / (t0.elapsed().as_secs_f64() - 0.2)
+}
+
+/// kazoo's LockingQueue (the real kazoo, threads with a client each): put,
+/// then get + consume (removed after processing, like our claim + ack).
+/// Prints "msgs secs p50_ms p99_ms".
+const KAZOO_E2E: &str = r#"
+import sys, time, threading, struct
+from kazoo.client import KazooClient
+from kazoo.recipe.queue import LockingQueue
+hosts, path, workers, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+def client():
+    zk = KazooClient(hosts=hosts, timeout=30); zk.start(timeout=30); return zk
+ages, lock, produced, done = [], threading.Lock(), [0], [False]
+t0 = time.time(); end = t0 + secs
+def produce():
+    q = LockingQueue(client(), path); n = 0
+    while time.time() < end:
+        q.put(struct.pack(">d", time.time())); n += 1
+    with lock: produced[0] += n
+def consume():
+    q = LockingQueue(client(), path)
+    while True:
+        m = q.get(timeout=0.2)
+        if m is None:
+            if done[0]: return
+            continue
+        age = (time.time() - struct.unpack(">d", m)[0]) * 1000
+        q.consume()
+        with lock: ages.append(age)
+ps = [threading.Thread(target=produce) for _ in range(workers)]
+cs = [threading.Thread(target=consume) for _ in range(workers)]
+for t in ps + cs: t.start()
+for t in ps: t.join()
+deadline = time.time() + 60
+while len(ages) < produced[0] and time.time() < deadline: time.sleep(0.01)
+done[0] = True
+for t in cs: t.join()
+elapsed = time.time() - t0 - 0.2
+ages.sort()
+p = lambda q: ages[min(len(ages) - 1, len(ages) * q // 100)] if ages else 0
+print(len(ages), elapsed, p(50), p(99))
+"#;
+
+/// Runs a recipe's end-to-end driver and parses its "msgs secs p50 p99".
+fn recipe_row(out: std::io::Result<std::process::Output>, workers: usize, name: &'static str) -> Option<(&'static str, Row)> {
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!("{name} failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or_default());
+            return None;
+        }
+        Err(e) => {
+            eprintln!("{name} not run: {e}");
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    (v.len() == 4).then(|| (name, Row { workers, take_batch: 1, msgs: v[0] as usize, secs: v[1], p50_ms: v[2], p99_ms: v[3] }))
+}
+
+/// javac'd Curator driver (queue/tests/java/CuratorQueue.java), if Java and
+/// Debian's Curator jars are here.
+fn curator_classpath() -> Option<String> {
+    let jars = ["curator-recipes", "curator-framework", "curator-client", "zookeeper", "zookeeper-jute", "guava", "slf4j-api", "slf4j-nop"];
+    let mut cp: Vec<String> = jars.iter().map(|j| format!("/usr/share/java/{j}.jar")).collect();
+    if cp.iter().any(|p| !std::path::Path::new(p).exists()) {
+        eprintln!("Curator jars missing (queue/tests/install-deps.sh): no Curator rows");
+        return None;
+    }
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("curator-e2e-driver");
+    std::fs::create_dir_all(&out).ok()?;
+    let src = common::workspace_root().join("queue/tests/java/CuratorQueue.java");
+    let ok = std::process::Command::new("javac").arg("-nowarn").arg("-d").arg(&out).arg("-cp").arg(cp.join(":")).arg(&src).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("javac failed: no Curator rows");
+        return None;
+    }
+    cp.push(out.display().to_string());
+    Some(cp.join(":"))
 }
 
 /// One producer putting batches of `batch` as fast as it can for `secs`.
@@ -198,19 +289,44 @@ fn main() {
     let server = common::Server::start_private().unwrap();
     let target = if std::env::var_os("CORRAL_BIN").is_some() { "corral" } else { "zookeeper" };
     let mut rows = Vec::new();
+    let mut recipes: Vec<(&'static str, Row)> = Vec::new();
+    let curator = curator_classpath();
+    let kazoo = common::kazoo_python();
     let mut batched = 0.0;
     let mut sides = Vec::new();
+    let only_sides = std::env::var_os("CORRAL_QUEUE_E2E_SIDES_ONLY").is_some();
     rt.block_on(async {
         for &w in &workers {
-            for tb in [1, take] {
+            for tb in if only_sides { vec![] } else { vec![1, take] } {
                 let r = run(&server.hosts, w, tb, secs).await;
                 eprintln!("{target} {w}x{w} take_batch {tb}: {} msgs in {:.1}s = {:.0}/s, p50 {:.1} ms p99 {:.1} ms", r.msgs, r.secs, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
                 rows.push(r);
             }
+            if !only_sides {
+                if let Some(py) = &kazoo {
+                    let out = tokio::process::Command::new(py).arg("-c").arg(KAZOO_E2E).arg(&server.hosts).arg(common::unique_path("kazoo-e2e")).arg(w.to_string()).arg(secs.to_string()).output().await;
+                    if let Some(r) = recipe_row(out, w, "kazoo LockingQueue") {
+                        eprintln!("{target} kazoo {w}x{w}: {:.0}/s p50 {:.1} ms p99 {:.1} ms", r.1.msgs as f64 / r.1.secs, r.1.p50_ms, r.1.p99_ms);
+                        recipes.push(r);
+                    }
+                }
+                if let Some(cp) = &curator {
+                    let out = tokio::process::Command::new("java")
+                        .args(["-Xmx512m", "-cp", cp, "CuratorQueue", "bench", &server.hosts, &common::unique_path("curator-e2e"), &w.to_string(), &secs.to_string()])
+                        .output()
+                        .await;
+                    if let Some(r) = recipe_row(out, w, "Curator DistributedQueue (lockPath)") {
+                        eprintln!("{target} curator {w}x{w}: {:.0}/s p50 {:.1} ms p99 {:.1} ms", r.1.msgs as f64 / r.1.secs, r.1.p50_ms, r.1.p99_ms);
+                        recipes.push(r);
+                    }
+                }
+            }
             let p = puts_only(&server.hosts, w, secs).await;
-            let d = drain_only(&server.hosts, w, (p * secs / 2.0) as usize + 100).await;
-            eprintln!("{target} {w} producers alone: {p:.0} puts/s; {w} consumers draining: {d:.0} msgs/s");
-            sides.push((w, p, d));
+            let n = (p * secs / 2.0) as usize + 100;
+            let d = drain_only(&server.hosts, w, n, 1).await;
+            let db = drain_only(&server.hosts, w, n, take).await;
+            eprintln!("{target} {w} producers alone: {p:.0} puts/s; {w} consumers draining: {d:.0} msgs/s, with take_batch({take}): {db:.0} msgs/s");
+            sides.push((w, p, d, db));
         }
         batched = batched_puts(&server.hosts, batch, secs).await;
         eprintln!("{target} batched puts ({batch} a batch): {batched:.0}/s");
@@ -221,12 +337,15 @@ fn main() {
         let how = if r.take_batch == 1 { "take + ack".to_string() } else { format!("take_batch({}) + ack_batch", r.take_batch) };
         println!("| {target} | {} x {} | {how} | {:.0} | {:.1} ms | {:.1} ms |", r.workers, r.workers, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
     }
+    for (name, r) in &recipes {
+        println!("| {target} | {} x {} | {name} | {:.0} | {:.1} ms | {:.1} ms |", r.workers, r.workers, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
+    }
     println!("| {target} | batched puts, {batch} a batch | | {batched:.0} | | |");
     println!();
-    println!("| server | workers | puts/s, producers alone | msgs/s, consumers draining a backlog |");
-    println!("|---|---:|---:|---:|");
-    for (w, p, d) in &sides {
-        println!("| {target} | {w} | {p:.0} | {d:.0} |");
+    println!("| server | workers | puts/s, producers alone | msgs/s, consumers draining a backlog (take + ack) | the same with take_batch({take}) + ack_batch |");
+    println!("|---|---:|---:|---:|---:|");
+    for (w, p, d, db) in &sides {
+        println!("| {target} | {w} | {p:.0} | {d:.0} | {db:.0} |");
     }
     drop(server);
 }

@@ -144,13 +144,13 @@ impl NativeQueue {
             }
             let stale = cs.last_fresh.is_none_or(|t| t.elapsed() > FRESH_INTERVAL);
             if !stale {
-                let got = self.scan(cs, want).await?;
+                let got = self.scan(cs, want, false).await?;
                 if !got.is_empty() {
                     return Ok(got);
                 }
             }
             self.refresh(cs).await?;
-            let got = self.scan(cs, want).await?;
+            let got = self.scan(cs, want, true).await?;
             if !got.is_empty() {
                 return Ok(got);
             }
@@ -252,9 +252,16 @@ impl NativeQueue {
     /// the first `want` deliverable items (fewer if there are fewer).
     // The entry API cannot span the awaits between lookup and insert.
     #[allow(clippy::map_entry)]
-    pub(super) async fn scan(&self, cs: &mut ConsumerState, want: usize) -> Result<Vec<Delivery>> {
+    pub(super) async fn scan(&self, cs: &mut ConsumerState, want: usize, fresh: bool) -> Result<Vec<Delivery>> {
         let mut collided = false;
         let mut got = Vec::new();
+        // Items found gone or held by others. Past a batch's worth, a cache
+        // that is not fresh is mostly what competing consumers took since:
+        // return, so `take_inner` re-reads rather than wading through it one
+        // round trip per batch.
+        let mut misses = 0;
+        // Right after a refresh (`fresh`) there is nothing better to read.
+        let miss_limit = if fresh { usize::MAX } else { want.max(4) };
         let lanes = cs.lanes.clone();
         for lane in lanes {
             if !cs.buckets.contains_key(&lane) {
@@ -303,6 +310,9 @@ impl NativeQueue {
                 }
                 let mut next = 0;
                 while next < seqs.len() && got.len() < want {
+                    if misses >= miss_limit && cs.last_fresh.is_none_or(|t| t.elapsed() > STALE_AFTER_MISSES) {
+                        break;
+                    }
                     let ids: Vec<MsgId> = seqs[next..].iter().map(|&seq| MsgId { priority: lane, seq }).filter(|id| !cs.claimed.contains(id)).take(want - got.len()).collect();
                     let Some(last) = ids.last() else { break };
                     next = seqs.iter().position(|&s| s == last.seq).map_or(seqs.len(), |p| p + 1);
@@ -314,8 +324,12 @@ impl NativeQueue {
                                 cs.claimed.insert(id);
                                 got.push(d);
                             },
-                            ClaimResult::Gone => cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != id.seq),
+                            ClaimResult::Gone => {
+                                misses += 1;
+                                cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != id.seq);
+                            },
                             ClaimResult::Taken => {
+                                misses += 1;
                                 self.collisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 cs.claimed.insert(id);
                                 if !collided {
@@ -345,11 +359,11 @@ impl NativeQueue {
                         Err(_) => {},
                     }
                 }
-                if got.len() >= want {
+                if got.len() >= want || misses >= miss_limit {
                     break;
                 }
             }
-            if got.len() >= want {
+            if got.len() >= want || misses >= miss_limit {
                 break;
             }
         }
@@ -372,10 +386,28 @@ impl NativeQueue {
         let paths: Vec<String> = ids.iter().map(|&id| self.item_path(id)).collect();
         // Pipelined reads rather than one multi-read: each reply stays under
         // the client's packet limit however big the payloads are.
-        let reads = futures_util::future::join_all(paths.iter().map(|path| retry_read(move || self.client.get_data(path)))).await;
+        let reads = futures_util::future::join_all(paths.iter().map(|path| retry_read(move || self.client.get_data(path))));
+        // A batch also asks which of its items are claimed now: between
+        // refreshes a consumer's listing still holds what others claimed
+        // since, and each such item would cost a refused multi to find.
+        // One listing of `P/claims` (one name per message in flight) does
+        // it for the whole batch.
+        let claims_dir = self.p("claims");
+        let held = async {
+            if ids.len() > 1 {
+                retry_read(|| self.client.list_children(&claims_dir)).await.map(|names| names.into_iter().collect::<HashSet<String>>()).unwrap_or_default()
+            } else {
+                HashSet::new()
+            }
+        };
+        let (reads, held) = tokio::join!(reads, held);
         let mut out = Vec::with_capacity(ids.len());
         let mut ready = Vec::new();
         for ((&id, path), read) in ids.iter().zip(paths).zip(reads) {
+            if held.contains(&id.name()) {
+                out.push((id, ClaimResult::Taken));
+                continue;
+            }
             match read {
                 Ok((data, stat)) => match self.prepare_claim(id, path, &data, stat.version).await? {
                     Prep::Claim(p) => ready.push(p),

@@ -42,6 +42,9 @@ const ROOT_MARK_V2: &[u8] = b"corral-queue native-v2";
 /// at the server again (it also re-reads whenever its cache runs dry), so a
 /// busy consumer still notices released claims ahead of its position.
 const FRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// A scan that keeps finding items gone or held by others re-reads the
+/// queue if its cache is older than this (see `scan`).
+const STALE_AFTER_MISSES: Duration = Duration::from_millis(10);
 /// Upper bound on one idle wait even without any watch firing: a safety net
 /// for watches lost across a reconnect, not the delivery mechanism.
 const SAFETY_RESCAN: Duration = Duration::from_secs(5);

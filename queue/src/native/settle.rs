@@ -4,13 +4,14 @@
 use crate::plan::{Failed, Plan};
 use super::*;
 
-/// What each op of an ack's multi does (`ack` and `ack_batch`).
+/// What each op of an ack's multi does (`ack` and `ack_batch`); `usize` is
+/// the delivery's place in the batch (0 for `ack`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AckOp {
     /// Deletes the item at the delivery's token: the fence.
-    Item,
-    Claim,
-    BlobRef,
+    Item(usize),
+    Claim(usize),
+    BlobRef(usize),
     /// Adds to a deq shard's totals, at its cached version.
     Shard,
 }
@@ -53,12 +54,12 @@ impl NativeQueue {
             let mut new = c;
             new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0, last_put: 0 });
             let mut plan = Plan::new(&self.client);
-            plan.delete(AckOp::Item, &item, Some(d.token))?;
+            plan.delete(AckOp::Item(0), &item, Some(d.token))?;
             if with_claim {
-                plan.delete(AckOp::Claim, &claim, None)?;
+                plan.delete(AckOp::Claim(0), &claim, None)?;
             }
             if with_ref {
-                plan.delete(AckOp::BlobRef, blob_ref.as_deref().unwrap(), None)?;
+                plan.delete(AckOp::BlobRef(0), blob_ref.as_deref().unwrap(), None)?;
             }
             plan.set_data(AckOp::Shard, &self.deq_path(shard), &new.encode(), Some(sv))?;
             match plan.commit().await {
@@ -73,20 +74,20 @@ impl NativeQueue {
                 // only our ack can have removed it (a reaper waits for the
                 // end, by a clock within the leases' skew margin); after it
                 // nobody can tell.
-                Err(Failed::Op { role: AckOp::Item, source: ZkError::NoNode }) if after_loss => {
+                Err(Failed::Op { role: AckOp::Item(_), source: ZkError::NoNode }) if after_loss => {
                     if now_ms() < d.lease_until_ms {
                         self.delete_acked_blob(d.header.blob.as_ref()).await;
                         return Ok(());
                     }
                     return Err(QueueError::Indeterminate { op: "ack" });
                 },
-                Err(Failed::Op { role: AckOp::Item, .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
+                Err(Failed::Op { role: AckOp::Item(_), .. }) => return Err(QueueError::ClaimLost { id: d.id.name() }),
                 // Our claim node vanished (lease reaped, or session blip) but
                 // the item version proves nobody else claimed it since.
-                Err(Failed::Op { role: AckOp::Claim, source: ZkError::NoNode }) => with_claim = false,
+                Err(Failed::Op { role: AckOp::Claim(_), source: ZkError::NoNode }) => with_claim = false,
                 // No reference node (it was never made, e.g. by hand): the
                 // item version still fences the ack.
-                Err(Failed::Op { role: AckOp::BlobRef, source: ZkError::NoNode }) => with_ref = false,
+                Err(Failed::Op { role: AckOp::BlobRef(_), source: ZkError::NoNode }) => with_ref = false,
                 Err(Failed::Op { role: AckOp::Shard, source: ZkError::BadVersion | ZkError::NoNode }) => self.set_deq_cache(shard, None),
                 Err(Failed::Request(ZkError::ConnectionLoss)) if attempt < 60 => {
                     after_loss = true;
@@ -97,51 +98,62 @@ impl NativeQueue {
         }
     }
 
-    /// Acknowledges many deliveries with few requests. Each chunk is one multi;
-    /// if a chunk fails (some claim lost), its deliveries are acked one by one
-    /// so the result says exactly which ones were lost.
+    /// Acknowledges many deliveries with few requests, one multi per chunk,
+    /// with a result per delivery (in order). A delivery whose op is refused
+    /// (claim lost, claim node gone, ...) is acked on its own, so its result
+    /// says exactly what happened, and the rest go again as a batch; so do
+    /// they after losing a race for the deq shard.
     pub async fn ack_batch(&self, ds: &[Delivery]) -> Result<Vec<Result<()>>> {
-        let mut out = Vec::with_capacity(ds.len());
+        let mut out: Vec<Option<Result<()>>> = ds.iter().map(|_| None).collect();
         // Two deletes per delivery, three with a blob reference.
         let per = if ds.iter().any(|d| d.header.blob.is_some()) { 3 } else { 2 };
-        for chunk in ds.chunks(MAX_OPS_PER_MULTI / per - 1) {
-            let (shard, c, sv) = self.deq_shard().await?;
-            let mut new = c;
-            let mut plan = Plan::new(&self.client);
-            for d in chunk {
-                new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0, last_put: 0 });
-                plan.delete(AckOp::Item, &self.item_path(d.id), Some(d.token))?;
-                plan.delete(AckOp::Claim, &self.claim_path(d.id), None)?;
-                if let Some(r) = self.blob_ref_node(d.header.blob.as_ref()) {
-                    plan.delete(AckOp::BlobRef, &r, None)?;
+        let indices: Vec<usize> = (0..ds.len()).collect();
+        for chunk in indices.chunks(MAX_OPS_PER_MULTI / per - 1) {
+            let mut chunk = chunk.to_vec();
+            let mut races = 0;
+            while !chunk.is_empty() {
+                let (shard, c, sv) = self.deq_shard().await?;
+                let mut new = c;
+                let mut plan = Plan::new(&self.client);
+                for (j, &i) in chunk.iter().enumerate() {
+                    let d = &ds[i];
+                    new.add(&Counter { items: 1, bytes: d.header.payload_size(&d.payload), redeliveries: d.attempt.saturating_sub(1) as u64, dead: 0, last_put: 0 });
+                    plan.delete(AckOp::Item(j), &self.item_path(d.id), Some(d.token))?;
+                    plan.delete(AckOp::Claim(j), &self.claim_path(d.id), None)?;
+                    if let Some(r) = self.blob_ref_node(d.header.blob.as_ref()) {
+                        plan.delete(AckOp::BlobRef(j), &r, None)?;
+                    }
+                }
+                plan.set_data(AckOp::Shard, &self.deq_path(shard), &new.encode(), Some(sv))?;
+                match plan.commit().await {
+                    Ok(_) => {
+                        self.set_deq_cache(shard, Some((new, sv + 1)));
+                        for &i in &chunk {
+                            self.delete_acked_blob(ds[i].header.blob.as_ref()).await;
+                            out[i] = Some(Ok(()));
+                        }
+                        chunk.clear();
+                    },
+                    Err(Failed::Op { role: AckOp::Shard, .. }) if races < 8 => {
+                        races += 1;
+                        self.set_deq_cache(shard, None);
+                    },
+                    Err(Failed::Op { role: AckOp::Item(j) | AckOp::Claim(j) | AckOp::BlobRef(j), .. }) => {
+                        let i = chunk.remove(j);
+                        out[i] = Some(self.ack(&ds[i]).await);
+                    },
+                    // A lost reply, or a shard we keep losing: one by one
+                    // (`ack` resolves lost replies).
+                    Err(Failed::Op { .. } | Failed::Request(ZkError::ConnectionLoss)) => {
+                        for i in chunk.drain(..) {
+                            out[i] = Some(self.ack(&ds[i]).await);
+                        }
+                    },
+                    Err(e) => return Err(e.into()),
                 }
             }
-            plan.set_data(AckOp::Shard, &self.deq_path(shard), &new.encode(), Some(sv))?;
-            match plan.commit().await {
-                Ok(_) => {
-                    self.set_deq_cache(shard, Some((new, sv + 1)));
-                    for d in chunk {
-                        self.delete_acked_blob(d.header.blob.as_ref()).await;
-                    }
-                    out.extend(chunk.iter().map(|_| Ok(())));
-                },
-                Err(Failed::Op { role, .. }) => {
-                    if role == AckOp::Shard {
-                        self.set_deq_cache(shard, None);
-                    }
-                    for d in chunk {
-                        out.push(self.ack(d).await);
-                    }
-                },
-                Err(Failed::Request(ZkError::ConnectionLoss)) => {
-                    for d in chunk {
-                        out.push(self.ack(d).await);
-                    }
-                },
-                Err(e) => return Err(e.into()),
-            }
         }
-        Ok(out)
+        Ok(out.into_iter().map(|r| r.expect("every delivery settled")).collect())
     }
 
     /// Returns a message to the queue, deliverable again after `delay`. A
