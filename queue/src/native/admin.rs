@@ -178,15 +178,7 @@ impl NativeQueue {
                 let c = Counter::decode(&data).map_err(|e| QueueError::Corrupt { what: "enq shard", path: shard_path.clone(), reason: e.0 })?;
                 let bytes: u64 = chunk.iter().map(|e| e.1.payload_size(&e.2)).sum();
                 let new = Counter { items: c.items + chunk.len() as u64, bytes: c.bytes + bytes, last_put: 0, ..c };
-                let mut lanes: Vec<u16> = chunk.iter().map(|e| e.1.priority).collect();
-                lanes.sort_unstable();
-                lanes.dedup();
-                for &lane in &lanes {
-                    if !st.tail.contains_key(&lane) {
-                        let t = self.find_tail(lane).await?;
-                        st.tail.insert(lane, t);
-                    }
-                }
+                let lanes = self.open_buckets(st, chunk.iter().map(|e| e.1.priority)).await?;
                 let mut plan = Plan::new(&self.client);
                 for &lane in &lanes {
                     plan.check(RequeueOp::Open(lane), &self.bucket_path(lane, st.tail[&lane]), 0)?;

@@ -318,9 +318,7 @@ impl NativeQueue {
                         (PutOp::Enq, ZkError::BadVersion | ZkError::NoNode) => st.enq = None,
                         (PutOp::Key(j), ZkError::NodeExists) => {
                             let i = pending.remove(j);
-                            let key = msgs[i].key.clone().unwrap();
-                            let original = self.client.get_data(&self.key_path(&key)).await.ok().and_then(|(d, _)| MsgId::parse(std::str::from_utf8(&d).ok()?));
-                            outcomes[i] = Some(PutOutcome::Duplicate { key, original });
+                            outcomes[i] = Some(self.duplicate(msgs[i].key.as_deref().unwrap_or_default()).await);
                         },
                         (PutOp::Item(_), ZkError::NoNode) => {
                             // Our bucket cache was wrong (someone removed an
@@ -402,15 +400,7 @@ impl NativeQueue {
                     (k, c, stat.version)
                 },
             };
-            let mut lanes: Vec<u16> = pending.iter().map(|&i| msgs[i].priority).collect();
-            lanes.sort_unstable();
-            lanes.dedup();
-            for &lane in &lanes {
-                if !st.tail.contains_key(&lane) {
-                    let tail = self.find_tail(lane).await?;
-                    st.tail.insert(lane, tail);
-                }
-            }
+            let lanes = self.open_buckets(st, pending.iter().map(|&i| msgs[i].priority)).await?;
             let now = now_ms();
             // Never 0: a shard's `last_put` of 0 means "none recorded".
             let nonce = fastrand::u64(1..);
@@ -471,9 +461,7 @@ impl NativeQueue {
                     (SealedOp::Shard, ZkError::BadVersion | ZkError::NoNode) => st.shard = None,
                     (SealedOp::Key(j), ZkError::NodeExists) => {
                         let i = pending.remove(j);
-                        let key = msgs[i].key.clone().unwrap();
-                        let original = self.client.get_data(&self.key_path(&key)).await.ok().and_then(|(d, _)| MsgId::parse(std::str::from_utf8(&d).ok()?));
-                        outcomes[i] = Some(PutOutcome::Duplicate { key, original });
+                        outcomes[i] = Some(self.duplicate(msgs[i].key.as_deref().unwrap_or_default()).await);
                     },
                     (SealedOp::BlobRef(_), ZkError::NoNode) => {
                         self.blobs_dir_ready.store(false, Ordering::Relaxed);
@@ -558,10 +546,32 @@ impl NativeQueue {
         }
     }
 
+    /// The lanes of `prios`, sorted, each with its open bucket known in
+    /// `st.tail` (looked up where not cached).
+    pub(super) async fn open_buckets(&self, st: &mut ProducerState, prios: impl Iterator<Item = u16>) -> Result<Vec<u16>> {
+        let mut lanes: Vec<u16> = prios.collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        for &lane in &lanes {
+            if !st.tail.contains_key(&lane) {
+                let tail = self.find_tail(lane).await?;
+                st.tail.insert(lane, tail);
+            }
+        }
+        Ok(lanes)
+    }
+
+    /// What a put of `key` that found its key node taken reports: the
+    /// original's id, if the key node holds it yet.
+    pub(super) async fn duplicate(&self, key: &str) -> PutOutcome {
+        let original = self.client.get_data(&self.key_path(key)).await.ok().and_then(|(d, _)| MsgId::parse(std::str::from_utf8(&d).ok()?));
+        PutOutcome::Duplicate { key: key.to_string(), original }
+    }
+
     /// The open bucket of a lane: its last one (only a sealing transaction,
     /// which seals the previous one, creates buckets after the first). A lane
     /// without buckets gets bucket 0.
-    pub(super) async fn find_tail(&self, lane: u16) -> Result<u64> {
+    async fn find_tail(&self, lane: u16) -> Result<u64> {
         let lane_path = self.lane_path(lane);
         loop {
             match retry_read(|| self.client.list_children(&lane_path)).await {
