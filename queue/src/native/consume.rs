@@ -297,10 +297,10 @@ impl NativeQueue {
                 // Competing consumers walking the same list in lockstep all
                 // aim at the same head item. A consumer that keeps colliding
                 // starts at a random one of the first `spread` candidates
-                // instead; a lone consumer never collides, keeps spread 1 and
-                // so takes strictly in order.
-                // A batch starts at a random one of the first `spread`
-                // batches' worth, taking the run from there.
+                // instead (a batch: at a random one of the first `spread`
+                // batches' worth, taking the run from there); a lone
+                // consumer never collides, keeps spread 1 and so takes
+                // strictly in order.
                 let window = (cs.spread * want).min(seqs.len());
                 if want == 1 && window > 1 {
                     let first = seqs.remove(fastrand::usize(..window));
@@ -316,8 +316,7 @@ impl NativeQueue {
                     let ids: Vec<MsgId> = seqs[next..].iter().map(|&seq| MsgId { priority: lane, seq }).filter(|id| !cs.claimed.contains(id)).take(want - got.len()).collect();
                     let Some(last) = ids.last() else { break };
                     next = seqs.iter().position(|&s| s == last.seq).map_or(seqs.len(), |p| p + 1);
-                    let results = if ids.len() == 1 { vec![(ids[0], self.try_claim(ids[0]).await?)] } else { self.claim_many(&ids).await? };
-                    for (id, result) in results {
+                    for (id, result) in self.claim_many(&ids).await? {
                         match result {
                             ClaimResult::Got(d) => {
                                 cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != id.seq);
@@ -371,11 +370,6 @@ impl NativeQueue {
             cs.spread = (cs.spread - 1).max(1);
         }
         Ok(got)
-    }
-
-    /// Claims one item: read it, then one multi.
-    pub(super) async fn try_claim(&self, id: MsgId) -> Result<ClaimResult> {
-        Ok(self.claim_many(&[id]).await?.pop().map_or(ClaimResult::Gone, |(_, r)| r))
     }
 
     /// Claims several items: their reads pipelined, then one multi that
