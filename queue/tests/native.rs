@@ -728,3 +728,64 @@ async fn ids_follow_real_time_across_producers_and_restarts() {
         assert_eq!((s.depth, s.enqueued_total), (0, log.len() as u64), "{alloc:?}");
     }
 }
+
+/// Property: for any number of producers (separate sessions), bucket size,
+/// batch sizes and priorities, a sealed queue's ids are unique, follow real
+/// time across producers, and a lone consumer gets every message in id
+/// order within a priority (priorities first). Few cases, each a real run.
+#[test]
+fn sealed_allocation_orders_any_mix_of_producers() {
+    use proptest::prelude::*;
+    let config = ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(producers in 1usize..5, bucket_size in 1u64..6, batches in proptest::collection::vec((1usize..5, 0u16..3), 3..8))| {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let hosts = Server::shared().hosts.clone();
+            let path = unique_path("prop-order");
+            let c = connect(&hosts, SESSION).await;
+            NativeQueue::create(&c, &path, Meta { bucket_size, alloc: Alloc::Sealed { shards: 2 }, ..Meta::default() }).await.unwrap();
+            let mut tasks = Vec::new();
+            for p in 0..producers {
+                let (hosts, path, batches) = (hosts.clone(), path.clone(), batches.clone());
+                tasks.push(tokio::spawn(async move {
+                    let c = connect(&hosts, SESSION).await;
+                    let q = NativeQueue::open(&c, &path).await.unwrap();
+                    let mut out = Vec::new();
+                    for (b, &(n, prio)) in batches.iter().enumerate() {
+                        let msgs: Vec<Message> = (0..n).map(|i| Message::new(format!("p{p}-b{b}-{i}")).priority(prio)).collect();
+                        let t0 = Instant::now();
+                        let got = q.put_batch(msgs).await.unwrap();
+                        let t1 = Instant::now();
+                        for (i, o) in got.into_iter().enumerate() {
+                            let PutOutcome::Enqueued(id) = o else { panic!("unkeyed put was a duplicate") };
+                            out.push((t0, t1, id, format!("p{p}-b{b}-{i}")));
+                        }
+                    }
+                    out
+                }));
+            }
+            let mut log = Vec::new();
+            for t in tasks {
+                log.extend(t.await.unwrap());
+            }
+            let mut ids: Vec<_> = log.iter().map(|e| e.2).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), log.len(), "an id was given twice");
+            for a in &log {
+                for b in &log {
+                    if a.1 < b.0 && a.2.priority == b.2.priority {
+                        assert!(a.2 < b.2, "{} ({}) acknowledged before {} ({}) was invoked, larger id", a.3, a.2, b.3, b.2);
+                    }
+                }
+            }
+            let q = NativeQueue::open(&c, &path).await.unwrap();
+            log.sort_by_key(|e| e.2);
+            for e in &log {
+                let d = q.take(Some(Duration::from_secs(10))).await.unwrap().expect("a message");
+                assert_eq!((d.id, String::from_utf8(d.payload.clone()).unwrap()), (e.2, e.3.clone()));
+                q.ack(&d).await.unwrap();
+            }
+        });
+    });
+}
