@@ -3,8 +3,8 @@
 //! partitions and kills, each run short (5-8 s of workload) but asserted to
 //! have done enough to check. The checkers' failing cases are shown on
 //! hand-built histories (`src/check/*.rs`); here, through the binary, a
-//! lost element planted in a real history and a server bug that loses
-//! increments.
+//! lost element planted in a real history and server bugs that lose
+//! increments (`overlay-skip`) and acknowledged adds (`early-ack`).
 
 mod common;
 
@@ -60,6 +60,19 @@ fn overlay_skip_bug_loses_increments() {
     let (code, out, _stored) = test("counter", &["--nemesis", "none", "--time", "3", "--bug", "overlay-skip", "--seed", "26"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("INVALID: ") && out.contains("p1000001") && out.contains("below the ") && out.contains(" increments acknowledged before the read was invoked"), "{out}");
+}
+
+#[test]
+fn early_ack_bug_loses_acknowledged_adds() {
+    // The leader answers a create once proposed, not once committed. Cut
+    // off, it keeps answering its workers' adds until it steps down; the
+    // majority's new leader never had them, and the final read misses
+    // adds that were acknowledged.
+    let (code, out, dir) = test("set", &["--nemesis", "partition-leader", "--time", "8", "--bug", "early-ack", "--seed", "27"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INVALID: the final read does not match the adds") && out.contains(" lost (acknowledged, not read): "), "{out}");
+    let r = results(&dir.0);
+    assert!(!r["check"]["lost"].as_array().unwrap().is_empty(), "{}", r["check"]);
 }
 
 #[test]
