@@ -4,7 +4,7 @@
 //! key's sub-history is (Herlihy and Wing's locality, Porcupine's
 //! P-compositionality), which turns one search exponential in the number of
 //! keys into one small search per key. The others: `set`, `counter`,
-//! `unique_ids`, `lock`, `queue`, `watch`, `session` (each module says what
+//! `unique_ids`, `lock`, `queue`, `total_queue`, `watch`, `session` (each module says what
 //! it checks).
 
 pub mod brute;
@@ -17,6 +17,7 @@ pub mod model;
 pub mod queue;
 pub mod session;
 pub mod set;
+pub mod total_queue;
 pub mod unique_ids;
 pub mod watch;
 
@@ -35,12 +36,13 @@ pub enum Workload {
     UniqueIds,
     Lock,
     Queue,
+    TotalQueue,
     Watch,
     Session,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] = [Workload::Register, Workload::Set, Workload::Counter, Workload::UniqueIds, Workload::Lock, Workload::Queue, Workload::Watch, Workload::Session];
+    pub const ALL: [Workload; 9] = [Workload::Register, Workload::Set, Workload::Counter, Workload::UniqueIds, Workload::Lock, Workload::Queue, Workload::TotalQueue, Workload::Watch, Workload::Session];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +52,7 @@ impl Workload {
             Workload::UniqueIds => "unique-ids",
             Workload::Lock => "lock",
             Workload::Queue => "queue",
+            Workload::TotalQueue => "total-queue",
             Workload::Watch => "watch",
             Workload::Session => "session",
         }
@@ -65,6 +68,7 @@ impl Workload {
                 Kind::Incr => return Workload::Counter,
                 Kind::Generate => return Workload::UniqueIds,
                 Kind::Acquire | Kind::Release => return Workload::Lock,
+                Kind::Put | Kind::Take | Kind::Ack if o.key == total_queue::KEY => return Workload::TotalQueue,
                 Kind::Put | Kind::Take | Kind::Ack => return Workload::Queue,
                 Kind::Observe | Kind::Event => return Workload::Watch,
                 Kind::Create | Kind::Check | Kind::Close => return Workload::Session,
@@ -94,6 +98,7 @@ pub enum Checked {
     UniqueIds(unique_ids::Report),
     Lock(lock::Report),
     Queue(queue::Report),
+    TotalQueue(total_queue::Report),
     Watch(watch::Report),
     Session(session::Report),
 }
@@ -107,6 +112,7 @@ impl Checked {
             Checked::UniqueIds(r) => r.valid,
             Checked::Lock(r) => r.valid,
             Checked::Queue(r) => r.valid,
+            Checked::TotalQueue(r) => r.valid,
             Checked::Watch(r) => r.valid,
             Checked::Session(r) => r.valid,
         }
@@ -121,6 +127,7 @@ impl Checked {
             Checked::UniqueIds(r) => r.summary(),
             Checked::Lock(r) => r.summary(),
             Checked::Queue(r) => r.summary(),
+            Checked::TotalQueue(r) => r.summary(),
             Checked::Watch(r) => r.summary(),
             Checked::Session(r) => r.summary(),
         }
@@ -138,6 +145,7 @@ impl Checked {
             Checked::UniqueIds(r) => r.explain(),
             Checked::Lock(r) => r.explain(),
             Checked::Queue(r) => r.explain(),
+            Checked::TotalQueue(r) => r.explain(),
             Checked::Watch(r) => r.explain(),
             Checked::Session(r) => r.explain(),
         })
@@ -154,6 +162,7 @@ pub fn check_workload(workload: Workload, history: &[Op], opts: Options) -> Chec
         Workload::UniqueIds => Checked::UniqueIds(unique_ids::check(history)),
         Workload::Lock => Checked::Lock(lock::check(history)),
         Workload::Queue => Checked::Queue(queue::check(history)),
+        Workload::TotalQueue => Checked::TotalQueue(total_queue::check(history)),
         Workload::Watch => Checked::Watch(watch::check(history)),
         Workload::Session => Checked::Session(session::check(history)),
     }

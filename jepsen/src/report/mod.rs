@@ -119,6 +119,19 @@ pub fn implicated(checked: &Checked, ops: &[Op]) -> Highlight {
                 out.extend(with_value(Kind::Take, *n));
             }
         }
+        Checked::TotalQueue(r) => {
+            let q = &r.queue;
+            if let Some(v) = &q.first_unexplained {
+                out.extend(v.iter().map(|o| o.index));
+            } else if let Some(n) = q.lost.first() {
+                out.extend(with_value(Kind::Put, *n));
+            } else if let Some(n) = q.unexpected.first() {
+                out.extend(with_value(Kind::Take, *n));
+            } else {
+                // The totals: the drain's stats read.
+                out.extend(final_read());
+            }
+        }
         Checked::Set(r) => {
             if let Some(n) = r.lost.first().or(r.unexpected.first()).or(r.failed_present.first()) {
                 out.extend(with_value(Kind::Add, *n));
