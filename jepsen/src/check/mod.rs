@@ -3,7 +3,8 @@
 //! compare-and-set), checked per key — a history is linearizable iff each
 //! key's sub-history is (Herlihy and Wing's locality, Porcupine's
 //! P-compositionality), which turns one search exponential in the number of
-//! keys into one small search per key. The others: `set`, `counter`,
+//! keys into one small search per key; with reads not checked for
+//! linearizability, ZooKeeper's per-session read model (`read_model`). The others: `set`, `counter`,
 //! `unique_ids`, `lock`, `queue`, `total_queue`, `watch`, `session` (each module says what
 //! it checks).
 
@@ -15,6 +16,7 @@ pub mod linear;
 pub mod lock;
 pub mod model;
 pub mod queue;
+pub mod read_model;
 pub mod session;
 pub mod set;
 pub mod total_queue;
@@ -121,7 +123,7 @@ impl Checked {
     /// One line: what was checked.
     pub fn summary(&self) -> String {
         match self {
-            Checked::Register(r) => format!("checked {} ops on {} keys (reads {})", r.checked_ops, r.keys, if r.reads_checked { "checked" } else { "not checked: sequential consistency" }),
+            Checked::Register(r) => format!("checked {} ops on {} keys (reads {})", r.checked_ops, r.keys, if r.reads_checked { "linearizable" } else { "checked per session: sequential consistency" }),
             Checked::Set(r) => r.summary(),
             Checked::Counter(r) => r.summary(),
             Checked::UniqueIds(r) => r.summary(),
@@ -139,7 +141,7 @@ impl Checked {
             return None;
         }
         Some(match self {
-            Checked::Register(r) => r.violation.as_ref().map(Violation::explain).unwrap_or_default(),
+            Checked::Register(r) => r.violation.as_ref().map(Violation::explain).or_else(|| r.read_violation.as_ref().map(read_model::Violation::explain)).unwrap_or_default(),
             Checked::Set(r) => r.explain(),
             Checked::Counter(r) => r.explain(),
             Checked::UniqueIds(r) => r.explain(),
@@ -181,6 +183,10 @@ pub struct Report {
     /// The first key (in key order) that does not linearize.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub violation: Option<Violation>,
+    /// With reads not checked for linearizability: the first read that
+    /// breaks ZooKeeper's per-session read model (`read_model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_violation: Option<read_model::Violation>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -246,7 +252,10 @@ pub fn check(history: &[Op], opts: Options) -> Report {
             break;
         }
     }
-    Report { valid: violation.is_none(), ops: history.len(), checked_ops, keys, reads_checked: opts.reads, violation }
+    // Reads held to linearizability imply the read model; otherwise it is
+    // what ZooKeeper promises of them.
+    let read_violation = if opts.reads { None } else { read_model::check(history) };
+    Report { valid: violation.is_none() && read_violation.is_none(), ops: history.len(), checked_ops, keys, reads_checked: opts.reads, violation, read_violation }
 }
 
 #[cfg(test)]
