@@ -4,7 +4,8 @@
 //! have done enough to check. The checkers' failing cases are shown on
 //! hand-built histories (`src/check/*.rs`); here, through the binary, a
 //! lost element planted in a real history and server bugs that lose
-//! increments (`overlay-skip`) and acknowledged adds (`early-ack`).
+//! increments (`overlay-skip`) and acknowledged creates (`early-ack`: adds
+//! missing, ids handed out twice).
 
 mod common;
 
@@ -83,6 +84,17 @@ fn unique_ids_are_unique_and_in_order() {
     let c = &r["check"];
     assert!(n(&c["ok"]) > 300, "{c}");
     assert_eq!(n(&c["distinct_ids"]), n(&c["ok"]), "{c}");
+}
+
+#[test]
+fn early_ack_bug_hands_out_ids_twice() {
+    // A sequential create answered early by a leader about to be cut off
+    // is lost; the new leader's counter never counted it, and hands its
+    // suffix out again.
+    let (code, out, dir) = test("unique-ids", &["--nemesis", "partition-leader", "--time", "6", "--bug", "early-ack", "--seed", "27"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ids returned more than once") || out.contains("not above an id acknowledged before their create was invoked"), "{out}");
+    assert_eq!(results(&dir.0)["valid"], false);
 }
 
 #[test]
