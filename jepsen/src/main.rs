@@ -18,7 +18,8 @@ const USAGE: &str = "usage:
                  counter (CAS increments and reads, a final read), unique-ids (sequential znodes),
                  lock (the ephemeral sequential lock recipe: no two live holders at once),
                  queue (corral-queue's native queue: nothing lost or unexpected, duplicates only
-                 after a lost claim), watch (data watches on --keys K keys: each watcher sees
+                 after a lost claim), total-queue (the same unkeyed, some puts indeterminate, batch
+                 takes; deliveries held against the queue's own totals), watch (data watches on --keys K keys: each watcher sees
                  every key's values in order, none never written), session (ephemeral nodes:
                  owned by their creator's session, kept while it lives, gone once it closed)
       nemeses: kill, kill-all, pause, partition (isolate one, the leader, halves, a bridge, a ring),

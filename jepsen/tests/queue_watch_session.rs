@@ -1,8 +1,8 @@
-//! The queue, watch and session workloads end to end: the `corral-jepsen`
+//! The queue, total-queue, watch and session workloads end to end: the `corral-jepsen`
 //! binary against a real 3-member Corral ensemble under partitions and
 //! kills, 5 s of workload each, asserted valid and to have done enough to
 //! check. The checkers' failing cases are shown on hand-built histories
-//! (`src/check/{queue,watch,session}.rs`).
+//! (`src/check/{queue,total_queue,watch,session}.rs`).
 
 mod common;
 
@@ -19,6 +19,26 @@ fn queue_delivers_every_acknowledged_put() {
     assert!(n(&c["acks_ok"]) > 100, "{c}");
     assert_eq!(c["final_depth"], 0, "{c}");
     assert_eq!(c["lost"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn total_queue_deliveries_match_the_queues_totals() {
+    let (code, out, dir) = test("total-queue", &["--nemesis", "partition,kill", "--time", "5", "--seed", "35"]);
+    let r = results(&dir.0);
+    valid_under_faults(code, &out, &r, "total-queue");
+    let c = &r["check"];
+    let q = &c["queue"];
+    assert!(n(&q["puts_ok"]) > 100 && n(&q["acks_ok"]) > 100, "{c}");
+    assert_eq!(q["final_depth"], 0, "{c}");
+    // The totals were read and judged: every committed put delivered, one
+    // removal per message.
+    assert_eq!(n(&c["enqueued_total"]), n(&q["delivered"]), "{c}");
+    assert_eq!(n(&c["removed_total"]), n(&c["enqueued_total"]), "{c}");
+    assert!(n(&c["enqueued_total"]) >= n(&q["puts_ok"]), "{c}");
+    // Batch takes ran: some takes share their times.
+    let history = std::fs::read_to_string(dir.0.join("history.jsonl")).unwrap();
+    let takes: Vec<serde_json::Value> = history.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|o| o["f"] == "take" && o["type"] == "ok").collect();
+    assert!(takes.windows(2).any(|w| w[0]["process"] == w[1]["process"] && w[0]["invoke_ns"] == w[1]["invoke_ns"]), "no batch delivered two messages");
 }
 
 #[test]

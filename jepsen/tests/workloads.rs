@@ -3,8 +3,9 @@
 //! partitions and kills, each run short (5-8 s of workload) but asserted to
 //! have done enough to check. The checkers' failing cases are shown on
 //! hand-built histories (`src/check/*.rs`); here, through the binary, a
-//! lost element planted in a real history and a server bug that loses
-//! increments.
+//! lost element planted in a real history and server bugs that lose
+//! increments (`overlay-skip`) and acknowledged creates (`early-ack`: adds
+//! missing, ids handed out twice).
 
 mod common;
 
@@ -63,6 +64,19 @@ fn overlay_skip_bug_loses_increments() {
 }
 
 #[test]
+fn early_ack_bug_loses_acknowledged_adds() {
+    // The leader answers a create once proposed, not once committed. Cut
+    // off, it keeps answering its workers' adds until it steps down; the
+    // majority's new leader never had them, and the final read misses
+    // adds that were acknowledged.
+    let (code, out, dir) = test("set", &["--nemesis", "partition-leader", "--time", "8", "--bug", "early-ack", "--seed", "27"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INVALID: the final read does not match the adds") && out.contains(" lost (acknowledged, not read): "), "{out}");
+    let r = results(&dir.0);
+    assert!(!r["check"]["lost"].as_array().unwrap().is_empty(), "{}", r["check"]);
+}
+
+#[test]
 fn unique_ids_are_unique_and_in_order() {
     let (code, out, dir) = test("unique-ids", &["--nemesis", "partition,kill", "--time", "5", "--seed", "23"]);
     let r = results(&dir.0);
@@ -70,6 +84,17 @@ fn unique_ids_are_unique_and_in_order() {
     let c = &r["check"];
     assert!(n(&c["ok"]) > 300, "{c}");
     assert_eq!(n(&c["distinct_ids"]), n(&c["ok"]), "{c}");
+}
+
+#[test]
+fn early_ack_bug_hands_out_ids_twice() {
+    // A sequential create answered early by a leader about to be cut off
+    // is lost; the new leader's counter never counted it, and hands its
+    // suffix out again.
+    let (code, out, dir) = test("unique-ids", &["--nemesis", "partition-leader", "--time", "6", "--bug", "early-ack", "--seed", "27"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ids returned more than once") || out.contains("not above an id acknowledged before their create was invoked"), "{out}");
+    assert_eq!(results(&dir.0)["valid"], false);
 }
 
 #[test]

@@ -19,10 +19,21 @@ pub enum TestBug {
     /// A leader that lost its quorum keeps leading (no check-quorum step
     /// down) and answers linearizable reads locally, as if it held a lease.
     SplitBrain,
+    /// A leader answers a create as soon as it has proposed it, not once a
+    /// quorum has committed it: everything in a create's reply (the final
+    /// path, the new node's stat) is known from the prepped txn, so the
+    /// reply "need not wait". It must: a leader that is cut off or killed
+    /// before its followers have the entry loses it at the next election,
+    /// and the client was told the node exists. Only a create whose session
+    /// has nothing else in flight is answered early (so replies stay in
+    /// session order and the bug is exactly an acknowledgement before
+    /// commit). The set workload's final read then misses acknowledged
+    /// adds; a lost sequential create's suffix is handed out again.
+    EarlyAck,
 }
 
 impl TestBug {
-    pub const ALL: &'static [TestBug] = &[TestBug::LostAck, TestBug::StaleRead, TestBug::OverlaySkip, TestBug::ExpireOnFollower, TestBug::SplitBrain];
+    pub const ALL: &'static [TestBug] = &[TestBug::LostAck, TestBug::StaleRead, TestBug::OverlaySkip, TestBug::ExpireOnFollower, TestBug::SplitBrain, TestBug::EarlyAck];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -31,6 +42,7 @@ impl TestBug {
             TestBug::OverlaySkip => "overlay-skip",
             TestBug::ExpireOnFollower => "expire-on-follower",
             TestBug::SplitBrain => "split-brain",
+            TestBug::EarlyAck => "early-ack",
         }
     }
 }

@@ -24,7 +24,9 @@ pub const FINAL_PROCESS: u64 = 1_000_001;
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// getData: `value` is what it returned (`None`: no such node). A set's
-    /// read (getChildren): `values` holds the elements.
+    /// read (getChildren): `values` holds the elements. A queue's drain
+    /// ends with its stats: `value` the depth, `values` [enqueued_total,
+    /// removed_total, redeliveries].
     Read,
     /// setData without a version: `value` is what it wrote.
     Write,
@@ -45,10 +47,13 @@ pub enum Kind {
     Acquire,
     /// Lock: delete the node; ok proves the node, so the session, lived until then.
     Release,
-    /// Queue: put the message whose payload is `value` (keyed by it).
+    /// Queue: put the message whose payload is `value` (keyed by it; not
+    /// in the total-queue workload).
     Put,
     /// Queue: take a message; `value` is the payload delivered (a take
-    /// that found none is `fail`; one that erred is `info`, no payload).
+    /// that found none is `fail`; one that erred is `info`, no payload,
+    /// and `expected` how many messages it asked for). A batch take is
+    /// one op per message delivered, with the batch's times.
     Take,
     /// Queue: ack the delivery of payload `value` (`fail`: the claim was lost).
     Ack,

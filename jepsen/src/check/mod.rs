@@ -3,8 +3,9 @@
 //! compare-and-set), checked per key — a history is linearizable iff each
 //! key's sub-history is (Herlihy and Wing's locality, Porcupine's
 //! P-compositionality), which turns one search exponential in the number of
-//! keys into one small search per key. The others: `set`, `counter`,
-//! `unique_ids`, `lock`, `queue`, `watch`, `session` (each module says what
+//! keys into one small search per key; with reads not checked for
+//! linearizability, ZooKeeper's per-session read model (`read_model`). The others: `set`, `counter`,
+//! `unique_ids`, `lock`, `queue`, `total_queue`, `watch`, `session` (each module says what
 //! it checks).
 
 pub mod brute;
@@ -15,8 +16,10 @@ pub mod linear;
 pub mod lock;
 pub mod model;
 pub mod queue;
+pub mod read_model;
 pub mod session;
 pub mod set;
+pub mod total_queue;
 pub mod unique_ids;
 pub mod watch;
 
@@ -35,12 +38,13 @@ pub enum Workload {
     UniqueIds,
     Lock,
     Queue,
+    TotalQueue,
     Watch,
     Session,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] = [Workload::Register, Workload::Set, Workload::Counter, Workload::UniqueIds, Workload::Lock, Workload::Queue, Workload::Watch, Workload::Session];
+    pub const ALL: [Workload; 9] = [Workload::Register, Workload::Set, Workload::Counter, Workload::UniqueIds, Workload::Lock, Workload::Queue, Workload::TotalQueue, Workload::Watch, Workload::Session];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +54,7 @@ impl Workload {
             Workload::UniqueIds => "unique-ids",
             Workload::Lock => "lock",
             Workload::Queue => "queue",
+            Workload::TotalQueue => "total-queue",
             Workload::Watch => "watch",
             Workload::Session => "session",
         }
@@ -65,6 +70,7 @@ impl Workload {
                 Kind::Incr => return Workload::Counter,
                 Kind::Generate => return Workload::UniqueIds,
                 Kind::Acquire | Kind::Release => return Workload::Lock,
+                Kind::Put | Kind::Take | Kind::Ack if o.key == total_queue::KEY => return Workload::TotalQueue,
                 Kind::Put | Kind::Take | Kind::Ack => return Workload::Queue,
                 Kind::Observe | Kind::Event => return Workload::Watch,
                 Kind::Create | Kind::Check | Kind::Close => return Workload::Session,
@@ -94,6 +100,7 @@ pub enum Checked {
     UniqueIds(unique_ids::Report),
     Lock(lock::Report),
     Queue(queue::Report),
+    TotalQueue(total_queue::Report),
     Watch(watch::Report),
     Session(session::Report),
 }
@@ -107,6 +114,7 @@ impl Checked {
             Checked::UniqueIds(r) => r.valid,
             Checked::Lock(r) => r.valid,
             Checked::Queue(r) => r.valid,
+            Checked::TotalQueue(r) => r.valid,
             Checked::Watch(r) => r.valid,
             Checked::Session(r) => r.valid,
         }
@@ -115,12 +123,13 @@ impl Checked {
     /// One line: what was checked.
     pub fn summary(&self) -> String {
         match self {
-            Checked::Register(r) => format!("checked {} ops on {} keys (reads {})", r.checked_ops, r.keys, if r.reads_checked { "checked" } else { "not checked: sequential consistency" }),
+            Checked::Register(r) => format!("checked {} ops on {} keys (reads {})", r.checked_ops, r.keys, if r.reads_checked { "linearizable" } else { "checked per session: sequential consistency" }),
             Checked::Set(r) => r.summary(),
             Checked::Counter(r) => r.summary(),
             Checked::UniqueIds(r) => r.summary(),
             Checked::Lock(r) => r.summary(),
             Checked::Queue(r) => r.summary(),
+            Checked::TotalQueue(r) => r.summary(),
             Checked::Watch(r) => r.summary(),
             Checked::Session(r) => r.summary(),
         }
@@ -132,12 +141,13 @@ impl Checked {
             return None;
         }
         Some(match self {
-            Checked::Register(r) => r.violation.as_ref().map(Violation::explain).unwrap_or_default(),
+            Checked::Register(r) => r.violation.as_ref().map(Violation::explain).or_else(|| r.read_violation.as_ref().map(read_model::Violation::explain)).unwrap_or_default(),
             Checked::Set(r) => r.explain(),
             Checked::Counter(r) => r.explain(),
             Checked::UniqueIds(r) => r.explain(),
             Checked::Lock(r) => r.explain(),
             Checked::Queue(r) => r.explain(),
+            Checked::TotalQueue(r) => r.explain(),
             Checked::Watch(r) => r.explain(),
             Checked::Session(r) => r.explain(),
         })
@@ -154,6 +164,7 @@ pub fn check_workload(workload: Workload, history: &[Op], opts: Options) -> Chec
         Workload::UniqueIds => Checked::UniqueIds(unique_ids::check(history)),
         Workload::Lock => Checked::Lock(lock::check(history)),
         Workload::Queue => Checked::Queue(queue::check(history)),
+        Workload::TotalQueue => Checked::TotalQueue(total_queue::check(history)),
         Workload::Watch => Checked::Watch(watch::check(history)),
         Workload::Session => Checked::Session(session::check(history)),
     }
@@ -172,6 +183,10 @@ pub struct Report {
     /// The first key (in key order) that does not linearize.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub violation: Option<Violation>,
+    /// With reads not checked for linearizability: the first read that
+    /// breaks ZooKeeper's per-session read model (`read_model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_violation: Option<read_model::Violation>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,7 +252,10 @@ pub fn check(history: &[Op], opts: Options) -> Report {
             break;
         }
     }
-    Report { valid: violation.is_none(), ops: history.len(), checked_ops, keys, reads_checked: opts.reads, violation }
+    // Reads held to linearizability imply the read model; otherwise it is
+    // what ZooKeeper promises of them.
+    let read_violation = if opts.reads { None } else { read_model::check(history) };
+    Report { valid: violation.is_none() && read_violation.is_none(), ops: history.len(), checked_ops, keys, reads_checked: opts.reads, violation, read_violation }
 }
 
 #[cfg(test)]

@@ -141,8 +141,9 @@ pub fn check(history: &[Op]) -> Report {
     let drained = history.iter().filter(|o| o.process == FINAL_PROCESS && o.f == Kind::Read && o.outcome == Outcome::Ok).max_by_key(|o| o.invoke_ns);
     r.final_depth = drained.and_then(|o| o.value);
 
-    // Each take with the ack its process sent next (a process runs one op
-    // at a time; an ack names the payload it acks).
+    // Each take with the ack of its payload its process sent before its
+    // next take (a process runs one op at a time, a batch's takes and acks
+    // share their times; an ack names the payload it acks).
     let mut by_process: BTreeMap<u64, Vec<&Op>> = BTreeMap::new();
     for o in history.iter().filter(|o| matches!(o.f, Kind::Take | Kind::Ack)) {
         by_process.entry(o.process).or_default().push(o);
@@ -155,7 +156,7 @@ pub fn check(history: &[Op]) -> Report {
                 continue;
             }
             let Some(v) = o.value else { continue };
-            let ack = list.get(i + 1).filter(|a| a.f == Kind::Ack && a.value == Some(v)).copied();
+            let ack = list[i + 1..].iter().take_while(|a| !(a.f == Kind::Take && a.invoke_ns > o.invoke_ns)).find(|a| a.f == Kind::Ack && a.value == Some(v)).copied();
             deliveries.entry(v).or_default().push(Delivery { take: o, ack });
         }
     }

@@ -86,7 +86,10 @@ pub fn implicated(checked: &Checked, ops: &[Op]) -> Highlight {
     let with_value = |kind: Kind, v: i64| ops.iter().filter(move |o| o.f == kind && o.value == Some(v)).map(|o| o.index);
     let final_read = || ops.iter().filter(|o| o.f == Kind::Read && o.values.is_some()).max_by_key(|o| (o.process == FINAL_PROCESS, o.index)).map(|o| o.index);
     match checked {
-        Checked::Register(r) => out.extend(r.violation.iter().map(|v| v.op.index)),
+        Checked::Register(r) => {
+            out.extend(r.violation.iter().map(|v| v.op.index));
+            out.extend(r.read_violation.iter().flat_map(|v| v.ops().map(|o| o.index)));
+        }
         Checked::Counter(r) => out.extend(r.violations.first().map(|v| v.op.index)),
         Checked::UniqueIds(r) => match (r.duplicates.first(), &r.first_non_monotonic) {
             (Some(d), _) => out.extend(d.ops.iter().map(|o| o.index)),
@@ -117,6 +120,19 @@ pub fn implicated(checked: &Checked, ops: &[Op]) -> Highlight {
                 out.extend(with_value(Kind::Put, *n));
             } else if let Some(n) = r.unexpected.first() {
                 out.extend(with_value(Kind::Take, *n));
+            }
+        }
+        Checked::TotalQueue(r) => {
+            let q = &r.queue;
+            if let Some(v) = &q.first_unexplained {
+                out.extend(v.iter().map(|o| o.index));
+            } else if let Some(n) = q.lost.first() {
+                out.extend(with_value(Kind::Put, *n));
+            } else if let Some(n) = q.unexpected.first() {
+                out.extend(with_value(Kind::Take, *n));
+            } else {
+                // The totals: the drain's stats read.
+                out.extend(final_read());
             }
         }
         Checked::Set(r) => {

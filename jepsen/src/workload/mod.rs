@@ -10,6 +10,7 @@ pub mod queue;
 pub mod register;
 pub mod session;
 pub mod set;
+pub mod total_queue;
 pub mod unique_ids;
 pub mod watch;
 
@@ -198,6 +199,7 @@ pub async fn setup(workload: Workload, hosts: &str, keys: usize, rec: &Recorder)
         Workload::UniqueIds => unique_ids::setup(&c).await,
         Workload::Lock => lock::setup(&c).await,
         Workload::Queue => queue::setup(&c).await,
+        Workload::TotalQueue => total_queue::setup(&c).await,
         Workload::Watch => watch::setup(&c, keys, rec).await,
         Workload::Session => session::setup(&c).await,
     }
@@ -218,6 +220,7 @@ pub async fn worker(workload: Workload, ctx: Ctx, keys: usize) {
         Workload::UniqueIds => unique_ids::worker(ctx).await,
         Workload::Lock => lock::worker(ctx).await,
         Workload::Queue => queue::worker(ctx).await,
+        Workload::TotalQueue => total_queue::worker(ctx).await,
         Workload::Watch => watch::worker(ctx, keys).await,
         Workload::Session => session::worker(ctx).await,
     }
@@ -232,7 +235,8 @@ pub async fn final_read(workload: Workload, hosts: &[String], rec: &Recorder) ->
         Workload::Set => (set::PARENT, set::KEY),
         Workload::Counter => (counter::PATH, counter::KEY),
         // The queue's is a drain; the session's waits for the closed sessions' nodes to go.
-        Workload::Queue => return queue::drain(hosts, rec, FINAL_READ_TIMEOUT).await,
+        Workload::Queue => return queue::drain(hosts, rec, FINAL_READ_TIMEOUT, queue::PATH, queue::KEY).await,
+        Workload::TotalQueue => return queue::drain(hosts, rec, FINAL_READ_TIMEOUT, total_queue::PATH, total_queue::KEY).await,
         Workload::Session => return session::final_read(hosts, rec, FINAL_READ_TIMEOUT).await,
         _ => return Ok(()),
     };

@@ -16,9 +16,9 @@ use zookeeper_client as zk;
 pub const PATH: &str = "/jepsen/queue";
 pub const KEY: &str = "queue";
 /// Short leases, so that abandoned deliveries come back within the run.
-const LEASE_MS: u64 = 2000;
+pub(super) const LEASE_MS: u64 = 2000;
 /// How long a take waits for a message before it reports none.
-const TAKE_WAIT: Duration = Duration::from_millis(500);
+pub(super) const TAKE_WAIT: Duration = Duration::from_millis(500);
 
 pub async fn setup(c: &zk::Client) -> Result<(), String> {
     // No dead-lettering: every message stays deliverable until acked.
@@ -26,18 +26,18 @@ pub async fn setup(c: &zk::Client) -> Result<(), String> {
     NativeQueue::create(c, PATH, meta).await.map(|_| ()).map_err(|e| format!("setup: create the queue {PATH}: {e}"))
 }
 
-fn payload(d: &corral_queue::Delivery) -> Option<i64> {
+pub(super) fn payload(d: &corral_queue::Delivery) -> Option<i64> {
     super::parse(&d.payload)
 }
 
 /// Whether a queue error says the operation certainly did nothing.
-fn definite(e: &QueueError) -> bool {
+pub(super) fn definite(e: &QueueError) -> bool {
     matches!(e, QueueError::Full { .. } | QueueError::TooLarge { .. } | QueueError::Invalid(_) | QueueError::BadPath { .. } | QueueError::ClaimLost { .. })
 }
 
-async fn open(ctx: &Ctx) -> Option<NativeQueue> {
+pub(super) async fn open(ctx: &Ctx, path: &str) -> Option<NativeQueue> {
     let c = ctx.connect().await?;
-    match tokio::time::timeout(OP_TIMEOUT, NativeQueue::open(&c, PATH)).await {
+    match tokio::time::timeout(OP_TIMEOUT, NativeQueue::open(&c, path)).await {
         Ok(Ok(q)) => Some(q),
         _ => {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -53,7 +53,7 @@ pub async fn worker(ctx: Ctx) {
     let mut queue: Option<NativeQueue> = None;
     while Instant::now() < ctx.deadline {
         let Some(q) = queue.as_ref() else {
-            queue = open(&ctx).await;
+            queue = open(&ctx, PATH).await;
             continue;
         };
         let session = session(q.client());
@@ -121,7 +121,7 @@ pub async fn worker(ctx: Ctx) {
 
 /// Fills in a put's or ack's outcome; returns whether it was indeterminate
 /// and whether the session is gone.
-fn record(ctx: &Ctx, o: &mut Op, r: Result<Result<bool, QueueError>, tokio::time::error::Elapsed>) -> (bool, bool) {
+pub(super) fn record(ctx: &Ctx, o: &mut Op, r: Result<Result<bool, QueueError>, tokio::time::error::Elapsed>) -> (bool, bool) {
     match r {
         Ok(Ok(duplicate)) => {
             o.outcome = Outcome::Ok;
@@ -150,10 +150,12 @@ fn record(ctx: &Ctx, o: &mut Op, r: Result<Result<bool, QueueError>, tokio::time
 }
 
 /// After the run, with every fault undone: takes and acks (as
-/// `FINAL_PROCESS`) until a take finds nothing and the queue's depth is 0,
-/// then records the depth as a read. Claims of dead consumers come back
-/// when their lease ends. Tried on each member in turn.
-pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration) -> Result<(), String> {
+/// `FINAL_PROCESS`) the queue at `path` until a take finds nothing and its
+/// depth is 0, then records its stats as a read of `key`: `value` the
+/// depth, `values` [enqueued_total, removed_total, redeliveries]. Claims of
+/// dead consumers come back when their lease ends. Tried on each member in
+/// turn.
+pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration, path: &str, key: &str) -> Result<(), String> {
     let until = Instant::now() + timeout;
     // What each member said last, for the error if none answers.
     let mut said = vec![String::from("not tried"); hosts.len()];
@@ -166,7 +168,7 @@ pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration) -
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let q = match tokio::time::timeout(OP_TIMEOUT, NativeQueue::open(&c, PATH)).await {
+        let q = match tokio::time::timeout(OP_TIMEOUT, NativeQueue::open(&c, path)).await {
             Ok(Ok(q)) => q,
             Ok(Err(e)) => {
                 said[member] = format!("open: {e}");
@@ -178,7 +180,7 @@ pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration) -
             }
         };
         let op = |f, value| {
-            let mut o = Op::new(FINAL_PROCESS, KEY, f, value, None, rec.now(), None, Outcome::Info);
+            let mut o = Op::new(FINAL_PROCESS, key, f, value, None, rec.now(), None, Outcome::Info);
             o.member = Some(member as u32 + 1);
             o.session = session(&c);
             o
@@ -217,6 +219,7 @@ pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration) -
                     match tokio::time::timeout(OP_TIMEOUT, q.stats()).await {
                         Ok(Ok(s)) => {
                             d.value = Some(s.depth as i64);
+                            d.values = Some(vec![s.enqueued_total as i64, s.removed_total as i64, s.redeliveries as i64]);
                             d.outcome = Outcome::Ok;
                             d.complete_ns = Some(rec.now());
                             rec.push(d);

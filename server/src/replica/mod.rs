@@ -192,7 +192,8 @@ struct Pending {
 enum Proposal {
     Request { conn: u64, xid: i32, req: Request },
     Connect { conn: u64, session_id: i64, timeout_ms: i32 },
-    /// Expiry, container removal: no one waits for a reply.
+    /// Expiry, container removal: no one waits for a reply. Also a create
+    /// already answered when proposed (the `early-ack` test bug).
     Internal,
 }
 
@@ -597,6 +598,16 @@ impl Replica {
         } else if self.is_leader() {
             let zxid = self.next_index() as i64;
             let ops = self.prep(Caller { session_id, auth }, &req, zxid);
+            let idle = self.lines.get(&session_id).map_or(true, VecDeque::is_empty);
+            if let Some((err, body)) = self.bug(TestBug::EarlyAck).then(|| early_create_reply(&req, &ops, zxid, self.now.wall_ms)).flatten().filter(|_| idle) {
+                let pid = self.pend(session_id, Proposal::Internal, 0);
+                if self.propose_entry(session_id, xid, ops, context(self.id, self.incarnation, pid)).is_err() {
+                    self.fail_session(session_id, Some(conn));
+                    return;
+                }
+                self.reply(conn, xid, err, body);
+                return;
+            }
             self.propose(session_id, xid, ops, Proposal::Request { conn, xid, req });
         } else {
             let msg = PeerMessage::Forward { incarnation: self.incarnation, proposal: 0, session_id, cxid: xid, auth: auth.to_vec(), req: req.clone() };
@@ -1378,6 +1389,31 @@ impl Replica {
         assert_eq!(self.node.raft.raft_log.last_index(), zxid, "a proposal takes the next index");
         Ok(())
     }
+}
+
+/// The `early-ack` test bug's reply to a plain create, made from its
+/// prepped txn alone: what applying it at `zxid` will report (a new node,
+/// version 0, no children). `None` for anything else, a refused create
+/// included: the bug is the acknowledgement of a change.
+fn early_create_reply(req: &Request, ops: &[TxnOp], zxid: i64, time_ms: i64) -> Option<(ErrorCode, Response)> {
+    if !matches!(req, Request::Create(_) | Request::Create2(_) | Request::CreateContainer(_) | Request::CreateTtl(_)) {
+        return None;
+    }
+    let [TxnOp { op: Some(Op::Create(c)) }] = ops else { return None };
+    let stat = protocol::Stat {
+        czxid: zxid,
+        mzxid: zxid,
+        ctime: time_ms,
+        mtime: time_ms,
+        version: 0,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner: if core::tree::owner::is_session(c.ephemeral_owner) { c.ephemeral_owner } else { 0 },
+        data_length: c.data.as_ref().map_or(0, |d| d.len() as i32),
+        num_children: 0,
+        pzxid: zxid,
+    };
+    Some(core::reply(req, &[core::Outcome::Created { path: c.path.clone(), stat }]))
 }
 
 /// Whether a request goes through the log: writes, and sync (which waits
