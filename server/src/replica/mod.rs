@@ -598,8 +598,9 @@ impl Replica {
         } else if self.is_leader() {
             let zxid = self.next_index() as i64;
             let ops = self.prep(Caller { session_id, auth }, &req, zxid);
-            let idle = self.lines.get(&session_id).map_or(true, VecDeque::is_empty);
-            if let Some((err, body)) = self.bug(TestBug::EarlyAck).then(|| early_create_reply(&req, &ops, zxid, self.now.wall_ms)).flatten().filter(|_| idle) {
+            // Test bug only: the session's line is looked at only with it on.
+            let early = self.bug(TestBug::EarlyAck) && self.lines.get(&session_id).is_none_or(VecDeque::is_empty);
+            if let Some((err, body)) = early.then(|| early_create_reply(&req, &ops, zxid, self.now.wall_ms)).flatten() {
                 let pid = self.pend(session_id, Proposal::Internal, 0);
                 if self.propose_entry(session_id, xid, ops, context(self.id, self.incarnation, pid)).is_err() {
                     self.fail_session(session_id, Some(conn));
