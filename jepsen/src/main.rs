@@ -67,13 +67,14 @@ fn flags(args: &[String], known: &[&str]) -> Result<Vec<(String, String)>, Strin
 }
 
 fn parse_test(args: &[String]) -> Result<TestConfig, String> {
-    let known = ["workload", "nemesis", "time", "nodes", "concurrency", "read-consistency", "target", "bug", "seed", "keys", "store"];
+    let known = ["workload", "nemesis", "time", "nodes", "concurrency", "rate", "read-consistency", "target", "bug", "seed", "keys", "store"];
     let mut cfg = TestConfig {
         workload: Workload::Register,
         nemesis: Vec::new(),
         time: Duration::from_secs(30),
         nodes: 3,
         concurrency: 0,
+        rate: None,
         linearizable_reads: false,
         target: Target::Corral,
         bug: None,
@@ -91,6 +92,13 @@ fn parse_test(args: &[String]) -> Result<TestConfig, String> {
             "time" => cfg.time = Duration::from_secs(num(&k, &v)?),
             "nodes" => cfg.nodes = num(&k, &v)? as usize,
             "concurrency" => cfg.concurrency = num(&k, &v)? as usize,
+            "rate" => {
+                let r: f64 = v.parse().map_err(|_| format!("--rate: not a number: {v:?}"))?;
+                if !(r.is_finite() && r > 0.0) {
+                    return Err(format!("--rate must be a positive number of ops per second, not {v:?}"));
+                }
+                cfg.rate = Some(r);
+            }
             "read-consistency" => {
                 cfg.linearizable_reads = match v.as_str() {
                     "linearizable" => true,

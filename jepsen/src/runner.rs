@@ -23,6 +23,8 @@ pub struct TestConfig {
     pub time: Duration,
     pub nodes: usize,
     pub concurrency: usize,
+    /// Ops per second invoked across all workers (`None`: flat out).
+    pub rate: Option<f64>,
     pub linearizable_reads: bool,
     pub target: Target,
     pub bug: Option<String>,
@@ -50,6 +52,9 @@ impl TestConfig {
             serde_json::to_value(self.target).unwrap().as_str().unwrap(),
             self.seed
         );
+        if let Some(r) = self.rate {
+            c += &format!(" --rate {r}");
+        }
         if let Some(b) = &self.bug {
             c += &format!(" --bug {b}");
         }
@@ -144,7 +149,10 @@ pub fn run(cfg: &TestConfig) -> Result<Results, String> {
     let tasks: Vec<_> = (0..cfg.concurrency)
         .map(|w| {
             let member = w % hosts.len();
-            let ctx = Ctx { id: w, workers: cfg.concurrency, members: hosts.len(), member, host: hosts[member].clone(), seed: cfg.seed, deadline, rec: rec.clone(), next: next.clone() };
+            // Each worker takes its share of the rate: one op every
+            // workers / rate seconds.
+            let pace = cfg.rate.map(|r| Duration::from_secs_f64(cfg.concurrency as f64 / r));
+            let ctx = Ctx { id: w, workers: cfg.concurrency, members: hosts.len(), member, host: hosts[member].clone(), seed: cfg.seed, deadline, rec: rec.clone(), next: next.clone(), pace: Arc::new(workload::Pace::new(pace)) };
             rt.spawn(workload::worker(cfg.workload, ctx, cfg.keys))
         })
         .collect();

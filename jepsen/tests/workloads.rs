@@ -128,3 +128,18 @@ fn an_unknown_workload_is_a_usage_error() {
     let (code, _) = jepsen(&["check", "/nonexistent/history.jsonl", "--workload", "bank"]);
     assert_eq!(code, 2);
 }
+
+/// `--rate`: the workers together invoke about that many ops a second, and
+/// never more (each worker has one slot every workers / rate seconds).
+#[test]
+fn rate_paces_the_workers() {
+    let (code, out, dir) = test("set", &["--nemesis", "none", "--time", "4", "--concurrency", "4", "--rate", "40", "--seed", "5"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("--rate 40"), "the rerun command keeps the rate: {out}");
+    let history = std::fs::read_to_string(dir.0.join("history.jsonl")).unwrap();
+    let adds = history.lines().filter(|l| l.contains("\"f\":\"add\"")).count();
+    // 4 s at 40/s: 160 slots, plus each worker's first slot at its start.
+    assert!(adds <= 160 + 4, "{adds} adds invoked at --rate 40 in 4 s");
+    // Far below flat out (thousands) but not stalled.
+    assert!(adds >= 40, "only {adds} adds invoked at --rate 40 in 4 s");
+}

@@ -61,6 +61,7 @@ pub async fn worker(ctx: Ctx) {
     let mut process = ctx.id as u64;
     let mut client: Option<zk::Client> = None;
     while Instant::now() < ctx.deadline {
+        ctx.pace.wait().await;
         let Some(c) = client.as_ref() else {
             client = ctx.connect().await;
             continue;

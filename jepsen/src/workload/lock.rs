@@ -65,6 +65,7 @@ pub async fn worker(ctx: Ctx) {
     let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
     let prefix = format!("{PARENT}/lock-");
     while Instant::now() < ctx.deadline {
+        ctx.pace.wait().await;
         let Some(c) = client.as_ref() else {
             client = ctx.connect().await;
             continue;

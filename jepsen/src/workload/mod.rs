@@ -123,6 +123,66 @@ pub struct Ctx {
     pub rec: Arc<Recorder>,
     /// A counter shared by the workers (unique values, elements).
     pub next: Arc<AtomicI64>,
+    /// `--rate`: how often this worker may invoke an op.
+    pub pace: Arc<Pace>,
+}
+
+/// A worker's share of `--rate`: one op invocation per interval, on a
+/// fixed schedule (an op that overruns its slot does not make the next ones
+/// come faster to catch up). No interval: flat out.
+#[derive(Debug, Default)]
+pub struct Pace {
+    every: Option<Duration>,
+    next: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pace {
+    pub fn new(every: Option<Duration>) -> Pace {
+        Pace { every, next: std::sync::Mutex::new(None) }
+    }
+
+    /// Waits for this worker's next slot. The schedule is in time, so this
+    /// is a plain sleep.
+    pub async fn wait(&self) {
+        let Some(every) = self.every else { return };
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let (at, following) = slot(*next, tokio::time::Instant::now(), every);
+            *next = Some(following);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// When the op whose slot was planned at `next` may start if asked `now`,
+/// and the slot after it. A late op starts now and the schedule moves on
+/// from there (no burst to catch up).
+fn slot<T: Copy + Ord + std::ops::Add<Duration, Output = T>>(next: Option<T>, now: T, every: Duration) -> (T, T) {
+    let at = next.map_or(now, |n| n.max(now));
+    (at, at + every)
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::slot;
+    use std::time::Duration;
+
+    #[test]
+    fn slots_are_an_interval_apart_and_overruns_do_not_bunch_up() {
+        let every = Duration::from_millis(100);
+        // Times as durations since some start.
+        let ms = Duration::from_millis;
+        let (at, next) = slot(None, ms(0), every);
+        assert_eq!((at, next), (ms(0), ms(100)), "the first slot is now");
+        // Asked early: wait for the slot.
+        let (at, next) = slot(Some(next), ms(30), every);
+        assert_eq!((at, next), (ms(100), ms(200)));
+        // Asked 250 ms late (an op overran): start now, next one interval on,
+        // not the missed slots at once.
+        let (at, next) = slot(Some(next), ms(450), every);
+        assert_eq!((at, next), (ms(450), ms(550)));
+    }
 }
 
 impl Ctx {

@@ -52,6 +52,7 @@ pub async fn worker(ctx: Ctx) {
     let mut process = ctx.id as u64;
     let mut queue: Option<NativeQueue> = None;
     while Instant::now() < ctx.deadline {
+        ctx.pace.wait().await;
         let Some(q) = queue.as_ref() else {
             queue = open(&ctx, PATH).await;
             continue;

@@ -35,6 +35,7 @@ pub async fn worker(ctx: Ctx, keys: usize) {
     // reads back (ZooKeeper's per-session order) and hide what they see.
     let reader = (w / members) % 2 == 1;
     while Instant::now() < ctx.deadline {
+        ctx.pace.wait().await;
         let Some(c) = client.as_ref() else {
             client = super::connect(&ctx.host).await;
             if client.is_none() {

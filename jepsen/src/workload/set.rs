@@ -34,6 +34,7 @@ pub async fn worker(ctx: Ctx) {
     let mut client: Option<zk::Client> = None;
     let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     while Instant::now() < ctx.deadline {
+        ctx.pace.wait().await;
         let Some(c) = client.as_ref() else {
             client = ctx.connect().await;
             continue;

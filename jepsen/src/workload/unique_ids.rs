@@ -19,6 +19,7 @@ pub async fn worker(ctx: Ctx) {
     let opts = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
     let prefix = format!("{PARENT}/id-");
     while Instant::now() < ctx.deadline {
+        ctx.pace.wait().await;
         let Some(c) = client.as_ref() else {
             client = ctx.connect().await;
             continue;

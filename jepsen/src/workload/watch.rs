@@ -51,6 +51,7 @@ async fn writer(ctx: Ctx, keys: &[usize]) {
     let mut client: Option<zk::Client> = None;
     let mut turn = 0;
     while Instant::now() < ctx.deadline && !keys.is_empty() {
+        ctx.pace.wait().await;
         let Some(c) = client.as_ref() else {
             client = ctx.connect().await;
             continue;
