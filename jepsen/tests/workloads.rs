@@ -69,7 +69,7 @@ fn early_ack_bug_loses_acknowledged_adds() {
     // off, it keeps answering its workers' adds until it steps down; the
     // majority's new leader never had them, and the final read misses
     // adds that were acknowledged.
-    let (code, out, dir) = test("set", &["--nemesis", "partition-leader", "--time", "8", "--bug", "early-ack", "--seed", "27"]);
+    let (code, out, dir) = caught("set", "early-ack");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("INVALID: the final read does not match the adds") && out.contains(" lost (acknowledged, not read): "), "{out}");
     let r = results(&dir.0);
@@ -91,7 +91,7 @@ fn early_ack_bug_hands_out_ids_twice() {
     // A sequential create answered early by a leader about to be cut off
     // is lost; the new leader's counter never counted it, and hands its
     // suffix out again.
-    let (code, out, dir) = test("unique-ids", &["--nemesis", "partition-leader", "--time", "6", "--bug", "early-ack", "--seed", "27"]);
+    let (code, out, dir) = caught("unique-ids", "early-ack");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("ids returned more than once") || out.contains("not above an id acknowledged before their create was invoked"), "{out}");
     assert_eq!(results(&dir.0)["valid"], false);
@@ -142,4 +142,22 @@ fn rate_paces_the_workers() {
     assert!(adds <= 160 + 4, "{adds} adds invoked at --rate 40 in 4 s");
     // Far below flat out (thousands) but not stalled.
     assert!(adds >= 40, "only {adds} adds invoked at --rate 40 in 4 s");
+}
+
+/// Runs `workload` with server bug `bug` under leader partitions until a
+/// run is found INVALID, up to three seeds. Whether a bug shows in one run
+/// depends on where the cut falls (an entry acknowledged early is lost only
+/// if no follower had it yet), so one seed would make a test that is right
+/// most of the time; three 8 s runs all missing it would be a real miss.
+fn caught(workload: &str, bug: &str) -> (i32, String, common::Stored) {
+    let mut last = None;
+    for seed in ["27", "28", "29"] {
+        let (code, out, dir) = test(workload, &["--nemesis", "partition-leader", "--time", "8", "--bug", bug, "--seed", seed]);
+        if code == 1 {
+            return (code, out, dir);
+        }
+        eprintln!("seed {seed}: not caught (exit {code}); next seed");
+        last = Some((code, out, dir));
+    }
+    last.expect("three runs")
 }
