@@ -9,7 +9,8 @@
 //! (default 5 per configuration), CORRAL_QUEUE_E2E_BATCH (default 64: the
 //! batch size of the batched-put row), CORRAL_QUEUE_E2E_TAKE (default 16:
 //! consumers run once with take + ack, once with take_batch of this many +
-//! ack_batch), CORRAL_QUEUE_TEST_HOSTS / CORRAL_BIN
+//! ack_batch), CORRAL_QUEUE_E2E_ONLY (set: only the take_batch end-to-end
+//! row), CORRAL_QUEUE_TEST_HOSTS / CORRAL_BIN
 //! as for the tests (neither: Apache ZooKeeper 3.8 from the Debian
 //! packages). Prints a markdown table (docs/queue.md quotes it).
 
@@ -25,6 +26,12 @@ use corral_queue::{Message, Meta, NativeQueue};
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
 }
+
+/// Consumers' take calls, watch wake-ups and claim collisions in a run:
+/// printed beside the rate, to see where consumers' round trips go.
+static TAKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static WAKEUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static COLLISIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 struct Row {
     workers: usize,
@@ -67,8 +74,10 @@ async fn run(hosts: &str, workers: usize, take_batch: usize, secs: f64) -> Row {
             let c = common::connect(&h, Duration::from_secs(30)).await;
             let q = NativeQueue::open(&c, &p).await.unwrap();
             let mut lat = Vec::new();
+            let mut calls = 0u64;
             loop {
                 let batch = q.take_batch(take_batch, Some(Duration::from_millis(200))).await.unwrap();
+                calls += 1;
                 if batch.is_empty() {
                     if done.load(Ordering::Relaxed) {
                         break;
@@ -88,6 +97,9 @@ async fn run(hosts: &str, workers: usize, take_batch: usize, secs: f64) -> Row {
                     }
                 }
             }
+            TAKES.fetch_add(calls as usize, Ordering::Relaxed);
+            WAKEUPS.fetch_add(q.watch_wakeups() as usize, Ordering::Relaxed);
+            COLLISIONS.fetch_add(q.claim_collisions() as usize, Ordering::Relaxed);
             lat
         }));
     }
@@ -295,8 +307,23 @@ fn main() {
     let mut batched = 0.0;
     let mut sides = Vec::new();
     let only_sides = std::env::var_os("CORRAL_QUEUE_E2E_SIDES_ONLY").is_some();
+    // Only the take_batch end-to-end row, for quick comparisons while tuning.
+    let only_e2e = std::env::var_os("CORRAL_QUEUE_E2E_ONLY").is_some();
     rt.block_on(async {
         for &w in &workers {
+            if only_e2e {
+                let r = run(&server.hosts, w, take, secs).await;
+                eprintln!("{target} {w}x{w} take_batch {take}: {} msgs in {:.1}s = {:.0}/s, p50 {:.1} ms p99 {:.1} ms", r.msgs, r.secs, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
+                eprintln!(
+                    "  consumers: {} take calls ({:.1} msgs a call), {} watch wake-ups, {} claim collisions",
+                    TAKES.load(Ordering::Relaxed),
+                    r.msgs as f64 / TAKES.load(Ordering::Relaxed).max(1) as f64,
+                    WAKEUPS.load(Ordering::Relaxed),
+                    COLLISIONS.load(Ordering::Relaxed)
+                );
+                rows.push(r);
+                continue;
+            }
             for tb in if only_sides { vec![] } else { vec![1, take] } {
                 let r = run(&server.hosts, w, tb, secs).await;
                 eprintln!("{target} {w}x{w} take_batch {tb}: {} msgs in {:.1}s = {:.0}/s, p50 {:.1} ms p99 {:.1} ms", r.msgs, r.secs, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
@@ -327,6 +354,9 @@ fn main() {
             let db = drain_only(&server.hosts, w, n, take).await;
             eprintln!("{target} {w} producers alone: {p:.0} puts/s; {w} consumers draining: {d:.0} msgs/s, with take_batch({take}): {db:.0} msgs/s");
             sides.push((w, p, d, db));
+        }
+        if only_e2e {
+            return;
         }
         batched = batched_puts(&server.hosts, batch, secs).await;
         eprintln!("{target} batched puts ({batch} a batch): {batched:.0}/s");
