@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   corral-jepsen test --workload W --nemesis N[,N...] --time SECONDS [--nodes 3] [--concurrency C]
                      [--read-consistency sequential|linearizable] [--target corral|zookeeper] [--bug B]
-                     [--seed S] [--keys K] [--store DIR]
+                     [--seed S] [--keys K] [--store DIR] [--net netns|proxy]
       workloads: register (linearizable registers; --keys K of them), set (adds, a final read),
                  counter (CAS increments and reads, a final read), unique-ids (sequential znodes),
                  lock (the ephemeral sequential lock recipe: no two live holders at once),
@@ -24,7 +24,10 @@ const USAGE: &str = "usage:
                  owned by their creator's session, kept while it lives, gone once it closed)
       nemeses: kill, kill-all, pause, partition (isolate one, the leader, halves, a bridge, a ring),
                partition-leader, partition-bridge, partition-ring, wipe (restart a member empty),
-               skew (restart a member with its wall clock off, libfaketime), none
+               skew (restart a member with its wall clock off, libfaketime),
+               partition-oneway (packets one way only; --net netns), none
+      --net: netns (a network namespace per member, partitions drop packets; root, iproute2,
+             iptables) or proxy (loopback, links through TCP proxies); default netns where it works
   corral-jepsen check HISTORY [--workload W] [--read-consistency sequential|linearizable]
   corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]
   corral-jepsen serve [--store DIR] [--port 8080]   (the store's runs and reports, on 127.0.0.1)";
@@ -67,7 +70,7 @@ fn flags(args: &[String], known: &[&str]) -> Result<Vec<(String, String)>, Strin
 }
 
 fn parse_test(args: &[String]) -> Result<TestConfig, String> {
-    let known = ["workload", "nemesis", "time", "nodes", "concurrency", "rate", "read-consistency", "target", "bug", "seed", "keys", "store"];
+    let known = ["workload", "nemesis", "time", "nodes", "concurrency", "rate", "read-consistency", "target", "bug", "seed", "keys", "store", "net"];
     let mut cfg = TestConfig {
         workload: Workload::Register,
         nemesis: Vec::new(),
@@ -81,6 +84,7 @@ fn parse_test(args: &[String]) -> Result<TestConfig, String> {
         seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000,
         keys: 3,
         store: PathBuf::from("store"),
+        net: None,
     };
     let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| format!("--{k}: not a number: {v:?}"));
     for (k, v) in flags(args, &known)? {
@@ -111,6 +115,7 @@ fn parse_test(args: &[String]) -> Result<TestConfig, String> {
             "seed" => cfg.seed = num(&k, &v)?,
             "keys" => cfg.keys = (num(&k, &v)? as usize).max(1),
             "store" => cfg.store = PathBuf::from(v),
+            "net" => cfg.net = Some(v.parse()?),
             _ => unreachable!(),
         }
     }
@@ -132,8 +137,9 @@ fn test(args: &[String]) -> ExitCode {
         Ok(r) => {
             println!("{} ops ({} ok, {} fail, {} info); {} nemesis events; {} ms to check", r.ops.total, r.ops.ok, r.ops.fail, r.ops.info, r.nemesis.len(), r.check_ms);
             println!("{}: {}", cfg.workload.name(), r.check.summary());
+            println!("net: {}", r.net.name());
             println!("store: {}", r.dir.display());
-            finish(&r.check, &cfg.command())
+            finish(&r.check, &r.command)
         }
         Err(e) => {
             eprintln!("harness error: {e}");
