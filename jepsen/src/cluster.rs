@@ -127,6 +127,12 @@ impl Cluster {
         }
     }
 
+    /// Member `i`'s process id, while it runs (in a namespace, the server's
+    /// own: `ip netns exec` execs it).
+    pub fn member_pid(&self, i: usize) -> Option<u32> {
+        self.pid(i)
+    }
+
     /// Drops the packets from member `from` to member `to` for each
     /// `(from, to)` in `drops`, the other way passing, and restores every
     /// other link. Namespaces only (a proxy cannot cut one direction of a

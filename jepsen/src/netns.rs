@@ -64,14 +64,10 @@ pub fn in_namespace<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 
     std::thread::spawn(move || {
         // setns moves this thread only.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(format!("setns {}: {}", ns_name(&file), std::io::Error::last_os_error()));
+            return Err(format!("setns: {}", std::io::Error::last_os_error()));
         }
         Ok(f())
     })
     .join()
     .map_err(|_| "the thread in the namespace panicked".to_string())?
-}
-
-fn ns_name(f: &std::fs::File) -> String {
-    format!("{f:?}")
 }
