@@ -46,7 +46,10 @@ fn main() -> ExitCode {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("test") => test(&args[1..]),
+        Some("test") => {
+            clean_up_on_signal();
+            test(&args[1..])
+        }
         Some("check") => check_file(&args[1..]),
         Some("bench-check") => bench_check(&args[1..]),
         Some("serve") => serve(&args[1..]),
@@ -126,6 +129,34 @@ fn parse_test(args: &[String]) -> Result<TestConfig, String> {
         cfg.concurrency = 2 * cfg.nodes;
     }
     Ok(cfg)
+}
+
+/// SIGINT, SIGTERM or SIGHUP ends a test run after removing its network
+/// namespaces and what runs in them (no destructor runs on a signal; a
+/// run killed with SIGKILL leaves them to the next run's stale sweep).
+/// Called before any other thread exists: they inherit the blocked mask,
+/// and only the thread here takes the signals (children start with
+/// signals unblocked, as `std::process::Command` resets the mask).
+fn clean_up_on_signal() {
+    // SAFETY: plain libc calls on a local signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return;
+        }
+        std::thread::spawn(move || {
+            let mut sig: libc::c_int = 0;
+            if libc::sigwait(&set, &mut sig) == 0 {
+                eprintln!("signal {sig}: removing the run's network namespaces, then exiting");
+                corral_jepsen::netns::remove_live();
+                std::process::exit(128 + sig);
+            }
+        });
+    }
 }
 
 fn test(args: &[String]) -> ExitCode {

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-pub use corral_tests::netns::{available, our_links, our_namespaces, remove_stale, Netns};
+pub use corral_tests::netns::{available, our_links, our_namespaces, remove_live, remove_stale, Netns};
 
 /// What `--net` asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

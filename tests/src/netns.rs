@@ -34,6 +34,35 @@ const NET16: [u8; 2] = [10, 231];
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// Every namespace and root-namespace interface of this process's live
+/// networks, for [`remove_live`].
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn live(name: &str, add: bool) {
+    let mut l = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if add {
+        l.push(name.to_owned());
+    } else {
+        l.retain(|n| n != name);
+    }
+}
+
+/// Removes every network this process has made and not yet removed, with
+/// whatever runs in it: for a signal handler about to exit, where no
+/// destructor will run.
+pub fn remove_live() {
+    let names = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    for name in names.iter().rev() {
+        if owner(name).is_some() {
+            kill_inside(name);
+            let _ = ip(&["netns", "del", name]);
+            if std::path::Path::new(&format!("/sys/class/net/{name}")).exists() {
+                let _ = ip(&["link", "del", name]);
+            }
+        }
+    }
+}
+
 /// Runs a command, returning its stdout, or what went wrong.
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
     run_input(program, args, None)
@@ -201,11 +230,13 @@ impl Netns {
         let cidr = |a: Ipv4Addr| format!("{a}/24");
         // The bridge's namespace, its bridge, and the veth to the root namespace.
         ip(&["netns", "add", &br])?;
+        live(&br, true);
         net.created_ns.push(br.clone());
         ip(&["-n", &br, "link", "set", "lo", "up"])?;
         ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &br, "link", "set", "br0", "up"])?;
         ip(&["link", "add", &host_if, "type", "veth", "peer", "name", "host", "netns", &br])?;
+        live(&host_if, true);
         net.created_link = Some(host_if.clone());
         ip(&["-n", &br, "link", "set", "host", "master", "br0", "up"])?;
         ip(&["addr", "add", &cidr(net.host_addr()), "dev", &host_if])?;
@@ -214,6 +245,7 @@ impl Netns {
         for i in 0..n {
             let ns = net.ns(i);
             ip(&["netns", "add", &ns])?;
+            live(&ns, true);
             net.created_ns.push(ns.clone());
             let port = format!("m{}", i + 1);
             ip(&["-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
@@ -326,12 +358,14 @@ impl Drop for Netns {
             if let Err(e) = ip(&["netns", "del", ns]) {
                 eprintln!("netns: could not remove {ns}: {e}");
             }
+            live(ns, false);
         }
         // Gone with its peer in the bridge's namespace; removed here if not.
         if let Some(link) = &self.created_link {
             if std::path::Path::new(&format!("/sys/class/net/{link}")).exists() {
                 let _ = ip(&["link", "del", link]);
             }
+            live(link, false);
         }
     }
 }
