@@ -1,10 +1,12 @@
-//! The system under test: an ensemble of real server processes on
-//! loopback, every connection between members through a fault-injecting
-//! proxy (`corral_tests::LinkProxy`) so that partitions can be injected
-//! without root or network namespaces; and the nemeses that break it.
+//! The system under test: an ensemble of real server processes, each in a
+//! network namespace of its own with partitions made of dropped packets
+//! (`crate::netns`), or on loopback with every connection between members
+//! through a fault-injecting proxy (`corral_tests::LinkProxy`), which needs
+//! neither root nor namespaces; and the nemeses that break it.
 
 use corral_tests::zookeeper::ZooKeeperEnsemble;
 use crate::grudge;
+use crate::netns::Net;
 use corral_tests::Ensemble;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -37,6 +39,7 @@ enum Inner {
 pub struct Cluster {
     inner: Inner,
     paused: Vec<bool>,
+    net: Net,
 }
 
 /// Runs `f`, turning a panic of the test helpers (which panic on a server
@@ -58,8 +61,15 @@ fn signal(pid: u32, sig: libc::c_int) {
 
 impl Cluster {
     /// Starts `n` members with `extra_cfg` in each zoo.cfg, Corral's with
-    /// `--unsafe-test-bug bug` when given; returns once one leads.
+    /// `--unsafe-test-bug bug` when given; returns once one leads. On
+    /// loopback behind proxies (see [`Cluster::start_on`]).
     pub fn start(target: Target, n: usize, extra_cfg: &str, bug: Option<&str>) -> Result<Cluster, String> {
+        Cluster::start_on(Net::Proxy, target, n, extra_cfg, bug)
+    }
+
+    /// As [`Cluster::start`], on the network `net`: in network namespaces
+    /// (removed when the cluster is dropped, panics included) or behind proxies.
+    pub fn start_on(net: Net, target: Target, n: usize, extra_cfg: &str, bug: Option<&str>) -> Result<Cluster, String> {
         let inner = match target {
             Target::Corral => {
                 // Ports are chosen free and bound later by the members, so
@@ -67,7 +77,11 @@ impl Cluster {
                 let mut attempt = 0;
                 let mut e = loop {
                     attempt += 1;
-                    match guarded("starting corral", || Ensemble::start_with_proxies(n, extra_cfg)) {
+                    let started = match net {
+                        Net::Proxy => guarded("starting corral", || Ensemble::start_with_proxies(n, extra_cfg)),
+                        Net::Netns => guarded("starting corral in network namespaces", || Ensemble::start_in_netns(n, extra_cfg)),
+                    };
+                    match started {
                         Ok(e) => break e,
                         Err(err) if attempt >= 3 => return Err(err),
                         Err(err) => eprintln!("{err}; starting again"),
@@ -89,12 +103,45 @@ impl Cluster {
                 if bug.is_some() {
                     return Err("--bug switches exist only in corral".into());
                 }
-                let e = guarded("starting zookeeper", || ZooKeeperEnsemble::start_with_proxies(n, extra_cfg))?;
+                let e = match net {
+                    Net::Proxy => guarded("starting zookeeper", || ZooKeeperEnsemble::start_with_proxies(n, extra_cfg))?,
+                    Net::Netns => guarded("starting zookeeper in network namespaces", || ZooKeeperEnsemble::start_in_netns(n, extra_cfg))?,
+                };
                 guarded("waiting for a zookeeper leader", || e.wait_for_leader(Duration::from_secs(60)))?;
                 Inner::Zookeeper(e)
             }
         };
-        Ok(Cluster { inner, paused: vec![false; n] })
+        Ok(Cluster { inner, paused: vec![false; n], net })
+    }
+
+    /// How the members are networked.
+    pub fn net(&self) -> Net {
+        self.net
+    }
+
+    /// The namespaces, when the members run in them.
+    pub fn netns(&self) -> Option<&crate::netns::Netns> {
+        match &self.inner {
+            Inner::Corral(e) => e.netns(),
+            Inner::Zookeeper(e) => e.netns(),
+        }
+    }
+
+    /// Member `i`'s process id, while it runs (in a namespace, the server's
+    /// own: `ip netns exec` execs it).
+    pub fn member_pid(&self, i: usize) -> Option<u32> {
+        self.pid(i)
+    }
+
+    /// Drops the packets from member `from` to member `to` for each
+    /// `(from, to)` in `drops`, the other way passing, and restores every
+    /// other link. Namespaces only (a proxy cannot cut one direction of a
+    /// TCP connection).
+    pub fn drop_oneway(&self, drops: &[(usize, usize)]) -> Result<(), String> {
+        match &self.inner {
+            Inner::Corral(e) => e.drop_packets(drops),
+            Inner::Zookeeper(e) => e.drop_packets(drops),
+        }
     }
 
     pub fn target(&self) -> Target {
@@ -285,6 +332,10 @@ pub enum Fault {
     PartitionLeader,
     /// Two halves sharing one member that sees both (`grudge::bridge`); heal.
     PartitionBridge,
+    /// Packets one way only (`grudge::oneway`): from one member (random or
+    /// the leader) to the others, or to it from them, or from one random
+    /// half to the other; heal. Network namespaces only.
+    PartitionOneway,
     /// Each member sees only its two neighbours (`grudge::ring`; 4 members
     /// or more, with 3 it cuts nothing); heal.
     PartitionRing,
@@ -306,10 +357,11 @@ impl std::str::FromStr for Fault {
             "partition" => Ok(Fault::Partition),
             "partition-leader" => Ok(Fault::PartitionLeader),
             "partition-bridge" => Ok(Fault::PartitionBridge),
+            "partition-oneway" => Ok(Fault::PartitionOneway),
             "partition-ring" => Ok(Fault::PartitionRing),
             "wipe" => Ok(Fault::Wipe),
             "skew" => Ok(Fault::Skew),
-            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, partition-leader, partition-bridge, partition-ring, wipe, skew, none)")),
+            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, partition-leader, partition-bridge, partition-ring, partition-oneway, wipe, skew, none)")),
         }
     }
 }
@@ -342,6 +394,7 @@ const CATCH_UP_MAX: Duration = Duration::from_secs(30);
 /// timeout and the election timeout, so that anything reading the wall
 /// clock for a deadline would show it.
 const SKEW_S: (i64, i64) = (10, 300);
+pub const NO_ONEWAY: &str = "the partition-oneway nemesis needs network namespaces (--net netns; root, iproute2, iptables): a proxy cannot cut one direction of a TCP connection";
 const NO_FAKETIME: &str = "the skew nemesis needs libfaketime (apt-get install faketime), or CORRAL_FAKETIME_LIB naming libfaketimeMT.so.1";
 
 fn fmt_zxid(z: i64) -> String {
@@ -376,6 +429,9 @@ pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, 
     let sleep_until = |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
     if faults.contains(&Fault::Skew) && faketime_lib().is_none() {
         return Err(NO_FAKETIME.into());
+    }
+    if faults.contains(&Fault::PartitionOneway) && cluster.net() != Net::Netns {
+        return Err(NO_ONEWAY.into());
     }
     let n = cluster.len();
     // A quiet start, so workers have connected before the first fault.
@@ -452,6 +508,38 @@ pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, 
                     log(format!("partition {}", show.join(" | ")));
                     cluster.partition(&groups);
                 }
+                sleep_until(end);
+                log("heal".into());
+                cluster.heal();
+            }
+            Fault::PartitionOneway => {
+                let mut members: Vec<usize> = (0..n).collect();
+                let how = rng.gen_range(0..5);
+                let (from, to): (Vec<usize>, Vec<usize>) = match how {
+                    0..=3 => {
+                        let i = if how < 2 { rng.gen_range(0..n) } else { cluster.leader().unwrap_or_else(|| rng.gen_range(0..n)) };
+                        let rest: Vec<usize> = members.iter().copied().filter(|m| *m != i).collect();
+                        // Even: its packets to the others dropped (it
+                        // hears them, they do not hear it); odd: theirs to it.
+                        if how % 2 == 0 {
+                            (vec![i], rest)
+                        } else {
+                            (rest, vec![i])
+                        }
+                    }
+                    _ => {
+                        members.shuffle(rng);
+                        let (a, b) = members.split_at(n / 2);
+                        (a.to_vec(), b.to_vec())
+                    }
+                };
+                let whom = match how {
+                    0 | 1 => "a member",
+                    2 | 3 => "the leader",
+                    _ => "halves",
+                };
+                log(format!("partition one-way ({whom}): {}", grudge::describe_oneway(&from, &to)));
+                cluster.drop_oneway(&grudge::oneway(&from, &to))?;
                 sleep_until(end);
                 log("heal".into());
                 cluster.heal();

@@ -3,9 +3,11 @@
 //! Pure functions of the members' order (the nemesis shuffles it), so the
 //! shapes can be tested without a cluster.
 //!
-//! A pair is cut both ways: the links are TCP connections through proxies,
+//! A pair is cut both ways: with proxies the links are TCP connections,
 //! and a TCP connection that carries only one direction does not carry
-//! any (no acknowledgements), so one-way grudges cannot be expressed.
+//! any (no acknowledgements), so one-way grudges cannot be expressed
+//! there. In network namespaces a cut drops packets, and [`oneway`] drops
+//! them in one direction only (`Drops`, ordered pairs).
 
 /// Pairs of member indexes, each `(low, high)`, in order.
 pub type Cuts = Vec<(usize, usize)>;
@@ -46,6 +48,29 @@ pub fn ring(order: &[usize]) -> Cuts {
     cuts
 }
 
+/// Ordered pairs `(from, to)`: packets from member `from` to member `to`
+/// are dropped; `(to, from)` is another link.
+pub type Drops = Vec<(usize, usize)>;
+
+/// Every packet from a member of `from` to a member of `to` dropped; the
+/// other way they pass.
+pub fn oneway(from: &[usize], to: &[usize]) -> Drops {
+    let mut drops: Drops = from.iter().flat_map(|a| to.iter().filter(move |b| *b != a).map(move |b| (*a, *b))).collect();
+    drops.sort_unstable();
+    drops.dedup();
+    drops
+}
+
+/// `2 -> 1 3`: who no longer hears whom, members numbered from 1.
+pub fn describe_oneway(from: &[usize], to: &[usize]) -> String {
+    let show = |g: &[usize]| {
+        let mut g = g.to_vec();
+        g.sort_unstable();
+        g.iter().map(|m| (m + 1).to_string()).collect::<Vec<_>>().join(" ")
+    };
+    format!("{} -> {} dropped ({} -> {} pass)", show(from), show(to), show(to), show(from))
+}
+
 /// `1-3 2-4`: the cut pairs, members numbered from 1 as in zoo.cfg.
 pub fn describe(cuts: &[(usize, usize)]) -> String {
     if cuts.is_empty() {
@@ -75,6 +100,16 @@ mod tests {
         assert_eq!(describe(&cuts), "1-2 1-4 2-5 4-5");
         // Three members: the two ends lose each other, nothing else.
         assert_eq!(bridge(&[2, 0, 1]), vec![(1, 2)]);
+    }
+
+    #[test]
+    fn a_oneway_cut_drops_one_direction() {
+        let drops = oneway(&[2], &[0, 1]);
+        assert_eq!(drops, vec![(2, 0), (2, 1)]);
+        // Nothing the other way, and never a member to itself.
+        assert!(!drops.contains(&(0, 2)) && !drops.contains(&(1, 2)));
+        assert_eq!(oneway(&[0, 1], &[1, 2]), vec![(0, 1), (0, 2), (1, 2)]);
+        assert_eq!(describe_oneway(&[2], &[1, 0]), "3 -> 1 2 dropped (1 2 -> 3 pass)");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   corral-jepsen test --workload W --nemesis N[,N...] --time SECONDS [--nodes 3] [--concurrency C]
                      [--read-consistency sequential|linearizable] [--target corral|zookeeper] [--bug B]
-                     [--seed S] [--keys K] [--store DIR]
+                     [--seed S] [--keys K] [--store DIR] [--net netns|proxy]
       workloads: register (linearizable registers; --keys K of them), set (adds, a final read),
                  counter (CAS increments and reads, a final read), unique-ids (sequential znodes),
                  lock (the ephemeral sequential lock recipe: no two live holders at once),
@@ -24,7 +24,10 @@ const USAGE: &str = "usage:
                  owned by their creator's session, kept while it lives, gone once it closed)
       nemeses: kill, kill-all, pause, partition (isolate one, the leader, halves, a bridge, a ring),
                partition-leader, partition-bridge, partition-ring, wipe (restart a member empty),
-               skew (restart a member with its wall clock off, libfaketime), none
+               skew (restart a member with its wall clock off, libfaketime),
+               partition-oneway (packets one way only; --net netns), none
+      --net: netns (a network namespace per member, partitions drop packets; root, iproute2,
+             iptables) or proxy (loopback, links through TCP proxies); default netns where it works
   corral-jepsen check HISTORY [--workload W] [--read-consistency sequential|linearizable]
   corral-jepsen bench-check [--ops N] [--keys K] [--concurrency C]
   corral-jepsen serve [--store DIR] [--port 8080]   (the store's runs and reports, on 127.0.0.1)";
@@ -43,7 +46,10 @@ fn main() -> ExitCode {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("test") => test(&args[1..]),
+        Some("test") => {
+            clean_up_on_signal();
+            test(&args[1..])
+        }
         Some("check") => check_file(&args[1..]),
         Some("bench-check") => bench_check(&args[1..]),
         Some("serve") => serve(&args[1..]),
@@ -67,7 +73,7 @@ fn flags(args: &[String], known: &[&str]) -> Result<Vec<(String, String)>, Strin
 }
 
 fn parse_test(args: &[String]) -> Result<TestConfig, String> {
-    let known = ["workload", "nemesis", "time", "nodes", "concurrency", "rate", "read-consistency", "target", "bug", "seed", "keys", "store"];
+    let known = ["workload", "nemesis", "time", "nodes", "concurrency", "rate", "read-consistency", "target", "bug", "seed", "keys", "store", "net"];
     let mut cfg = TestConfig {
         workload: Workload::Register,
         nemesis: Vec::new(),
@@ -81,6 +87,7 @@ fn parse_test(args: &[String]) -> Result<TestConfig, String> {
         seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000,
         keys: 3,
         store: PathBuf::from("store"),
+        net: None,
     };
     let num = |k: &str, v: &str| v.parse::<u64>().map_err(|_| format!("--{k}: not a number: {v:?}"));
     for (k, v) in flags(args, &known)? {
@@ -111,6 +118,7 @@ fn parse_test(args: &[String]) -> Result<TestConfig, String> {
             "seed" => cfg.seed = num(&k, &v)?,
             "keys" => cfg.keys = (num(&k, &v)? as usize).max(1),
             "store" => cfg.store = PathBuf::from(v),
+            "net" => cfg.net = Some(v.parse()?),
             _ => unreachable!(),
         }
     }
@@ -123,6 +131,34 @@ fn parse_test(args: &[String]) -> Result<TestConfig, String> {
     Ok(cfg)
 }
 
+/// SIGINT, SIGTERM or SIGHUP ends a test run after removing its network
+/// namespaces and what runs in them (no destructor runs on a signal; a
+/// run killed with SIGKILL leaves them to the next run's stale sweep).
+/// Called before any other thread exists: they inherit the blocked mask,
+/// and only the thread here takes the signals (children start with
+/// signals unblocked, as `std::process::Command` resets the mask).
+fn clean_up_on_signal() {
+    // SAFETY: plain libc calls on a local signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return;
+        }
+        std::thread::spawn(move || {
+            let mut sig: libc::c_int = 0;
+            if libc::sigwait(&set, &mut sig) == 0 {
+                eprintln!("signal {sig}: removing the run's network namespaces, then exiting");
+                corral_jepsen::netns::remove_live();
+                std::process::exit(128 + sig);
+            }
+        });
+    }
+}
+
 fn test(args: &[String]) -> ExitCode {
     let cfg = match parse_test(args) {
         Ok(c) => c,
@@ -132,8 +168,9 @@ fn test(args: &[String]) -> ExitCode {
         Ok(r) => {
             println!("{} ops ({} ok, {} fail, {} info); {} nemesis events; {} ms to check", r.ops.total, r.ops.ok, r.ops.fail, r.ops.info, r.nemesis.len(), r.check_ms);
             println!("{}: {}", cfg.workload.name(), r.check.summary());
+            println!("net: {}", r.net.name());
             println!("store: {}", r.dir.display());
-            finish(&r.check, &cfg.command())
+            finish(&r.check, &r.command)
         }
         Err(e) => {
             eprintln!("harness error: {e}");

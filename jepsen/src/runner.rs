@@ -6,6 +6,7 @@
 use crate::check::history::{Op, Outcome};
 use crate::check::{self, Checked, Options, Workload};
 use crate::cluster::{self, Cluster, Fault, Target};
+use crate::netns::Net;
 use crate::report;
 use crate::workload::{self, Ctx, Recorder};
 use rand::SeedableRng;
@@ -31,6 +32,9 @@ pub struct TestConfig {
     pub seed: u64,
     pub keys: usize,
     pub store: PathBuf,
+    /// How the members are networked; `None`: namespaces where they work,
+    /// else proxies (`Net::choose`).
+    pub net: Option<Net>,
 }
 
 impl TestConfig {
@@ -58,6 +62,9 @@ impl TestConfig {
         if let Some(b) = &self.bug {
             c += &format!(" --bug {b}");
         }
+        if let Some(n) = self.net {
+            c += &format!(" --net {}", n.name());
+        }
         c
     }
 
@@ -76,6 +83,8 @@ pub struct Results {
     pub workload: Workload,
     pub command: String,
     pub dir: PathBuf,
+    /// How the members were networked: `netns` or `proxy`.
+    pub net: Net,
     pub ops: Counts,
     pub nemesis: Vec<cluster::Event>,
     pub check: Checked,
@@ -132,13 +141,26 @@ pub fn check_and_store(workload: Workload, ops: &[Op], opts: Options, dir: &Path
 
 /// Runs a test; `Err` is a harness error (exit 2), not a verdict.
 pub fn run(cfg: &TestConfig) -> Result<Results, String> {
+    // The network is settled first, so that the rerun command names it.
+    let net = Net::choose(cfg.net)?;
+    let cfg = &TestConfig { net: Some(net), ..cfg.clone() };
     println!("rerun: {}", cfg.command());
+    if cfg.nemesis.contains(&Fault::PartitionOneway) && net != Net::Netns {
+        return Err(cluster::NO_ONEWAY.into());
+    }
     let dir = cfg.store.join(cfg.name()).join(utc_stamp());
     let mut extra = String::new();
     if cfg.linearizable_reads && cfg.target == Target::Corral {
         extra += "readConsistency=linearizable\n";
     }
-    let mut cluster = Cluster::start(cfg.target, cfg.nodes, &extra, cfg.bug.as_deref())?;
+    let mut cluster = Cluster::start_on(net, cfg.target, cfg.nodes, &extra, cfg.bug.as_deref())?;
+    match cluster.netns() {
+        Some(ns) => {
+            let (names, links) = ns.names();
+            println!("net: netns (namespaces {}, root veth {}, {} bridged; partitions drop packets with iptables)", names.join(" "), links.join(" "), ns.subnet());
+        }
+        None => println!("net: proxy (loopback, every link between members through a proxy)"),
+    }
     let hosts: Vec<String> = (0..cluster.len()).map(|i| cluster.host(i)).collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
     let rec = Arc::new(Recorder::new());
@@ -190,7 +212,7 @@ pub fn run(cfg: &TestConfig) -> Result<Results, String> {
             Outcome::Info => counts.info += 1,
         }
     }
-    let results = Results { valid: report.valid(), workload: cfg.workload, command: cfg.command(), dir: dir.clone(), ops: counts, nemesis: events, check: report, check_ms };
+    let results = Results { valid: report.valid(), workload: cfg.workload, command: cfg.command(), dir: dir.clone(), net, ops: counts, nemesis: events, check: report, check_ms };
     let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("results.json"), json).map_err(|e| format!("write results: {e}"))?;
     // The reports are for reading the verdict, not part of it: a failure to

@@ -29,6 +29,9 @@ wait_for_apt() {
 }
 
 APT_PKGS=(zookeeper zookeeper-bin procps openssl openjdk-17-jdk-headless)  # openssl: the TLS tests make certificates; the JDK (javac): x509.rs tests compare chain validation with Java PKIX
+# iproute2 and iptables: the Jepsen harness runs ensembles in network namespaces and
+# partitions them with iptables rules inside them (else it falls back to loopback proxies).
+APT_PKGS+=(iproute2 iptables)
 # Optional: the embed_start bench prints Corral's figures alone without it.
 if apt-cache show libcurator-test-java >/dev/null 2>&1; then
   APT_PKGS+=(libcurator-test-java)

@@ -7,6 +7,7 @@
 //! `$CARGO_TARGET_DIR` or this workspace's `target` (the test command builds
 //! it first).
 
+pub mod netns;
 pub mod zookeeper;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -89,6 +90,8 @@ pub struct Corral {
     args: Vec<String>,
     /// Extra environment variables (a fault injector preloaded, say).
     env: Vec<(String, String)>,
+    /// The network namespace it runs in (`ip netns exec`), if any.
+    netns: Option<String>,
 }
 
 impl Corral {
@@ -106,13 +109,19 @@ impl Corral {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
-        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned(), myid: None, args: Vec::new(), env: Vec::new() };
+        let mut c = Corral { child: None, stdout: Default::default(), dir, addr: "127.0.0.1:0".parse().unwrap(), extra_cfg: extra_cfg.to_owned(), myid: None, args: Vec::new(), env: Vec::new(), netns: None };
         c.spawn();
         c
     }
 
     /// An ensemble member `myid` with its own directory and zoo.cfg lines.
     fn member(myid: u64, cfg: &str) -> Corral {
+        Corral::member_at(myid, cfg, "127.0.0.1:0".parse().unwrap(), None)
+    }
+
+    /// As [`Corral::member`], serving clients on `addr` (port 0: any),
+    /// inside network namespace `netns` when given.
+    fn member_at(myid: u64, cfg: &str, addr: SocketAddr, netns: Option<String>) -> Corral {
         let dir = std::env::temp_dir().join(format!("corral-ens-{}-{}", std::process::id(), NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
@@ -120,11 +129,12 @@ impl Corral {
             child: None,
             stdout: Default::default(),
             dir,
-            addr: "127.0.0.1:0".parse().unwrap(),
+            addr,
             extra_cfg: cfg.to_owned(),
             myid: Some(myid),
             args: Vec::new(),
             env: Vec::new(),
+            netns,
         };
         c.spawn();
         c
@@ -140,8 +150,9 @@ impl Corral {
     fn write_cfg(&self) -> PathBuf {
         let cfg = self.dir.join("zoo.cfg");
         let text = format!(
-            "tickTime=200\ndataDir={}\nclientPortAddress=127.0.0.1\nclientPort={}\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n{}\n",
+            "tickTime=200\ndataDir={}\nclientPortAddress={}\nclientPort={}\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n{}\n",
             self.dir.join("data").display(),
+            self.addr.ip(),
             self.addr.port(),
             self.extra_cfg
         );
@@ -172,7 +183,16 @@ impl Corral {
             std::fs::write(data.join("myid"), format!("{id}\n")).expect("write myid");
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("corral.log")).expect("log file");
-        let mut child = Command::new(corral_bin())
+        // In a namespace, `ip netns exec` execs the server: the pid is its.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(corral_bin());
+                c
+            }
+            None => Command::new(corral_bin()),
+        };
+        let mut child = cmd
             .arg("server")
             .arg(&cfg)
             .args(&self.args)
@@ -357,6 +377,9 @@ pub struct Ensemble {
     pub members: Vec<Corral>,
     /// With proxies: `links[(i, j)]` carries member i's link to member j.
     links: std::collections::BTreeMap<(usize, usize), LinkProxy>,
+    /// In network namespaces: the network, removed after the members stop
+    /// (fields drop in order).
+    net: Option<netns::Netns>,
 }
 
 impl Ensemble {
@@ -367,7 +390,7 @@ impl Ensemble {
         let members = (1..=n)
             .map(|i| Corral::member(i as u64, &format!("{servers}{extra_cfg}")))
             .collect();
-        let e = Ensemble { members, links: Default::default() };
+        let e = Ensemble { members, links: Default::default(), net: None };
         e.wait_until_formed(Duration::from_secs(30));
         e
     }
@@ -414,9 +437,31 @@ impl Ensemble {
                 Corral::member(i as u64 + 1, &format!("{servers}{extra_cfg}"))
             })
             .collect();
-        let e = Ensemble { members, links };
+        let e = Ensemble { members, links, net: None };
         e.wait_until_formed(Duration::from_secs(30));
         e
+    }
+
+    /// As [`Ensemble::start`], each member in a network namespace of its
+    /// own ([`netns::Netns`]): zoo.cfg names the members' real addresses
+    /// (client port 2181, quorum 2888, election 3888 on each), and
+    /// partitions drop packets. Panics if the namespaces cannot be made.
+    pub fn start_in_netns(n: usize, extra_cfg: &str) -> Ensemble {
+        let net = netns::Netns::create(n).unwrap_or_else(|e| panic!("network namespaces: {e}"));
+        let servers: String = (0..n).map(|i| format!("server.{}={}:2888:3888\n", i + 1, net.addr(i))).collect();
+        let mut members = Vec::new();
+        for i in 0..n {
+            let addr = SocketAddr::from((net.addr(i), 2181));
+            members.push(Corral::member_at(i as u64 + 1, &format!("{servers}{extra_cfg}"), addr, Some(net.ns(i))));
+        }
+        let e = Ensemble { members, links: Default::default(), net: Some(net) };
+        e.wait_until_formed(Duration::from_secs(30));
+        e
+    }
+
+    /// The network namespaces, for an ensemble started in them.
+    pub fn netns(&self) -> Option<&netns::Netns> {
+        self.net.as_ref()
     }
 
     /// Cuts every link between members of different `groups` (indexes);
@@ -427,17 +472,34 @@ impl Ensemble {
     }
 
     /// Cuts the link from member i to member j (indexes) where `cut(i, j)`,
-    /// restores the others. A link carries the connections i dials to j,
-    /// both ways: to part two members, cut both of their links.
+    /// restores the others. With proxies a link carries the connections i
+    /// dials to j, both ways: to part two members, cut both of their links.
+    /// In namespaces, `cut(i, j)` drops the packets between i and j both ways.
     pub fn cut(&self, cut: impl Fn(usize, usize) -> bool) {
+        if let Some(net) = &self.net {
+            let n = self.members.len();
+            let drops: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|(i, j)| i != j && (cut(*i, *j) || cut(*j, *i))).collect();
+            net.set_drops(&drops).unwrap_or_else(|e| panic!("cut: {e}"));
+            return;
+        }
         assert!(!self.links.is_empty(), "cutting links needs Ensemble::start_with_proxies");
         for ((i, j), link) in &self.links {
             link.set_cut(cut(*i, *j));
         }
     }
 
+    /// In namespaces only: drops the packets from member `from` to member
+    /// `to` for each `(from, to)` given, the other way passing; restores
+    /// every other link.
+    pub fn drop_packets(&self, drops: &[(usize, usize)]) -> Result<(), String> {
+        self.net.as_ref().ok_or("one-way cuts need network namespaces (Ensemble::start_in_netns)")?.set_drops(drops)
+    }
+
     /// Restores every link.
     pub fn heal(&self) {
+        if let Some(net) = &self.net {
+            net.heal().unwrap_or_else(|e| panic!("heal: {e}"));
+        }
         for link in self.links.values() {
             link.set_cut(false);
         }

@@ -72,10 +72,19 @@ fn classpath() -> String {
 /// INFO, through slf4j-simple instead of the silent binding of [`JARS`], so
 /// that a failed test can show what the members did: elections in
 /// particular).
-fn spawn_java(cfg: &std::path::Path, dir: &std::path::Path, heap_mb: u32, env: &[(String, String)]) -> Child {
+/// Inside network namespace `netns` when given (`ip netns exec` execs the
+/// JVM: the pid is its).
+fn spawn_java(cfg: &std::path::Path, dir: &std::path::Path, heap_mb: u32, env: &[(String, String)], netns: Option<&str>) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("zookeeper.log")).unwrap();
-    Command::new("java")
-        .arg("-cp")
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "java"]);
+            c
+        }
+        None => Command::new("java"),
+    };
+    cmd.arg("-cp")
         .arg(classpath().replace("slf4j-nop.jar", "slf4j-simple.jar"))
         .arg("-Dorg.slf4j.simpleLogger.showDateTime=true")
         .arg("-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS")
@@ -113,7 +122,7 @@ impl ZooKeeper {
             ),
         )
         .unwrap();
-        let child = spawn_java(&cfg, &dir, 256, &[]);
+        let child = spawn_java(&cfg, &dir, 256, &[], None);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut zk = ZooKeeper { child, dir, addr };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -150,6 +159,8 @@ pub struct ZooKeeperMember {
     pub addr: SocketAddr,
     /// Extra environment variables (a fault injector preloaded, say).
     env: Vec<(String, String)>,
+    /// The network namespace it runs in, if any.
+    netns: Option<String>,
 }
 
 impl ZooKeeperMember {
@@ -178,7 +189,7 @@ impl ZooKeeperMember {
     /// and data; does not wait for it to serve.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(spawn_java(&self.dir.join("zoo.cfg"), &self.dir, 512, &self.env));
+        self.child = Some(spawn_java(&self.dir.join("zoo.cfg"), &self.dir, 512, &self.env, self.netns.as_deref()));
     }
 
     /// As [`ZooKeeperMember::restart`], with `env` added to the JVM's
@@ -212,6 +223,9 @@ pub struct ZooKeeperEnsemble {
     /// With proxies: `links[(i, j)]` carries member i's connections to
     /// member j (quorum and election ports alike).
     links: std::collections::BTreeMap<(usize, usize), crate::LinkProxy>,
+    /// In network namespaces: the network, removed after the members stop
+    /// (fields drop in order).
+    net: Option<crate::netns::Netns>,
 }
 
 impl ZooKeeperEnsemble {
@@ -219,7 +233,22 @@ impl ZooKeeperEnsemble {
     /// waits until every one serves requests (`srvr` shows a mode).
     pub fn start(n: usize, extra_cfg: &str) -> ZooKeeperEnsemble {
         let servers: String = (1..=n).map(|i| format!("server.{i}=127.0.0.1:{}:{}\n", free_port(), free_port())).collect();
-        Self::start_from(n, extra_cfg, |_| servers.clone(), Default::default())
+        Self::start_from(n, extra_cfg, |_| servers.clone(), Default::default(), None)
+    }
+
+    /// As [`ZooKeeperEnsemble::start`], each member in a network namespace
+    /// of its own ([`crate::netns::Netns`]), zoo.cfg naming the members'
+    /// real addresses (client port 2181, quorum 2888, election 3888 on
+    /// each); partitions drop packets. Panics if the namespaces cannot be made.
+    pub fn start_in_netns(n: usize, extra_cfg: &str) -> ZooKeeperEnsemble {
+        let net = crate::netns::Netns::create(n).unwrap_or_else(|e| panic!("network namespaces: {e}"));
+        let servers: String = (0..n).map(|i| format!("server.{}={}:2888:3888\n", i + 1, net.addr(i))).collect();
+        Self::start_from(n, extra_cfg, |_| servers.clone(), Default::default(), Some(net))
+    }
+
+    /// The network namespaces, for an ensemble started in them.
+    pub fn netns(&self) -> Option<&crate::netns::Netns> {
+        self.net.as_ref()
     }
 
     /// As [`ZooKeeperEnsemble::start`], with every connection between
@@ -255,15 +284,21 @@ impl ZooKeeperEnsemble {
         for ((i, j), p) in election_links {
             all.insert((i + n, j + n), p);
         }
-        Self::start_from(n, extra_cfg, servers, all)
+        Self::start_from(n, extra_cfg, servers, all, None)
     }
 
-    fn start_from(n: usize, extra_cfg: &str, servers: impl Fn(usize) -> String, links: std::collections::BTreeMap<(usize, usize), crate::LinkProxy>) -> ZooKeeperEnsemble {
+    fn start_from(n: usize, extra_cfg: &str, servers: impl Fn(usize) -> String, links: std::collections::BTreeMap<(usize, usize), crate::LinkProxy>, net: Option<crate::netns::Netns>) -> ZooKeeperEnsemble {
         assert!(ZooKeeper::available(), "Apache ZooKeeper is not installed: run tests/clients/install-deps.sh");
+        static NEXT_DIR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let members: Vec<ZooKeeperMember> = (1..=n)
             .map(|i| {
-                let port = free_port();
-                let dir = std::env::temp_dir().join(format!("corral-zk-ens-{}-{port}", std::process::id()));
+                // In a namespace every member has port 2181 on its own address.
+                let (ip, port) = match &net {
+                    Some(net) => (std::net::IpAddr::V4(net.addr(i - 1)), 2181),
+                    None => (std::net::IpAddr::from([127, 0, 0, 1]), free_port()),
+                };
+                let netns = net.as_ref().map(|net| net.ns(i - 1));
+                let dir = std::env::temp_dir().join(format!("corral-zk-ens-{}-{port}-{}", std::process::id(), NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(dir.join("data")).unwrap();
                 std::fs::write(dir.join("data").join("myid"), format!("{i}\n")).unwrap();
@@ -271,17 +306,17 @@ impl ZooKeeperEnsemble {
                 std::fs::write(
                     &cfg,
                     format!(
-                        "tickTime=200\ninitLimit=50\nsyncLimit=25\ndataDir={}\nclientPortAddress=127.0.0.1\nclientPort={port}\nadmin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{servers}{extra_cfg}\n",
+                        "tickTime=200\ninitLimit=50\nsyncLimit=25\ndataDir={}\nclientPortAddress={ip}\nclientPort={port}\nadmin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{servers}{extra_cfg}\n",
                         dir.join("data").display(),
                         servers = servers(i - 1),
                     ),
                 )
                 .unwrap();
-                let child = spawn_java(&cfg, &dir, 512, &[]);
-                ZooKeeperMember { child: Some(child), dir, addr: format!("127.0.0.1:{port}").parse().unwrap(), env: Vec::new() }
+                let child = spawn_java(&cfg, &dir, 512, &[], netns.as_deref());
+                ZooKeeperMember { child: Some(child), dir, addr: SocketAddr::new(ip, port), env: Vec::new(), netns }
             })
             .collect();
-        let mut e = ZooKeeperEnsemble { members, links };
+        let mut e = ZooKeeperEnsemble { members, links, net };
         let deadline = Instant::now() + START_TIMEOUT;
         for i in 0..n {
             while e.mode(i).is_none() {
@@ -313,16 +348,32 @@ impl ZooKeeperEnsemble {
     /// and election alike, where `cut(i, j)`; restores the others. To part
     /// two members, cut both directions: which one dials depends on the
     /// connection (the higher id for elections, followers to the leader).
+    /// In namespaces, `cut(i, j)` drops the packets between i and j both ways.
     pub fn cut(&self, cut: impl Fn(usize, usize) -> bool) {
-        assert!(!self.links.is_empty(), "cutting links needs ZooKeeperEnsemble::start_with_proxies");
         let n = self.members.len();
+        if let Some(net) = &self.net {
+            let drops: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|(i, j)| i != j && (cut(*i, *j) || cut(*j, *i))).collect();
+            net.set_drops(&drops).unwrap_or_else(|e| panic!("cut: {e}"));
+            return;
+        }
+        assert!(!self.links.is_empty(), "cutting links needs ZooKeeperEnsemble::start_with_proxies");
         for ((i, j), link) in &self.links {
             link.set_cut(cut(i % n, j % n));
         }
     }
 
+    /// In namespaces only: drops the packets from member `from` to member
+    /// `to` for each `(from, to)` given, the other way passing; restores
+    /// every other link.
+    pub fn drop_packets(&self, drops: &[(usize, usize)]) -> Result<(), String> {
+        self.net.as_ref().ok_or("one-way cuts need network namespaces (ZooKeeperEnsemble::start_in_netns)")?.set_drops(drops)
+    }
+
     /// Restores every connection.
     pub fn heal(&self) {
+        if let Some(net) = &self.net {
+            net.heal().unwrap_or_else(|e| panic!("heal: {e}"));
+        }
         for link in self.links.values() {
             link.set_cut(false);
         }
