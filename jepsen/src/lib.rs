@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cluster;
 pub mod grudge;
+pub mod lazyfs;
 pub mod report;
 pub mod runner;
 pub mod serve;
