@@ -139,6 +139,9 @@ pub fn run(cfg: &TestConfig) -> Result<Results, String> {
         extra += "readConsistency=linearizable\n";
     }
     let mut cluster = Cluster::start(cfg.target, cfg.nodes, &extra, cfg.bug.as_deref())?;
+    if cfg.nemesis.iter().any(|f| f.loses_unsynced()) {
+        cluster.on_lazyfs()?;
+    }
     let hosts: Vec<String> = (0..cluster.len()).map(|i| cluster.host(i)).collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
     let rec = Arc::new(Recorder::new());

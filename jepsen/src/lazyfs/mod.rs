@@ -87,3 +87,20 @@ impl Drop for Mount {
         }
     }
 }
+
+/// Where [`over`] keeps a data directory's files: beside it.
+pub fn backing_of(data: &Path) -> PathBuf {
+    let mut name = data.file_name().unwrap_or_default().to_os_string();
+    name.push(".lazyfs");
+    data.with_file_name(name)
+}
+
+/// Puts the data directory `data` (whose server must not be running) on a
+/// lazy filesystem: its files move to [`backing_of`] `data`, which is
+/// mounted back over `data`. What they held before counts as synced.
+pub fn over(data: &Path) -> std::io::Result<Mount> {
+    let backing = backing_of(data);
+    std::fs::rename(data, &backing)?;
+    std::fs::create_dir(data)?;
+    Mount::new(data, &backing)
+}
