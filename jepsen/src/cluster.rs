@@ -7,6 +7,7 @@
 use corral_tests::zookeeper::ZooKeeperEnsemble;
 use crate::grudge;
 use crate::netns::Net;
+use crate::lazyfs;
 use corral_tests::Ensemble;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -40,6 +41,22 @@ pub struct Cluster {
     inner: Inner,
     paused: Vec<bool>,
     net: Net,
+    /// Each member's data directory on a lazy filesystem, when a nemesis
+    /// loses unsynced writes (`on_lazyfs`); empty otherwise.
+    lazy: Vec<lazyfs::Mount>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The members hold files open on the mounts: they go first, then
+        // the mounts, so that the members' directories can be removed.
+        if !self.lazy.is_empty() {
+            for i in 0..self.len() {
+                self.kill(i);
+            }
+            self.lazy.clear();
+        }
+    }
 }
 
 /// Runs `f`, turning a panic of the test helpers (which panic on a server
@@ -111,7 +128,7 @@ impl Cluster {
                 Inner::Zookeeper(e)
             }
         };
-        Ok(Cluster { inner, paused: vec![false; n], net })
+        Ok(Cluster { inner, paused: vec![false; n], net, lazy: Vec::new() })
     }
 
     /// How the members are networked.
@@ -141,6 +158,41 @@ impl Cluster {
         match &self.inner {
             Inner::Corral(e) => e.drop_packets(drops),
             Inner::Zookeeper(e) => e.drop_packets(drops),
+        }
+    }
+
+    /// Restarts every member with its data directory on a lazy filesystem
+    /// (`lazyfs::over`), for the nemeses that lose unsynced writes; returns
+    /// once one leads again.
+    pub fn on_lazyfs(&mut self) -> Result<(), String> {
+        if let Some(why) = lazyfs::unavailable() {
+            return Err(why);
+        }
+        for i in 0..self.len() {
+            self.kill(i);
+            let data = self.member_dir(i).join("data");
+            self.lazy.push(lazyfs::over(&data).map_err(|e| format!("mounting lazyfs over {}: {e}", data.display()))?);
+        }
+        for i in 0..self.len() {
+            self.restart(i)?;
+        }
+        match &self.inner {
+            Inner::Corral(e) => guarded("waiting for the ensemble on lazyfs", || e.wait_until_formed(Duration::from_secs(30))).map(drop),
+            Inner::Zookeeper(e) => guarded("waiting for a zookeeper leader on lazyfs", || e.wait_for_leader(Duration::from_secs(60))).map(drop),
+        }
+    }
+
+    /// kill -9 member `i`, then drop what its disk had not synced (a power
+    /// cut); `restart` starts it on what is left.
+    pub fn power_cut(&mut self, i: usize) -> Result<lazyfs::Cut, String> {
+        self.kill(i);
+        self.lazy.get(i).map(lazyfs::Mount::power_cut).ok_or_else(|| "a power cut needs the data on lazyfs (Cluster::on_lazyfs)".to_string())
+    }
+
+    fn member_dir(&self, i: usize) -> std::path::PathBuf {
+        match &self.inner {
+            Inner::Corral(e) => e.members[i].dir.clone(),
+            Inner::Zookeeper(e) => e.members[i].dir.clone(),
         }
     }
 
@@ -345,6 +397,18 @@ pub enum Fault {
     /// Restart a random member with its wall clock skewed (libfaketime),
     /// then restart it on the true clock.
     Skew,
+    /// Power cut of a random member: kill -9 it and drop every write its
+    /// data directory had not fsynced (lazyfs), restart it.
+    LoseUnsynced,
+    /// The same for every member at once.
+    LoseUnsyncedAll,
+}
+
+impl Fault {
+    /// Whether the members' data must be on lazyfs (`Cluster::on_lazyfs`).
+    pub fn loses_unsynced(self) -> bool {
+        matches!(self, Fault::LoseUnsynced | Fault::LoseUnsyncedAll)
+    }
 }
 
 impl std::str::FromStr for Fault {
@@ -361,7 +425,9 @@ impl std::str::FromStr for Fault {
             "partition-ring" => Ok(Fault::PartitionRing),
             "wipe" => Ok(Fault::Wipe),
             "skew" => Ok(Fault::Skew),
-            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, partition-leader, partition-bridge, partition-ring, partition-oneway, wipe, skew, none)")),
+            "lose-unsynced" => Ok(Fault::LoseUnsynced),
+            "lose-unsynced-all" => Ok(Fault::LoseUnsyncedAll),
+            _ => Err(format!("unknown nemesis {s:?} (kill, kill-all, pause, partition, partition-leader, partition-bridge, partition-ring, partition-oneway, wipe, skew, lose-unsynced, lose-unsynced-all, none)")),
         }
     }
 }
@@ -572,6 +638,28 @@ pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, 
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(100)); // polled: catching up shows only in srvr
+                }
+            }
+            Fault::LoseUnsynced => {
+                let i = rng.gen_range(0..n);
+                let cut = cluster.power_cut(i)?;
+                log(format!("power cut member {} (kill -9; {} unsynced bytes in {} files lost)", i + 1, cut.bytes, cut.files));
+                sleep_until(end);
+                log(format!("restart member {}", i + 1));
+                cluster.restart(i)?;
+            }
+            Fault::LoseUnsyncedAll => {
+                // Every member dies before any disk loses anything: one
+                // cut for all, as in a data centre losing power.
+                for i in 0..n {
+                    cluster.kill(i);
+                }
+                let cuts = (0..n).map(|i| cluster.power_cut(i).map(|c| format!("member {} {} bytes in {} files", i + 1, c.bytes, c.files))).collect::<Result<Vec<_>, _>>()?;
+                log(format!("power cut every member (kill -9; unsynced lost: {})", cuts.join(", ")));
+                sleep_until(end);
+                log("restart every member".into());
+                for i in 0..n {
+                    cluster.restart(i)?;
                 }
             }
             Fault::Skew => {

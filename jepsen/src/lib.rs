@@ -5,6 +5,7 @@ pub mod check;
 pub mod cluster;
 pub mod grudge;
 pub mod netns;
+pub mod lazyfs;
 pub mod report;
 pub mod runner;
 pub mod serve;

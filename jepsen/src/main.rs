@@ -25,7 +25,8 @@ const USAGE: &str = "usage:
       nemeses: kill, kill-all, pause, partition (isolate one, the leader, halves, a bridge, a ring),
                partition-leader, partition-bridge, partition-ring, wipe (restart a member empty),
                skew (restart a member with its wall clock off, libfaketime),
-               partition-oneway (packets one way only; --net netns), none
+               partition-oneway (packets one way only; --net netns), lose-unsynced (a power cut:
+               kill -9 a member and drop what its data directory had not fsynced; FUSE), lose-unsynced-all, none
       --net: netns (a network namespace per member, partitions drop packets; root, iproute2,
              iptables) or proxy (loopback, links through TCP proxies); default netns where it works
   corral-jepsen check HISTORY [--workload W] [--read-consistency sequential|linearizable]
@@ -53,6 +54,8 @@ fn main() -> ExitCode {
         Some("check") => check_file(&args[1..]),
         Some("bench-check") => bench_check(&args[1..]),
         Some("serve") => serve(&args[1..]),
+        // Not in the usage: the nemeses' filesystem alone, to poke at by hand.
+        Some("lazyfs") => lazyfs(&args[1..]),
         _ => usage("no command"),
     }
 }
@@ -296,5 +299,47 @@ fn bench_check(args: &[String]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `corral-jepsen lazyfs MOUNT BACKING`: mounts the lose-unsynced
+/// nemeses' filesystem until SIGTERM or SIGINT; SIGUSR1 is a power cut.
+fn lazyfs(args: &[String]) -> ExitCode {
+    let [mount, backing] = args else { return usage("lazyfs MOUNT BACKING") };
+    // Blocked before the filesystem's threads exist, so that they inherit
+    // the mask and only sigwait below sees these signals.
+    // SAFETY: plain libc signal-set calls on a local set.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGUSR1, libc::SIGTERM, libc::SIGINT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let m = match corral_jepsen::lazyfs::Mount::new(mount.as_ref(), backing.as_ref()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("lazyfs: mounting {mount}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("lazyfs: {backing} mounted on {mount}; SIGUSR1 drops unsynced writes, SIGTERM unmounts");
+    loop {
+        let mut sig = 0;
+        // SAFETY: waits on the set built above.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 || sig != libc::SIGUSR1 {
+            break;
+        }
+        let cut = m.power_cut();
+        println!("lazyfs: power cut: {} unsynced bytes in {} files dropped", cut.bytes, cut.files);
+    }
+    match m.unmount() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lazyfs: unmounting {mount}: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -161,6 +161,9 @@ pub fn run(cfg: &TestConfig) -> Result<Results, String> {
         }
         None => println!("net: proxy (loopback, every link between members through a proxy)"),
     }
+    if cfg.nemesis.iter().any(|f| f.loses_unsynced()) {
+        cluster.on_lazyfs()?;
+    }
     let hosts: Vec<String> = (0..cluster.len()).map(|i| cluster.host(i)).collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
     let rec = Arc::new(Recorder::new());

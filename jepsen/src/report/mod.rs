@@ -29,7 +29,7 @@ pub struct FaultSpan {
 /// Whether a nemesis event begins a fault or ends one (`None`: neither).
 /// The words are `cluster::run_nemesis`'s.
 fn begins(what: &str) -> Option<bool> {
-    const BEGIN: [&str; 5] = ["kill", "pause", "partition", "wipe", "skew"];
+    const BEGIN: [&str; 6] = ["kill", "pause", "partition", "wipe", "skew", "power"];
     const END: [&str; 3] = ["restart", "resume", "heal"];
     let first = what.split_whitespace().next().unwrap_or("");
     if BEGIN.contains(&first) {

@@ -44,6 +44,8 @@ fn faults_pair_into_spans_and_an_unhealed_one_lasts_to_the_end() {
     // The new nemeses' words pair the same way.
     let spans = fault_spans(&[ev(1.0, "wipe member 3 (kill -9, data deleted)"), ev(2.0, "restart member 3"), ev(3.0, "skew member 1 +60s"), ev(4.0, "restart member 1 (clock true)")], 5.0);
     assert_eq!(spans.iter().map(|s| (s.from_s, s.to_s)).collect::<Vec<_>>(), vec![(1.0, 2.0), (3.0, 4.0)]);
+    let spans = fault_spans(&[ev(1.0, "power cut every member (kill -9; unsynced lost: member 1 10 bytes in 1 files)"), ev(2.5, "restart every member")], 5.0);
+    assert_eq!(spans.iter().map(|s| (s.from_s, s.to_s)).collect::<Vec<_>>(), vec![(1.0, 2.5)]);
 }
 
 #[test]

@@ -318,9 +318,18 @@ pub async fn final_read(workload: Workload, hosts: &[String], rec: &Recorder) ->
         op.member = Some(member as u32 + 1);
         op.session = session(&c);
         let got = tokio::time::timeout(OP_TIMEOUT, async {
-            c.sync(path).await?;
+            // A node the setup made may be gone (a server that lost
+            // acknowledged writes): the sync goes through the root then.
+            match c.sync(path).await {
+                Err(zk::Error::NoNode) => c.sync("/").await?,
+                r => r?,
+            }
             match workload {
-                Workload::Set => c.list_children(path).await.map(Read::Children),
+                // No parent: no element is left, which the checker judges.
+                Workload::Set => match c.list_children(path).await {
+                    Err(zk::Error::NoNode) => Ok(Read::Gone),
+                    r => r.map(Read::Children),
+                },
                 _ => c.get_data(path).await.map(|(d, _)| Read::Data(d)),
             }
         })
@@ -337,6 +346,12 @@ pub async fn final_read(workload: Workload, hosts: &[String], rec: &Recorder) ->
                             op.error = Some(format!("children that are no element: {}", bad.join(" ")));
                         }
                     }
+                    Read::Gone => {
+                        // Every element is lost: the checker says so; the
+                        // history's read is an empty one.
+                        eprintln!("final read: {path} is gone (its create was acknowledged in the setup)");
+                        op.values = Some(Vec::new());
+                    }
                     Read::Data(d) => op.value = parse(&d),
                 }
                 rec.push(op);
@@ -351,5 +366,7 @@ pub async fn final_read(workload: Workload, hosts: &[String], rec: &Recorder) ->
 
 enum Read {
     Children(Vec<String>),
+    /// The set's parent does not exist.
+    Gone,
     Data(Vec<u8>),
 }
