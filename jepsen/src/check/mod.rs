@@ -106,6 +106,17 @@ pub enum Checked {
 }
 
 impl Checked {
+    /// Whether the ops already prove a violation when the final read did
+    /// not come (a run's outage can be the bug's doing). Only checkers
+    /// whose every finding stands without the final read say so; the
+    /// others' missing final read would read as everything lost.
+    pub fn proven_without_final_read(&self) -> bool {
+        match self {
+            Checked::Session(r) => r.violated(),
+            _ => false,
+        }
+    }
+
     pub fn valid(&self) -> bool {
         match self {
             Checked::Register(r) => r.valid,

@@ -21,6 +21,13 @@
 //! - **leaked**: a node in the final read whose session was closed or seen
 //!   expired before it (every worker closes its session when it stops);
 //! - **unexpected**: a node seen that no create attempted.
+//! - **expired early**: a session that expired (an op of it returned
+//!   SessionExpired) sooner than its granted timeout (the close's `value`,
+//!   milliseconds) after the invocation of one of its writes that
+//!   succeeded. The server heard from the session when it took that write,
+//!   and a session expires only after a whole timeout without word from it;
+//!   the close is recorded after the client learned of the expiry, so its
+//!   time is an upper bound of the expiry's.
 //!
 //! What it cannot see: a node removed while its session lived if that
 //! session never again completed an op (the worker cannot tell), and a node
@@ -53,6 +60,8 @@ pub struct Report {
     /// Nodes of closed or expired sessions in the final read.
     pub leaked: Vec<i64>,
     pub unexpected: Vec<i64>,
+    /// Sessions that expired sooner than their timeout after a write of theirs.
+    pub expired_early: Vec<String>,
     pub final_nodes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_violation: Option<Vec<Op>>,
@@ -81,10 +90,13 @@ impl Report {
     }
 
     pub fn explain(&self) -> String {
-        if let Some(e) = &self.error {
+        if let (Some(e), false) = (&self.error, self.violated()) {
             return e.clone();
         }
         let mut s = String::from("ephemeral ownership does not match the sessions\n");
+        if !self.expired_early.is_empty() {
+            s += &format!("  {} sessions expired sooner than their timeout after a write of theirs: {}\n", self.expired_early.len(), self.expired_early.join(" "));
+        }
         for (what, list) in [
             ("lost-ephemeral (gone while their session was alive)", &self.lost_ephemeral),
             ("owned by a session other than their creator's", &self.stranger),
@@ -110,6 +122,14 @@ pub fn session_name(id: i64) -> String {
     format!("{id:#x}")
 }
 
+impl Report {
+    /// Whether a violation was proven (a missing final read is no proof of
+    /// anything, but does not undo one found in the ops before it).
+    pub fn violated(&self) -> bool {
+        !(self.lost_ephemeral.is_empty() && self.stranger.is_empty() && self.leaked.is_empty() && self.unexpected.is_empty() && self.expired_early.is_empty())
+    }
+}
+
 pub fn check(history: &[Op]) -> Report {
     let count = |f: Kind, out: Outcome| history.iter().filter(|o| o.f == f && o.outcome == out).count();
     let closes = || history.iter().filter(|o| o.f == Kind::Close);
@@ -128,6 +148,7 @@ pub fn check(history: &[Op]) -> Report {
         stranger: Vec::new(),
         leaked: Vec::new(),
         unexpected: Vec::new(),
+        expired_early: Vec::new(),
         final_nodes: None,
         first_violation: None,
         error: None,
@@ -207,6 +228,23 @@ pub fn check(history: &[Op]) -> Report {
         }
     }
     r.lost_ephemeral.sort_unstable();
+    let mut sessions: Vec<&&str> = by_session.keys().collect();
+    sessions.sort_unstable();
+    for s in sessions {
+        let ops = &by_session[*s];
+        let Some(close) = ops.iter().find(|o| o.f == Kind::Close && o.error.as_deref() == Some("SessionExpired")) else { continue };
+        let (Some(timeout_ms), Some(seen)) = (close.value, close.complete_ns) else { continue };
+        if !ops.iter().any(|o| o.f != Kind::Close && o.error.as_deref() == Some("SessionExpired")) {
+            continue;
+        }
+        let write = ops.iter().filter(|o| matches!(o.f, Kind::Create | Kind::Write) && o.outcome == Outcome::Ok).max_by_key(|o| o.invoke_ns);
+        if let Some(w) = write {
+            if seen < w.invoke_ns.saturating_add(timeout_ms as u64 * 1_000_000) {
+                r.expired_early.push(s.to_string());
+                first(&mut r, vec![(*w).clone(), (*close).clone()]);
+            }
+        }
+    }
     for (n, ops) in stranger {
         r.stranger.push(n);
         first(&mut r, ops);
@@ -239,7 +277,7 @@ pub fn check(history: &[Op]) -> Report {
         r.unexpected.push(n);
         first(&mut r, ops);
     }
-    r.valid = r.error.is_none() && r.lost_ephemeral.is_empty() && r.stranger.is_empty() && r.leaked.is_empty() && r.unexpected.is_empty();
+    r.valid = r.error.is_none() && !r.violated();
     r
 }
 
@@ -344,6 +382,39 @@ mod tests {
         h.push(write(1, "0xb", 2, 15, Outcome::Ok));
         h.push(check_(9, "0xf", 2, None, 25));
         assert!(check(&h).valid);
+    }
+
+    #[test]
+    fn a_session_expired_sooner_than_its_timeout_after_its_write_is_caught() {
+        // Session 0xb (timeout 100 ms) writes at 30 ns and learns at
+        // `seen` that it expired.
+        let h = |seen: u64, told: bool| {
+            let mut h: Vec<Op> = history().into_iter().filter(|o| !(o.f == Kind::Close && o.session.as_deref() == Some("0xb"))).collect();
+            h.push(op(1, "0xb", Kind::Write, Some(2), None, 30, Outcome::Ok));
+            if told {
+                let mut w = op(1, "0xb", Kind::Write, Some(2), None, seen - 10, Outcome::Info);
+                w.error = Some("SessionExpired".into());
+                h.push(w);
+            }
+            let mut e = op(1, "0xb", Kind::Close, Some(100), None, seen, Outcome::Ok);
+            e.error = Some("SessionExpired".into());
+            h.push(e);
+            h
+        };
+        let r = check(&h(80, true));
+        assert!(!r.valid);
+        assert_eq!(r.expired_early, vec!["0xb".to_string()]);
+        assert!(r.explain().contains("1 sessions expired sooner than their timeout"), "{}", r.explain());
+        // A whole timeout after the write's invocation: allowed.
+        assert!(check(&h(100_000_031, true)).valid, "{}", check(&h(100_000_031, true)).explain());
+        // No op said SessionExpired (the client closed for another reason).
+        assert!(check(&h(80, false)).valid);
+        // Without a final read the finding stands, and says so.
+        let mut early = h(80, true);
+        early.retain(|o| o.process != FINAL_PROCESS);
+        let r = check(&early);
+        assert!(r.violated() && !r.valid && r.error.is_some());
+        assert!(r.explain().contains("expired sooner"), "{}", r.explain());
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub async fn worker(ctx: Ctx) {
 
 /// Ends a session: closes it, or records that it expired.
 fn close(ctx: &Ctx, process: u64, c: zk::Client, expired: bool) {
-    let mut o = ctx.op(process, session(&c), KEY, Kind::Close, None);
+    // The session timeout the server granted: the checker holds an expiry
+    // against it (no session may expire sooner after a write of its own).
+    let granted = c.session_timeout().as_millis() as i64;
+    let mut o = ctx.op(process, session(&c), KEY, Kind::Close, Some(granted));
     if expired {
         o.error = Some("SessionExpired".into());
     }

@@ -377,31 +377,33 @@ impl NativeQueue {
     /// took that item, or it is gone) sends the multi again without that
     /// item, so the others are not lost to one collision.
     pub(super) async fn claim_many(&self, ids: &[MsgId]) -> Result<Vec<(MsgId, ClaimResult)>> {
-        let paths: Vec<String> = ids.iter().map(|&id| self.item_path(id)).collect();
+        // A batch first asks which of its items are claimed now: between
+        // refreshes a consumer's listing still holds what others claimed
+        // since, and reading those (payload and all) or offering them in
+        // the claim multi (refused, sent again) is wasted work. One listing
+        // of `P/claims` (one name per message in flight) does it for the
+        // whole batch.
+        let claims_dir = self.p("claims");
+        let mut out = Vec::with_capacity(ids.len());
+        let mut wanted = Vec::with_capacity(ids.len());
+        if ids.len() > 1 {
+            let held: HashSet<String> = retry_read(|| self.client.list_children(&claims_dir)).await.map(|names| names.into_iter().collect()).unwrap_or_default();
+            for &id in ids {
+                if held.contains(&id.name()) {
+                    out.push((id, ClaimResult::Taken));
+                } else {
+                    wanted.push(id);
+                }
+            }
+        } else {
+            wanted.extend_from_slice(ids);
+        }
+        let paths: Vec<String> = wanted.iter().map(|&id| self.item_path(id)).collect();
         // Pipelined reads rather than one multi-read: each reply stays under
         // the client's packet limit however big the payloads are.
-        let reads = futures_util::future::join_all(paths.iter().map(|path| retry_read(move || self.client.get_data(path))));
-        // A batch also asks which of its items are claimed now: between
-        // refreshes a consumer's listing still holds what others claimed
-        // since, and each such item would cost a refused multi to find.
-        // One listing of `P/claims` (one name per message in flight) does
-        // it for the whole batch.
-        let claims_dir = self.p("claims");
-        let held = async {
-            if ids.len() > 1 {
-                retry_read(|| self.client.list_children(&claims_dir)).await.map(|names| names.into_iter().collect::<HashSet<String>>()).unwrap_or_default()
-            } else {
-                HashSet::new()
-            }
-        };
-        let (reads, held) = tokio::join!(reads, held);
-        let mut out = Vec::with_capacity(ids.len());
+        let reads = futures_util::future::join_all(paths.iter().map(|path| retry_read(move || self.client.get_data(path)))).await;
         let mut ready = Vec::new();
-        for ((&id, path), read) in ids.iter().zip(paths).zip(reads) {
-            if held.contains(&id.name()) {
-                out.push((id, ClaimResult::Taken));
-                continue;
-            }
+        for ((&id, path), read) in wanted.iter().zip(paths).zip(reads) {
             match read {
                 Ok((data, stat)) => match self.prepare_claim(id, path, &data, stat.version).await? {
                     Prep::Claim(p) => ready.push(p),
