@@ -510,7 +510,7 @@ async fn our_producer_curator_consumer() {
         q.put(p, codec::DEFAULT_PRIORITY).await.unwrap();
     }
     q.put_batch(&items[15..], codec::DEFAULT_PRIORITY).await.unwrap();
-    let out = curator(&cp, &["take", hosts, &path, &items.len().to_string(), "5"]);
+    let out = curator(&cp, &["take", hosts, &path, &items.len().to_string(), "20"]);
     assert_eq!(out.lines().map(unhex).collect::<Vec<_>>(), items);
     assert_eq!(q.counts().await.unwrap(), (0, 0));
 }
@@ -533,7 +533,7 @@ async fn curator_custom_lock_path_both_ways() {
     let items = payloads(10);
     let q = LockQueue::curator(&c, &path, Some(&locks), false).await.unwrap();
     q.put_batch(&items, codec::DEFAULT_PRIORITY).await.unwrap();
-    let out = curator(&cp, &["take", hosts, &path, &items.len().to_string(), "5", &locks]);
+    let out = curator(&cp, &["take", hosts, &path, &items.len().to_string(), "20", &locks]);
     assert_eq!(out.lines().map(unhex).collect::<Vec<_>>(), items);
     assert_eq!(q.counts().await.unwrap(), (0, 0));
     let err = cli(hosts, &["take", "--layout", "kazoo", "--lock-path", &locks, &path]);
