@@ -353,17 +353,41 @@ impl Cluster {
     }
 
     /// Ends every fault: heals, resumes the paused and restarts the killed.
-    pub fn recover(&mut self) -> Result<(), String> {
+    /// Ends every fault: heals, resumes and restarts. A member that exited
+    /// on its own (not by the nemesis: a crash, a server that stopped on a
+    /// failed invariant) is restarted too, and said: returns, per such
+    /// member, its number and the line of its log that tells why.
+    pub fn recover(&mut self) -> Result<Vec<(usize, String)>, String> {
         self.heal();
+        let mut crashed = Vec::new();
         for i in 0..self.len() {
             if self.paused[i] {
                 self.resume(i);
             }
             if self.pid(i).is_none() {
                 self.restart(i)?;
+            } else if !self.running(i) {
+                let log = self.log(i);
+                // The panic's place and message (the line after it) say
+                // most; else the server's own last word.
+                let lines: Vec<&str> = log.lines().collect();
+                let why = match lines.iter().rposition(|l| l.contains("panicked at")) {
+                    Some(k) => format!("{} {}", lines[k].trim(), lines.get(k + 1).map_or("", |l| l.trim())),
+                    None => lines.iter().rev().find(|l| l.contains("stopping:") || l.contains("corral:") || l.contains("Exception")).map_or("(nothing in its log says why)".to_string(), |l| l.trim().to_string()),
+                };
+                crashed.push((i, why));
+                self.restart(i)?;
             }
         }
-        Ok(())
+        Ok(crashed)
+    }
+
+    /// Whether member `i`'s process is still there (it may have exited on its own).
+    fn running(&mut self, i: usize) -> bool {
+        match &mut self.inner {
+            Inner::Corral(e) => e.members[i].is_running(),
+            Inner::Zookeeper(e) => e.members[i].is_running(),
+        }
     }
 }
 
@@ -482,6 +506,10 @@ pub fn faketime_lib() -> Option<String> {
 pub fn faketime_env<'a>(lib: &'a str, offset: &'a str) -> [(&'a str, &'a str); 4] {
     [("LD_PRELOAD", lib), ("FAKETIME", offset), ("FAKETIME_DONT_FAKE_MONOTONIC", "1"), ("DONT_FAKE_MONOTONIC", "1")]
 }
+
+/// What the nemesis log says of a member that exited without the
+/// nemesis's doing (`Cluster::recover`); such a run is invalid.
+pub const EXITED_ON_ITS_OWN: &str = "had exited on its own";
 
 /// Runs faults from `faults` (drawn with `rng`) until `until`, then ends
 /// every fault. Waits are plain sleeps: the schedule is in time, nothing to await.
@@ -677,6 +705,11 @@ pub fn run_nemesis(cluster: &mut Cluster, faults: &[Fault], schedule: Schedule, 
         let quiet = Duration::from_millis(rng.gen_range(schedule.quiet_ms.0..=schedule.quiet_ms.1));
         sleep_until((Instant::now() + quiet).min(until));
     }
-    cluster.recover()?;
+    // With no faults the loop never ran: a member's own exit still counts
+    // up to the end of the run.
+    sleep_until(until);
+    for (i, why) in cluster.recover()? {
+        log(format!("member {} {EXITED_ON_ITS_OWN} (restarted): {why}", i + 1));
+    }
     Ok(events)
 }

@@ -173,6 +173,20 @@ fn test(args: &[String]) -> ExitCode {
             println!("{}: {}", cfg.workload.name(), r.check.summary());
             println!("net: {}", r.net.name());
             println!("store: {}", r.dir.display());
+            if !r.crashed.is_empty() {
+                // No fault the nemesis injects may make a server exit on its
+                // own (Corral stops on a failed invariant, e.g. a follower
+                // whose tree left the log's): whatever the history shows.
+                println!("INVALID: {} member(s) exited on their own during the run:", r.crashed.len());
+                for c in &r.crashed {
+                    println!("  {c}");
+                }
+                if let Some(why) = r.check.explain() {
+                    println!("and the history: {why}");
+                }
+                println!("rerun: {}", r.command);
+                return ExitCode::from(1);
+            }
             finish(&r.check, &r.command)
         }
         Err(e) => {

@@ -89,6 +89,9 @@ pub struct Results {
     pub nemesis: Vec<cluster::Event>,
     pub check: Checked,
     pub check_ms: u128,
+    /// Members that exited on their own (not by the nemesis), and why: the
+    /// run is invalid whatever the history shows.
+    pub crashed: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -220,7 +223,8 @@ pub fn run(cfg: &TestConfig) -> Result<Results, String> {
             Outcome::Info => counts.info += 1,
         }
     }
-    let results = Results { valid: report.valid(), workload: cfg.workload, command: cfg.command(), dir: dir.clone(), net, ops: counts, nemesis: events, check: report, check_ms };
+    let crashed: Vec<String> = events.iter().filter(|e| e.what.contains(cluster::EXITED_ON_ITS_OWN)).map(|e| e.what.clone()).collect();
+    let results = Results { valid: report.valid() && crashed.is_empty(), crashed, workload: cfg.workload, command: cfg.command(), dir: dir.clone(), net, ops: counts, nemesis: events, check: report, check_ms };
     let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("results.json"), json).map_err(|e| format!("write results: {e}"))?;
     // The reports are for reading the verdict, not part of it: a failure to

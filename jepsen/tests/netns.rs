@@ -165,7 +165,7 @@ fn members_run_in_their_namespaces_under_their_own_pids() {
         assert!(Instant::now() < deadline, "not stopped by SIGSTOP: {s}");
         std::thread::sleep(Duration::from_millis(10)); // polled: the stop shows only in /proc
     }
-    c.recover().unwrap();
+    assert_eq!(c.recover().unwrap(), Vec::<(usize, String)>::new(), "no member exited on its own");
     wait_for_leader(&c, &[0, 1, 2]);
     drop(c);
     assert_gone(&names);

@@ -65,3 +65,23 @@ fn ephemerals_live_and_die_with_their_sessions() {
     assert!(n(&c["own_checks"]) > 50 && n(&c["own_writes"]) > 50 && n(&c["observer_checks"]) > 50, "{c}");
     assert_eq!(n(&c["final_nodes"]), 0, "{c}");
 }
+
+/// `--bug expire-on-follower`: followers expire the sessions they do not
+/// lead on their own clock and drop those sessions' ephemerals from their
+/// trees alone; the next committed write of such a node trips the apply
+/// invariant and the follower stops. The run is INVALID: the members that
+/// exited on their own are named (and restarted, so the final read still
+/// comes), and the history may show a lost ephemeral besides.
+#[test]
+fn session_catches_followers_that_expire_sessions_on_their_own() {
+    let (code, out, dir) = test("session", &["--nemesis", "none", "--time", "8", "--bug", "expire-on-follower", "--seed", "5"]);
+    assert_eq!(code, 1, "{out}");
+    let r = results(&dir.0);
+    assert_eq!(r["valid"], false, "{r}");
+    let crashed = r["crashed"].as_array().unwrap();
+    let lost = r["check"]["lost_ephemeral"].as_array().map_or(0, Vec::len);
+    assert!(!crashed.is_empty() || lost > 0, "{out}");
+    for c in crashed {
+        assert!(c.as_str().unwrap().contains("apply: setData of missing node") || c.as_str().unwrap().contains("panicked"), "{c}");
+    }
+}

@@ -185,6 +185,11 @@ impl ZooKeeperMember {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the process is still there (it may have exited on its own).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
     /// Starts again (after [`ZooKeeperMember::kill`]) on the same zoo.cfg
     /// and data; does not wait for it to serve.
     pub fn restart(&mut self) {

@@ -97,6 +97,21 @@ impl Shared {
     }
 }
 
+/// Stops the whole server when the processor task unwinds: an invariant
+/// it asserts on apply failed (a member whose state left the log's), and a
+/// server without its processor would keep taking connections it never
+/// answers. Stopped, the process exits non-zero and a supervisor restarts
+/// it from its log. A processor that returns stops the server itself.
+struct StopOnPanic(CancellationToken);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.cancel();
+        }
+    }
+}
+
 /// A connection's place in its address's `maxClientCnxns` count, moved into
 /// the connection task and given back when dropped, however the task ends
 /// (a panic included: a call at the end of the task would be skipped).
@@ -276,7 +291,12 @@ impl Server {
         // each dear on a virtual machine).
         let processor_task = tokio::spawn({
             let tx = tx.clone();
-            processor.run(rx, tx)
+            let stop_on_panic = StopOnPanic(shutdown.clone());
+            async move {
+                let result = processor.run(rx, tx).await;
+                drop(stop_on_panic);
+                result
+            }
         });
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
