@@ -156,6 +156,51 @@ pub(super) fn record(ctx: &Ctx, o: &mut Op, r: Result<Result<bool, QueueError>, 
 /// depth, `values` [enqueued_total, removed_total, redeliveries]. Claims of
 /// dead consumers come back when their lease ends. Tried on each member in
 /// turn.
+/// Records the outcome of each ack of an `ack_batch` (one op per delivery,
+/// all completing when the batch did); returns whether any was
+/// indeterminate and whether the session expired.
+pub(super) fn settle_ack_batch(rec: &super::Recorder, acks: Vec<Op>, r: &Result<Result<Vec<Result<(), QueueError>>, QueueError>, tokio::time::error::Elapsed>) -> (bool, bool) {
+    let done = rec.now();
+    let (mut indeterminate, mut expired) = (false, false);
+    for (i, mut a) in acks.into_iter().enumerate() {
+        let unknown = |a: &mut Op, e: &QueueError| {
+            a.error = Some(e.to_string());
+            matches!(e, QueueError::SessionExpired)
+        };
+        match r {
+            Ok(Ok(results)) => match results.get(i) {
+                Some(Ok(())) => {
+                    a.outcome = Outcome::Ok;
+                    a.complete_ns = Some(done);
+                }
+                Some(Err(e)) if definite(e) => {
+                    a.outcome = Outcome::Fail;
+                    a.complete_ns = Some(done);
+                    a.error = Some(e.to_string());
+                }
+                Some(Err(e)) => {
+                    expired |= unknown(&mut a, e);
+                    indeterminate = true;
+                }
+                None => {
+                    a.error = Some("ack_batch returned no result for it".into());
+                    indeterminate = true;
+                }
+            },
+            Ok(Err(e)) => {
+                expired |= unknown(&mut a, e);
+                indeterminate = true;
+            }
+            Err(_) => {
+                a.error = Some("timeout".into());
+                indeterminate = true;
+            }
+        }
+        rec.push(a);
+    }
+    (indeterminate, expired)
+}
+
 /// Messages the final drain takes (and acks) at a time.
 const DRAIN_BATCH: usize = 64;
 
@@ -208,27 +253,7 @@ pub async fn drain(hosts: &[String], rec: &super::Recorder, timeout: Duration, p
                     }
                     let acks: Vec<Op> = ds.iter().map(|d| op(Kind::Ack, payload(d).or(Some(-1)))).collect();
                     let r = tokio::time::timeout(OP_TIMEOUT, q.ack_batch(&ds)).await;
-                    let done = rec.now();
-                    for (i, mut a) in acks.into_iter().enumerate() {
-                        match &r {
-                            Ok(Ok(results)) => match results.get(i) {
-                                Some(Ok(())) => {
-                                    a.outcome = Outcome::Ok;
-                                    a.complete_ns = Some(done);
-                                }
-                                Some(Err(e)) if definite(e) => {
-                                    a.outcome = Outcome::Fail;
-                                    a.complete_ns = Some(done);
-                                    a.error = Some(e.to_string());
-                                }
-                                Some(Err(e)) => a.error = Some(e.to_string()),
-                                None => a.error = Some("ack_batch returned no result for it".into()),
-                            },
-                            Ok(Err(e)) => a.error = Some(e.to_string()),
-                            Err(_) => a.error = Some("timeout".into()),
-                        }
-                        rec.push(a);
-                    }
+                    settle_ack_batch(rec, acks, &r);
                 }
                 Ok(Ok(_)) => {
                     // Nothing deliverable now: done if nothing is left at all.

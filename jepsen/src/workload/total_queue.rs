@@ -14,7 +14,7 @@
 //! erred is one indeterminate take whose `expected` is how many messages
 //! it asked for (what it may have claimed).
 
-use super::queue::{definite, open, payload, record, LEASE_MS, TAKE_WAIT};
+use super::queue::{open, payload, record, LEASE_MS, TAKE_WAIT};
 use super::{session, Ctx, OP_TIMEOUT};
 use crate::check::history::{Kind, Outcome};
 use corral_queue::{Delivery, Message, Meta, NativeQueue, PutOutcome, QueueError};
@@ -130,41 +130,5 @@ async fn consume(ctx: &Ctx, q: &NativeQueue, process: u64, batch: usize, rng: &m
     }
     let acks: Vec<_> = ds.iter().map(|d| ctx.op(process, session.clone(), KEY, Kind::Ack, payload(d).or(Some(-1)))).collect();
     let r = tokio::time::timeout(OP_TIMEOUT, q.ack_batch(&ds)).await;
-    let done = ctx.rec.now();
-    let (mut indeterminate, mut expired) = (false, false);
-    for (i, mut a) in acks.into_iter().enumerate() {
-        match &r {
-            Ok(Ok(results)) => match results.get(i) {
-                Some(Ok(())) => {
-                    a.outcome = Outcome::Ok;
-                    a.complete_ns = Some(done);
-                }
-                Some(Err(e)) if definite(e) => {
-                    a.outcome = Outcome::Fail;
-                    a.complete_ns = Some(done);
-                    a.error = Some(e.to_string());
-                }
-                Some(Err(e)) => {
-                    a.error = Some(e.to_string());
-                    indeterminate = true;
-                    expired |= matches!(e, QueueError::SessionExpired);
-                }
-                None => {
-                    a.error = Some("ack_batch returned no result for it".into());
-                    indeterminate = true;
-                }
-            },
-            Ok(Err(e)) => {
-                a.error = Some(e.to_string());
-                indeterminate = true;
-                expired |= matches!(e, QueueError::SessionExpired);
-            }
-            Err(_) => {
-                a.error = Some("timeout".into());
-                indeterminate = true;
-            }
-        }
-        ctx.rec.push(a);
-    }
-    (indeterminate, expired)
+    super::queue::settle_ack_batch(&ctx.rec, acks, &r)
 }
