@@ -1,5 +1,8 @@
 //! Checkers for recorded histories, one per workload, each a pure function
-//! of the ops. The register's: linearizability of registers (read, write,
+//! of the ops: the Jepsen harness (`corral-jepsen`) checks the histories of
+//! real ensembles with them, the simulator (`corral-sim`) the histories of
+//! its simulated clients, so both hold Corral to one definition of each
+//! guarantee. The register's: linearizability of registers (read, write,
 //! compare-and-set), checked per key — a history is linearizable iff each
 //! key's sub-history is (Herlihy and Wing's locality, Porcupine's
 //! P-compositionality), which turns one search exponential in the number of
