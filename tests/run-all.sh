@@ -2,7 +2,9 @@
 # Runs every test of the workspace. Installs what the tests need on a fresh
 # Debian machine (Apache ZooKeeper 3.8 and its C client from Debian's
 # packages, a Python venv with kazoo), builds, then runs:
-#   1. cargo tests: protocol, core and server units; end-to-end tests against
+#   1. cargo tests (--workspace: every member of Cargo.toml, the checkers'
+#      corral-check and the simulator's corral-sim among them): protocol,
+#      core and server units; end-to-end tests against
 #      real corral processes with the stock Rust client; the queue tests
 #      against Corral, then again against Apache ZooKeeper;
 #   2. a fuzz smoke: every cargo-fuzz target for ~8 s (fuzz/run.sh);

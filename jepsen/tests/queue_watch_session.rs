@@ -2,7 +2,7 @@
 //! binary against a real 3-member Corral ensemble under partitions and
 //! kills, 5 s of workload each, asserted valid and to have done enough to
 //! check. The checkers' failing cases are shown on hand-built histories
-//! (`src/check/{queue,total_queue,watch,session}.rs`).
+//! (`check/src/{queue,total_queue,watch,session}.rs`).
 
 mod common;
 

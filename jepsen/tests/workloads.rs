@@ -2,7 +2,7 @@
 //! `corral-jepsen` binary against a real 3-member Corral ensemble under
 //! partitions and kills, each run short (5-8 s of workload) but asserted to
 //! have done enough to check. The checkers' failing cases are shown on
-//! hand-built histories (`src/check/*.rs`); here, through the binary, a
+//! hand-built histories (`check/src/*.rs`, the `corral-check` crate); here, through the binary, a
 //! lost element planted in a real history and server bugs that lose
 //! increments (`overlay-skip`) and acknowledged creates (`early-ack`: adds
 //! missing, ids handed out twice).

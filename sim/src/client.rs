@@ -61,6 +61,8 @@ pub struct Client {
     /// The last time a member answered this client (a reply or a connect):
     /// when, which session, and the leader and term that member followed.
     pub served: Option<Served>,
+    /// Data values this client has drawn (what makes each one unique).
+    pub values_drawn: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +93,7 @@ impl Client {
             live_writes: 0,
             sessions_started: 0,
             served: None,
+            values_drawn: 0,
         }
     }
 
@@ -105,23 +108,29 @@ impl Client {
     }
 }
 
-fn data(rng: &mut ChaCha8Rng) -> Vec<u8> {
+/// Unique data per run (client id and count), so a value read names the
+/// write that wrote it, as the shared read model needs
+/// (`corral_check::read_model`). The draw stays, so each seed still makes
+/// the choices it made before the data became unique.
+fn data(rng: &mut ChaCha8Rng, client: &mut Client) -> Vec<u8> {
     let n: u32 = rng.gen_range(0..1_000_000);
-    n.to_string().into_bytes()
+    client.values_drawn += 1;
+    let unique = (client.values_drawn * 1024 + client.id as u64) * 1_000_000 + n as u64;
+    unique.to_string().into_bytes()
 }
 
 /// A random operation of the workload mix.
-pub fn random_request(rng: &mut ChaCha8Rng, client: &Client) -> Request {
+pub fn random_request(rng: &mut ChaCha8Rng, client: &mut Client) -> Request {
     let register = REGISTERS[rng.gen_range(0..REGISTERS.len())].to_string();
     let open = vec![protocol::Acl { perms: 31, id: protocol::Id { scheme: "world".into(), id: "anyone".into() } }];
     match rng.gen_range(0..100) {
         0..=24 => Request::GetData(GetDataRequest { path: register, watch: rng.gen_bool(0.2) }),
-        25..=44 => Request::SetData(SetDataRequest { path: register, data: Some(data(rng)), version: if rng.gen_bool(0.5) { -1 } else { rng.gen_range(0..4) } }),
-        45..=54 => Request::Create(CreateRequest { path: register, data: Some(data(rng)), acl: open, flags: 0 }),
+        25..=44 => Request::SetData(SetDataRequest { path: register, data: Some(data(rng, client)), version: if rng.gen_bool(0.5) { -1 } else { rng.gen_range(0..4) } }),
+        45..=54 => Request::Create(CreateRequest { path: register, data: Some(data(rng, client)), acl: open, flags: 0 }),
         55..=59 => Request::Delete(DeleteRequest { path: register, version: -1 }),
-        60..=69 => Request::Create(CreateRequest { path: format!("{SEQ_PARENT}/n"), data: Some(data(rng)), acl: open, flags: 2 }),
+        60..=69 => Request::Create(CreateRequest { path: format!("{SEQ_PARENT}/n"), data: Some(data(rng, client)), acl: open, flags: 2 }),
         70..=72 => Request::Create(CreateRequest { path: SEQ_PARENT.into(), data: None, acl: open, flags: 0 }),
-        73..=79 => Request::Create(CreateRequest { path: client.ephemeral_path(), data: Some(data(rng)), acl: open, flags: 1 }),
+        73..=79 => Request::Create(CreateRequest { path: client.ephemeral_path(), data: Some(data(rng, client)), acl: open, flags: 1 }),
         80..=84 => Request::Delete(DeleteRequest { path: client.ephemeral_path(), version: -1 }),
         85..=89 => Request::Exists(ExistsRequest { path: register, watch: rng.gen_bool(0.3) }),
         90..=94 => Request::GetChildren(GetChildrenRequest { path: SEQ_PARENT.into(), watch: false }),
@@ -132,8 +141,8 @@ pub fn random_request(rng: &mut ChaCha8Rng, client: &Client) -> Request {
             Request::Multi(MultiRequest {
                 ops: vec![
                     MultiOp::Check(CheckVersionRequest { path: register.clone(), version: rng.gen_range(-1..3) }),
-                    MultiOp::SetData(SetDataRequest { path: register, data: Some(data(rng)), version: -1 }),
-                    MultiOp::Create(CreateRequest { path: other, data: Some(data(rng)), acl: open, flags: 0 }),
+                    MultiOp::SetData(SetDataRequest { path: register, data: Some(data(rng, client)), version: -1 }),
+                    MultiOp::Create(CreateRequest { path: other, data: Some(data(rng, client)), acl: open, flags: 0 }),
                 ],
             })
         }

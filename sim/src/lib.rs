@@ -8,10 +8,13 @@
 //! A run has a safety phase (faults: crashes, restarts, partitions, pauses)
 //! and then a liveness phase (everything healed: a leader must be elected,
 //! every client must complete a write, every member must converge). The
-//! checks ([`check`]) run on every step and at the end.
+//! checks ([`check`]) run on every step and at the end; at the end, too, the
+//! clients' register ops ([`history`]) go through the linearizability
+//! checker the Jepsen harness uses (`corral-check`).
 
 pub mod check;
 pub mod client;
+pub mod history;
 pub mod script;
 mod world;
 

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
         if single.is_some() {
-            println!("seed {seed}: ok ({} events, {} ops, {} reads checked, {} watches checked, {} expiries, {} crashes, {} wipes, {} partitions, {} leaders, trace {:016x})", report.events, report.ops_ok, report.reads_checked, report.watches_checked, report.expiries, report.crashes, report.wipes, report.partitions, report.leaders, report.trace_hash);
+            println!("seed {seed}: ok ({} events, {} ops, {} reads checked, {} register ops checked by corral-check, {} watches checked, {} expiries, {} crashes, {} wipes, {} partitions, {} leaders, trace {:016x})", report.events, report.ops_ok, report.reads_checked, report.history.len(), report.watches_checked, report.expiries, report.crashes, report.wipes, report.partitions, report.leaders, report.trace_hash);
             break;
         }
         seed += 1;

@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::check::Checker;
 use crate::client::{self, Client, ClientState, InFlight, Served};
+use crate::history::Recorder;
 
 /// Test-only faults a run can turn on, to prove the checks catch them (the
 /// server's own switches; `lost-ack` is played by the simulated shell).
@@ -35,11 +36,16 @@ pub struct SimConfig {
     pub trace_lines: usize,
     /// Entries applied between snapshots (`snapCount`).
     pub snap_count: u64,
+    /// The simulator's own checks stop the run at their first violation.
+    /// Off, they only note it (`Report::own_violation`) and the run goes
+    /// on, so the shared checker judges the whole history alone: the proof
+    /// that it catches a bug by itself.
+    pub own_checks: bool,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { nodes: 3, clients: 4, safety_ms: 6_000, liveness_ms: 20_000, fault_every_ms: 700, bug: None, linearizable: None, trace_lines: 400, snap_count: 300 }
+        SimConfig { nodes: 3, clients: 4, safety_ms: 6_000, liveness_ms: 20_000, fault_every_ms: 700, bug: None, linearizable: None, trace_lines: 400, snap_count: 300, own_checks: true }
     }
 }
 
@@ -70,6 +76,17 @@ pub struct Report {
     pub partitions: u32,
     pub leaders: u32,
     pub log_len: usize,
+    /// Whether the members served linearizable reads (so the history's
+    /// reads were checked for linearizability, not by the read model).
+    pub linearizable_reads: bool,
+    /// The clients' register ops, in the shared history format (`corral-check`).
+    pub history: Vec<corral_check::history::Op>,
+    /// The shared checker's verdict on `history`, also when the run stopped
+    /// early at one of the simulator's own checks (then it stands beside it).
+    pub history_violation: Option<String>,
+    /// With `own_checks` off: the first violation the simulator's own
+    /// checks saw (the run went on past it).
+    pub own_violation: Option<String>,
 }
 
 /// What the disk of a member holds after its last sync.
@@ -167,6 +184,7 @@ pub(crate) struct World {
     link_tail_ms: BTreeMap<(usize, usize), i64>,
     next_conn: u64,
     checker: Checker,
+    history: Recorder,
     phase: Phase,
     linearizable: bool,
     trace: VecDeque<String>,
@@ -225,6 +243,10 @@ impl World {
             partitions: 0,
             leaders: 0,
             log_len: 0,
+            linearizable_reads: linearizable,
+            history: Vec::new(),
+            history_violation: None,
+            own_violation: None,
         };
         let mut w = World {
             rng,
@@ -238,6 +260,7 @@ impl World {
             link_tail_ms: BTreeMap::new(),
             next_conn: 1,
             checker: Checker::new(),
+            history: Recorder::default(),
             phase: Phase::Safety,
             linearizable,
             trace: VecDeque::new(),
@@ -301,6 +324,17 @@ impl World {
     }
 
     fn fail(&mut self, message: String) {
+        if !self.cfg.own_checks {
+            if self.report.own_violation.is_none() {
+                self.note(format!("own check (not stopping the run): {message}"));
+                self.report.own_violation = Some(message);
+            }
+            return;
+        }
+        self.violate(message);
+    }
+
+    fn violate(&mut self, message: String) {
         if self.violation.is_none() {
             self.note(format!("VIOLATION: {message}"));
             self.violation = Some(message);
@@ -392,6 +426,9 @@ impl World {
     }
 
     pub(crate) fn report(mut self) -> Report {
+        if !self.scripted {
+            self.check_history();
+        }
         self.report.violation = self.violation.take().map(|message| Violation { message, at_ms: self.now_ms, trace: self.trace.iter().cloned().collect() });
         self.report.trace_hash = self.trace_hash;
         self.report.events = self.events;
@@ -400,7 +437,22 @@ impl World {
         self.report.watches_checked = self.checker.watches_checked;
         self.report.expiries = self.checker.expiries;
         self.report.log_len = self.checker.log_len();
+        self.report.history = std::mem::take(&mut self.history).into_ops();
         self.report
+    }
+
+    /// The shared linearizability checker on the recorded history: a
+    /// violation of the run if nothing else failed first, and beside it if
+    /// something did.
+    fn check_history(&mut self) {
+        let verdict = crate::history::check(self.history.ops(), self.linearizable);
+        if let Some(why) = verdict.explain() {
+            let reads = if verdict.reads_checked { "reads linearizable" } else { "writes linearizable, reads by ZooKeeper's read model" };
+            let reads = if verdict.violation.is_none() { "ZooKeeper's read model: a session never goes back, and reads its own writes" } else { reads };
+            let message = format!("shared checker (corral-check, {reads}): {} register ops not valid: {why}", verdict.ops);
+            self.report.history_violation = Some(message.clone());
+            self.violate(message);
+        }
     }
 
     fn state_summary(&self) -> String {
@@ -1027,7 +1079,7 @@ impl World {
                             }
                         }
                         Phase::Safety => {
-                            let req = client::random_request(&mut self.rng, cl);
+                            let req = client::random_request(&mut self.rng, &mut self.clients[c]);
                             self.client_send(c, node, conn, req);
                         }
                     }
@@ -1048,6 +1100,7 @@ impl World {
         let cl = &mut self.clients[c];
         let xid = if matches!(req, Request::Ping) { protocol::codes::xid::PING } else { cl.take_xid() };
         let acked_before = self.checker.acked_upto();
+        self.history.invoke(self.now_ms, c, node, self.clients[c].session_id, xid, &req);
         let cl = &mut self.clients[c];
         cl.in_flight.push_back(InFlight { xid, req: req.clone(), invoked_ms: self.now_ms, acked_before });
         cl.last_sent_ms = self.now_ms;
@@ -1064,7 +1117,7 @@ impl World {
         let cl = &mut self.clients[c];
         let unknown = cl.in_flight.iter().filter(|f| corral::replica::goes_through_log(&f.req)).count();
         self.report.ops_indeterminate += unknown as u64;
-        cl.in_flight.clear();
+        self.history.lost(c, cl.in_flight.drain(..).map(|f| f.xid));
         let backoff = self.rng.gen_range(20..200);
         let cl = &mut self.clients[c];
         cl.state = ClientState::Disconnected { retry_at_ms: self.now_ms + backoff };
@@ -1124,6 +1177,10 @@ impl World {
 
     fn client_reply(&mut self, c: usize, xid: i32, zxid: i64, err: ErrorCode, body: Response) {
         self.note(format!("client {c} <- xid {xid} zxid {zxid:#x} {err:?}"));
+        // Recorded by xid before the simulator's own checks judge the
+        // reply (its order, its zxid), so the history holds it whichever
+        // check objects.
+        self.history.complete(self.now_ms, c, xid, err, &body);
         let Some(f) = self.clients[c].in_flight.pop_front() else {
             self.fail(format!("client {c} got a reply (xid {xid}) with nothing in flight"));
             return;
@@ -1336,6 +1393,7 @@ impl World {
     fn script_lost(&mut self, c: usize, node: usize, conn: u64) {
         self.checker.watches_lost(c);
         let lost: Vec<i32> = self.clients[c].in_flight.drain(..).filter(|f| !matches!(f.req, Request::Ping)).map(|f| f.xid).collect();
+        self.history.lost(c, lost.iter().copied());
         for xid in lost {
             self.inbox.entry(c).or_default().push(format!("xid {xid}: no reply (connection lost)"));
         }

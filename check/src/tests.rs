@@ -38,6 +38,20 @@ fn concurrent_writes_and_reads_linearize() {
 }
 
 #[test]
+fn a_bounded_search_gives_up_without_a_verdict() {
+    // Not linearizable, but refuting it means trying every subset of the
+    // unknown writes before the stale read: a small budget runs out first.
+    let mut ops: Vec<Op> = (0..12).map(|i| info_write(10 + i, 100 + i as i64, i)).collect();
+    ops.extend([write(1, 1, 20, 30), write(2, 2, 40, 50), read(3, Some(1), 60, 70)]);
+    let ops = numbered(ops);
+    let bounded = check_within(&ops, Options::default(), 50);
+    assert!(bounded.valid && bounded.undecided == vec![K.to_string()], "{bounded:?}");
+    let full = check(&ops, Options::default());
+    assert!(!full.valid && full.undecided.is_empty());
+    assert_eq!(check_within(&ops, Options::default(), 1_000_000).violation.map(|v| v.op.index), Some(14));
+}
+
+#[test]
 fn a_stale_read_is_rejected() {
     let ops = numbered(vec![write(1, 1, 0, 10), write(2, 2, 20, 30), read(3, Some(1), 40, 50)]);
     assert!(!valid(ops.clone()));

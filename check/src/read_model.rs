@@ -128,7 +128,7 @@ pub fn check(history: &[Op]) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::history::SETUP_PROCESS;
+    use crate::history::SETUP_PROCESS;
 
     fn op(p: u64, s: &str, f: Kind, v: i64, from: u64, to: u64) -> Op {
         let mut o = Op::new(p, "r0", f, Some(v), None, from, Some(to), Outcome::Ok);

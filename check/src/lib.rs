@@ -1,5 +1,8 @@
 //! Checkers for recorded histories, one per workload, each a pure function
-//! of the ops. The register's: linearizability of registers (read, write,
+//! of the ops: the Jepsen harness (`corral-jepsen`) checks the histories of
+//! real ensembles with them, the simulator (`corral-sim`) the histories of
+//! its simulated clients, so both hold Corral to one definition of each
+//! guarantee. The register's: linearizability of registers (read, write,
 //! compare-and-set), checked per key — a history is linearizable iff each
 //! key's sub-history is (Herlihy and Wing's locality, Porcupine's
 //! P-compositionality), which turns one search exponential in the number of
@@ -152,7 +155,7 @@ impl Checked {
             return None;
         }
         Some(match self {
-            Checked::Register(r) => r.violation.as_ref().map(Violation::explain).or_else(|| r.read_violation.as_ref().map(read_model::Violation::explain)).unwrap_or_default(),
+            Checked::Register(r) => r.explain().unwrap_or_default(),
             Checked::Set(r) => r.explain(),
             Checked::Counter(r) => r.explain(),
             Checked::UniqueIds(r) => r.explain(),
@@ -198,6 +201,17 @@ pub struct Report {
     /// breaks ZooKeeper's per-session read model (`read_model`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_violation: Option<read_model::Violation>,
+    /// Keys whose search gave up before deciding (only with a budget:
+    /// `check_within`); nothing is known of them either way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undecided: Vec<String>,
+}
+
+impl Report {
+    /// What is wrong, when it is not valid.
+    pub fn explain(&self) -> Option<String> {
+        self.violation.as_ref().map(Violation::explain).or_else(|| self.read_violation.as_ref().map(read_model::Violation::explain))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,6 +252,12 @@ const WINDOW: usize = 6;
 
 /// Checks a history for linearizability, key by key.
 pub fn check(history: &[Op], opts: Options) -> Report {
+    check_within(history, opts, usize::MAX)
+}
+
+/// `check`, with each key's search bounded (`linear::check_within`): a
+/// key it gives up on is listed in `undecided`, not held against the history.
+pub fn check_within(history: &[Op], opts: Options, max_configurations: usize) -> Report {
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     let mut checked_ops = 0;
     for op in history.iter().filter(|o| model::included(o, opts)) {
@@ -246,27 +266,34 @@ pub fn check(history: &[Op], opts: Options) -> Report {
     }
     let keys = history.iter().map(|o| o.key.as_str()).collect::<std::collections::BTreeSet<_>>().len();
     let mut violation = None;
+    let mut undecided = Vec::new();
     for (key, ops) in &by_key {
-        if let Err(stuck) = linear::check(ops) {
-            let op = ops[stuck.op];
-            let mut all: Vec<&Op> = history.iter().filter(|o| o.key == *key).collect();
-            all.sort_by_key(|o| o.invoke_ns);
-            let at = all.iter().position(|o| std::ptr::eq(*o, op)).unwrap_or(0);
-            let window = all[at.saturating_sub(WINDOW)..(at + WINDOW + 1).min(all.len())].iter().map(|o| (*o).clone()).collect();
-            violation = Some(Violation {
-                key: key.to_string(),
-                op: op.clone(),
-                linearized_before: stuck.prefix.iter().map(|&i| ops[i].clone()).collect(),
-                model_states: stuck.states,
-                window,
-            });
-            break;
-        }
+        let stuck = match linear::check_within(ops, max_configurations) {
+            Ok(()) => continue,
+            Err(None) => {
+                undecided.push(key.to_string());
+                continue;
+            }
+            Err(Some(stuck)) => stuck,
+        };
+        let op = ops[stuck.op];
+        let mut all: Vec<&Op> = history.iter().filter(|o| o.key == *key).collect();
+        all.sort_by_key(|o| o.invoke_ns);
+        let at = all.iter().position(|o| std::ptr::eq(*o, op)).unwrap_or(0);
+        let window = all[at.saturating_sub(WINDOW)..(at + WINDOW + 1).min(all.len())].iter().map(|o| (*o).clone()).collect();
+        violation = Some(Violation {
+            key: key.to_string(),
+            op: op.clone(),
+            linearized_before: stuck.prefix.iter().map(|&i| ops[i].clone()).collect(),
+            model_states: stuck.states,
+            window,
+        });
+        break;
     }
     // Reads held to linearizability imply the read model; otherwise it is
     // what ZooKeeper promises of them.
     let read_violation = if opts.reads { None } else { read_model::check(history) };
-    Report { valid: violation.is_none() && read_violation.is_none(), ops: history.len(), checked_ops, keys, reads_checked: opts.reads, violation, read_violation }
+    Report { valid: violation.is_none() && read_violation.is_none(), ops: history.len(), checked_ops, keys, reads_checked: opts.reads, violation, read_violation, undecided }
 }
 
 #[cfg(test)]

@@ -45,6 +45,16 @@ pub(crate) fn splitmix(x: &mut u64) -> u64 {
 /// Checks ops of one key (all included ones: see `model::included`).
 /// Ops whose result never came must have `complete_ns: None`.
 pub fn check(ops: &[&Op]) -> Result<(), Stuck> {
+    check_within(ops, usize::MAX).map_err(|e| e.expect("an unbounded search decides"))
+}
+
+/// `check`, giving up (`Err(None)`) once it has explored more than
+/// `max_configurations` configurations. Many ops whose result never came
+/// make a history that does not linearize costly to refute: each may be
+/// placed anywhere after its call or nowhere, and the search must try
+/// them all before it can say no. A caller that checks many histories on
+/// a clock (the simulator) bounds that.
+pub fn check_within(ops: &[&Op], max_configurations: usize) -> Result<(), Option<Stuck>> {
     let n = ops.len();
     // Entries 0..n are calls, n..2n returns; the list head is a sentinel 2n.
     let head = 2 * n;
@@ -112,6 +122,9 @@ pub fn check(ops: &[&Op]) -> Result<(), Stuck> {
     loop {
         if required == 0 {
             return Ok(()); // what is left may all never have happened
+        }
+        if cache.len() > max_configurations {
+            return Err(None);
         }
         match next_step {
             Next::Fresh => {
@@ -196,5 +209,5 @@ pub fn check(ops: &[&Op]) -> Result<(), Stuck> {
             }
         }
     }
-    Err(best.unwrap_or(Stuck { op: 0, prefix: vec![], states: vec![None], depth: 0 }))
+    Err(Some(best.unwrap_or(Stuck { op: 0, prefix: vec![], states: vec![None], depth: 0 })))
 }

@@ -158,7 +158,7 @@ pub fn check(history: &[Op]) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::history::SETUP_PROCESS;
+    use crate::history::SETUP_PROCESS;
 
     fn write(p: u64, key: &str, v: i64, version: Option<i64>, from: u64) -> Op {
         let mut o = Op::new(p, key, Kind::Write, Some(v), version, from, version.map(|_| from + 5), if version.is_some() { Outcome::Ok } else { Outcome::Info });
