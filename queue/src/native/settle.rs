@@ -42,12 +42,18 @@ impl NativeQueue {
     /// the item and its reference node go in the ack's transaction, the
     /// blob after it; if that delete fails, the sweeper collects the blob.
     pub async fn ack(&self, d: &Delivery) -> Result<()> {
+        self.ack_after(d, false).await
+    }
+
+    /// `ack`, knowing whether an earlier request that acked `d` (an
+    /// `ack_batch` multi) lost its reply and so may have committed.
+    async fn ack_after(&self, d: &Delivery, lost_reply: bool) -> Result<()> {
         let item = self.item_path(d.id);
         let claim = self.claim_path(d.id);
         let blob_ref = self.blob_ref_node(d.header.blob.as_ref());
         let mut with_claim = true;
         let mut with_ref = blob_ref.is_some();
-        let mut after_loss = false;
+        let mut after_loss = lost_reply;
         let mut attempt = 0;
         loop {
             let (shard, c, sv) = self.deq_shard().await?;
@@ -142,9 +148,16 @@ impl NativeQueue {
                         let i = chunk.remove(j);
                         out[i] = Some(self.ack(&ds[i]).await);
                     },
-                    // A lost reply, or a shard we keep losing: one by one
-                    // (`ack` resolves lost replies).
-                    Err(Failed::Op { .. } | Failed::Request(ZkError::ConnectionLoss)) => {
+                    // A lost reply: one by one, each knowing the batch may
+                    // have committed (an item found gone is then ours to
+                    // report acked while our lease lasts, not ClaimLost).
+                    Err(Failed::Request(ZkError::ConnectionLoss)) => {
+                        for i in chunk.drain(..) {
+                            out[i] = Some(self.ack_after(&ds[i], true).await);
+                        }
+                    },
+                    // A shard we keep losing: one by one.
+                    Err(Failed::Op { .. }) => {
                         for i in chunk.drain(..) {
                             out[i] = Some(self.ack(&ds[i]).await);
                         }
