@@ -708,6 +708,10 @@ pub fn decode_curator(data: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
 // Request size budgeting
 // ---------------------------------------------------------------------------
 
+/// Bytes of item data a consumer asks for in one multi-read (an estimate:
+/// items are sized by the largest one seen; a reply may exceed it once).
+pub const READ_BUDGET: usize = 256 * 1024;
+
 /// ZooKeeper's default `jute.maxbuffer` is 0xfffff bytes; requests above it
 /// are rejected and the connection is dropped. We stay well under it.
 pub const JUTE_MAX_BUFFER: usize = 0xfffff;

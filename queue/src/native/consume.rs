@@ -399,15 +399,34 @@ impl NativeQueue {
             wanted.extend_from_slice(ids);
         }
         let paths: Vec<String> = wanted.iter().map(|&id| self.item_path(id)).collect();
-        // Pipelined reads rather than one multi-read: each reply stays under
-        // the client's packet limit however big the payloads are.
-        let reads = futures_util::future::join_all(paths.iter().map(|path| retry_read(move || self.client.get_data(path)))).await;
+        // Multi-reads, as many items in each as the largest item this
+        // handle has seen says fit in READ_BUDGET: one request and one reply
+        // for a batch's worth of small items instead of one each.
+        let largest = self.largest_item.load(std::sync::atomic::Ordering::Relaxed).max(1024);
+        let per_read = (codec::READ_BUDGET / largest).max(1);
+        let mut reads = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(per_read) {
+            if chunk.len() == 1 {
+                reads.push(retry_read(|| self.client.get_data(&chunk[0])).await);
+                continue;
+            }
+            for r in self.get_data_many(chunk).await? {
+                reads.push(match r {
+                    MultiReadResult::Data { data, stat } => Ok((data, stat)),
+                    MultiReadResult::Error { err } => Err(err),
+                    _ => Err(ZkError::MarshallingError),
+                });
+            }
+        }
         let mut ready = Vec::new();
         for ((&id, path), read) in wanted.iter().zip(paths).zip(reads) {
             match read {
-                Ok((data, stat)) => match self.prepare_claim(id, path, &data, stat.version).await? {
-                    Prep::Claim(p) => ready.push(p),
-                    Prep::Done(r) => out.push((id, r)),
+                Ok((data, stat)) => {
+                    self.largest_item.fetch_max(data.len(), std::sync::atomic::Ordering::Relaxed);
+                    match self.prepare_claim(id, path, &data, stat.version).await? {
+                        Prep::Claim(p) => ready.push(p),
+                        Prep::Done(r) => out.push((id, r)),
+                    }
                 },
                 Err(ZkError::NoNode) => out.push((id, ClaimResult::Gone)),
                 Err(e) => return Err(e.into()),

@@ -262,6 +262,9 @@ pub struct NativeQueue {
     deq: std::sync::Mutex<Vec<Option<(Counter, i32)>>>,
     wakeups: std::sync::atomic::AtomicU64,
     collisions: std::sync::atomic::AtomicU64,
+    /// The largest item (bytes, as stored) this handle has read: sizes the
+    /// multi-reads of `take_batch`.
+    largest_item: std::sync::atomic::AtomicUsize,
     blobs: Option<BlobStore>,
     /// `P/blobs` is known to exist (queues created before the claim-check
     /// lack it until a producer with a blob store creates it).
@@ -378,6 +381,7 @@ impl NativeQueue {
             cons: Mutex::new(ConsumerState { spread: 1, ..ConsumerState::default() }),
             wakeups: Default::default(),
             collisions: Default::default(),
+            largest_item: Default::default(),
             blobs: None,
             blobs_dir_ready: AtomicBool::new(false),
         })
