@@ -154,12 +154,21 @@ class RawZK:
 
     # -- framing
     def _send(self, payload):
-        self.sock.sendall(struct.pack(">i", len(payload)) + payload)
+        # A server that refuses a frame by its length header closes while the
+        # rest is still being sent: the client then sees EPIPE or ECONNRESET,
+        # which is the same answer as an orderly close.
+        try:
+            self.sock.sendall(struct.pack(">i", len(payload)) + payload)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise ConnectionClosed("server closed the connection while we sent: %s" % e)
 
     def _recv_exact(self, n):
         out = bytearray()
         while len(out) < n:
-            d = self.sock.recv(n - len(out))
+            try:
+                d = self.sock.recv(n - len(out))
+            except ConnectionResetError as e:
+                raise ConnectionClosed("server reset the connection: %s" % e)
             if not d:
                 raise ConnectionClosed("server closed the connection")
             out += d
