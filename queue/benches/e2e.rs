@@ -9,8 +9,9 @@
 //! (default 5 per configuration), CORRAL_QUEUE_E2E_BATCH (default 64: the
 //! batch size of the batched-put row), CORRAL_QUEUE_E2E_TAKE (default 16:
 //! consumers run once with take + ack, once with take_batch of this many +
-//! ack_batch), CORRAL_QUEUE_E2E_ONLY (set: only the take_batch end-to-end
-//! row), CORRAL_QUEUE_TEST_HOSTS / CORRAL_BIN
+//! ack_batch, once the same with a linger), CORRAL_QUEUE_E2E_LINGER_MS
+//! (default 5: that linger), CORRAL_QUEUE_E2E_ONLY (set: only the two
+//! take_batch end-to-end rows), CORRAL_QUEUE_TEST_HOSTS / CORRAL_BIN
 //! as for the tests (neither: Apache ZooKeeper 3.8 from the Debian
 //! packages). Prints a markdown table (docs/queue.md quotes it).
 
@@ -22,6 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use corral_queue::{Message, Meta, NativeQueue};
+
+/// `CORRAL_QUEUE_E2E_LINGER_MS`: the linger of the lingering batch row
+/// (default 5 ms).
+fn linger() -> Duration {
+    Duration::from_millis(std::env::var("CORRAL_QUEUE_E2E_LINGER_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(5))
+}
 
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
@@ -36,6 +43,7 @@ static COLLISIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 struct Row {
     workers: usize,
     take_batch: usize,
+    linger: Duration,
     msgs: usize,
     secs: f64,
     p50_ms: f64,
@@ -46,7 +54,7 @@ struct Row {
 /// take and ack; runs `secs`, then the consumers drain what was put. The
 /// rate counts acknowledged messages over the producers' time plus the
 /// drain.
-async fn run(hosts: &str, workers: usize, take_batch: usize, secs: f64) -> Row {
+async fn run(hosts: &str, workers: usize, take_batch: usize, linger: Duration, secs: f64) -> Row {
     let c = common::connect(hosts, Duration::from_secs(30)).await;
     let path = common::unique_path(&format!("e2e-{workers}"));
     NativeQueue::create(&c, &path, Meta::default()).await.unwrap();
@@ -72,7 +80,7 @@ async fn run(hosts: &str, workers: usize, take_batch: usize, secs: f64) -> Row {
         let (h, p, done) = (hosts.to_string(), path.clone(), produced_all.clone());
         consumers.push(tokio::spawn(async move {
             let c = common::connect(&h, Duration::from_secs(30)).await;
-            let q = NativeQueue::open(&c, &p).await.unwrap();
+            let q = NativeQueue::open(&c, &p).await.unwrap().with_batch_linger(linger);
             let mut lat = Vec::new();
             let mut calls = 0u64;
             loop {
@@ -119,7 +127,7 @@ async fn run(hosts: &str, workers: usize, take_batch: usize, secs: f64) -> Row {
     assert_eq!(lat.len(), produced, "every message put was taken once");
     lat.sort_unstable();
     let pct = |p: usize| lat.get((lat.len() * p / 100).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1e3;
-    Row { workers, take_batch, msgs: produced, secs: elapsed, p50_ms: pct(50), p99_ms: pct(99) }
+    Row { workers, take_batch, linger, msgs: produced, secs: elapsed, p50_ms: pct(50), p99_ms: pct(99) }
 }
 
 /// `workers` producers only, each putting one message at a time, for `secs`.
@@ -247,7 +255,7 @@ fn recipe_row(out: std::io::Result<std::process::Output>, workers: usize, name: 
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    (v.len() == 4).then(|| (name, Row { workers, take_batch: 1, msgs: v[0] as usize, secs: v[1], p50_ms: v[2], p99_ms: v[3] }))
+    (v.len() == 4).then(|| (name, Row { workers, take_batch: 1, linger: Duration::ZERO, msgs: v[0] as usize, secs: v[1], p50_ms: v[2], p99_ms: v[3] }))
 }
 
 /// javac'd Curator driver (queue/tests/java/CuratorQueue.java), if Java and
@@ -312,8 +320,12 @@ fn main() {
     rt.block_on(async {
         for &w in &workers {
             if only_e2e {
-                let r = run(&server.hosts, w, take, secs).await;
-                eprintln!("{target} {w}x{w} take_batch {take}: {} msgs in {:.1}s = {:.0}/s, p50 {:.1} ms p99 {:.1} ms", r.msgs, r.secs, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
+              for lg in [Duration::ZERO, linger()] {
+                TAKES.store(0, Ordering::Relaxed);
+                WAKEUPS.store(0, Ordering::Relaxed);
+                COLLISIONS.store(0, Ordering::Relaxed);
+                let r = run(&server.hosts, w, take, lg, secs).await;
+                eprintln!("{target} {w}x{w} take_batch {take} linger {lg:?}: {} msgs in {:.1}s = {:.0}/s, p50 {:.1} ms p99 {:.1} ms", r.msgs, r.secs, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
                 eprintln!(
                     "  consumers: {} take calls ({:.1} msgs a call), {} watch wake-ups, {} claim collisions",
                     TAKES.load(Ordering::Relaxed),
@@ -322,11 +334,12 @@ fn main() {
                     COLLISIONS.load(Ordering::Relaxed)
                 );
                 rows.push(r);
-                continue;
+              }
+              continue;
             }
-            for tb in if only_sides { vec![] } else { vec![1, take] } {
-                let r = run(&server.hosts, w, tb, secs).await;
-                eprintln!("{target} {w}x{w} take_batch {tb}: {} msgs in {:.1}s = {:.0}/s, p50 {:.1} ms p99 {:.1} ms", r.msgs, r.secs, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
+            for (tb, lg) in if only_sides { vec![] } else { vec![(1, Duration::ZERO), (take, Duration::ZERO), (take, linger())] } {
+                let r = run(&server.hosts, w, tb, lg, secs).await;
+                eprintln!("{target} {w}x{w} take_batch {tb} linger {lg:?}: {} msgs in {:.1}s = {:.0}/s, p50 {:.1} ms p99 {:.1} ms", r.msgs, r.secs, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
                 rows.push(r);
             }
             if !only_sides {
@@ -364,7 +377,11 @@ fn main() {
     println!("| server | producers x consumers | consumers take | messages/s | put→take p50 | p99 |");
     println!("|---|---:|---|---:|---:|---:|");
     for r in &rows {
-        let how = if r.take_batch == 1 { "take + ack".to_string() } else { format!("take_batch({}) + ack_batch", r.take_batch) };
+        let how = match (r.take_batch, r.linger.as_millis()) {
+            (1, _) => "take + ack".to_string(),
+            (n, 0) => format!("take_batch({n}) + ack_batch"),
+            (n, ms) => format!("take_batch({n}), {ms} ms linger, + ack_batch"),
+        };
         println!("| {target} | {} x {} | {how} | {:.0} | {:.1} ms | {:.1} ms |", r.workers, r.workers, r.msgs as f64 / r.secs, r.p50_ms, r.p99_ms);
     }
     for (name, r) in &recipes {

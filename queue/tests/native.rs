@@ -666,6 +666,104 @@ async fn competing_batch_takers_deliver_every_message_once() {
     assert_eq!((s.depth, s.in_flight, s.redeliveries), (0, 0, 0));
 }
 
+/// Registered batch consumers split the items by class (`seq % members`),
+/// so they do not collide; one whose class has run dry takes the others'
+/// items, so nothing waits on a consumer that is not taking; a dropped handle
+/// leaves the split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_consumers_split_the_items_and_take_the_others_when_their_own_run_out() {
+    let path = unique_path("split");
+    let hosts = Server::shared().hosts.clone();
+    let q = NativeQueue::create(&connect(&hosts, SESSION).await, &path, Meta::default()).await.unwrap();
+    let a = NativeQueue::open(&connect(&hosts, SESSION).await, &path).await.unwrap();
+    let b = NativeQueue::open(&connect(&hosts, SESSION).await, &path).await.unwrap();
+    a.join_batch_consumers().await.unwrap();
+    let (slot_b, n) = b.join_batch_consumers().await.unwrap();
+    let (slot_a, n_a) = a.join_batch_consumers().await.unwrap();
+    assert_eq!((n, n_a), (2, 2), "both joined");
+    assert_ne!(slot_a, slot_b, "distinct slots");
+    // 40 consecutive ids: 20 in each class.
+    q.put_batch((0..40).map(|i| Message::new(format!("m{i}"))).collect()).await.unwrap();
+    let from_a = a.take_batch(100, Some(Duration::from_secs(10))).await.unwrap();
+    let from_b = b.take_batch(100, Some(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(from_a.len(), 20, "a takes its own class only while it has items");
+    assert_eq!(from_b.len(), 20);
+    assert!(from_a.iter().all(|d| d.id.seq % 2 == slot_a as u64), "a took outside its class");
+    assert!(from_b.iter().all(|d| d.id.seq % 2 == slot_b as u64), "b took outside its class");
+    assert!(a.ack_batch(&from_a).await.unwrap().iter().chain(b.ack_batch(&from_b).await.unwrap().iter()).all(Result::is_ok));
+    assert_eq!((a.claim_collisions(), b.claim_collisions()), (0, 0));
+    // a stops taking; b drains its own class, then a's.
+    q.put_batch((0..10).map(|i| Message::new(format!("n{i}"))).collect()).await.unwrap();
+    let own = b.take_batch(100, Some(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(own.len(), 5);
+    assert!(own.iter().all(|d| d.id.seq % 2 == slot_b as u64));
+    let others = b.take_batch(100, Some(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(others.len(), 5, "b takes a's items once its own class is empty");
+    assert!(others.iter().all(|d| d.id.seq % 2 == slot_a as u64));
+    assert!(b.ack_batch(&own).await.unwrap().iter().chain(b.ack_batch(&others).await.unwrap().iter()).all(Result::is_ok));
+    // A dropped handle leaves: b is alone again and takes every class.
+    drop(a);
+    let t = Instant::now();
+    loop {
+        let (_, n) = b.join_batch_consumers().await.unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "a's node outlived its handle");
+        tokio::task::yield_now().await;
+    }
+    q.put_batch((0..6).map(|i| Message::new(format!("o{i}"))).collect()).await.unwrap();
+    assert_eq!(b.take_batch(100, Some(Duration::from_secs(10))).await.unwrap().len(), 6);
+    let s = q.stats().await.unwrap();
+    assert_eq!(s.removed_total, 50);
+}
+
+/// `with_batch_linger`: a batch with fewer items than asked for waits the
+/// linger once, then takes what is there; a full batch and a single `take`
+/// do not wait for it.
+#[tokio::test]
+async fn batch_linger_waits_once_for_a_fuller_batch() {
+    let linger = Duration::from_millis(1500);
+    let path = unique_path("linger");
+    let c = connect(&Server::shared().hosts, SESSION).await;
+    NativeQueue::create(&c, &path, Meta::default()).await.unwrap();
+    let q = NativeQueue::open(&c, &path).await.unwrap().with_batch_linger(linger);
+    q.put(Message::new("one")).await.unwrap();
+    let t = Instant::now();
+    let got = q.take_batch(10, Some(Duration::from_secs(10))).await.unwrap();
+    assert!(t.elapsed() >= linger, "returned after {:?}, before the linger", t.elapsed());
+    assert_eq!(got.len(), 1);
+    q.ack_batch(&got).await.unwrap();
+    // Puts made while a batch lingers are in it (another queue, so that
+    // the taker is its only consumer and every class is its own).
+    let path2 = unique_path("linger");
+    let q2 = NativeQueue::create(&c, &path2, Meta::default()).await.unwrap();
+    q2.put(Message::new("two")).await.unwrap();
+    let taker = {
+        let c = c.clone();
+        let path = path2.clone();
+        tokio::spawn(async move {
+            let q = NativeQueue::open(&c, &path).await.unwrap().with_batch_linger(linger);
+            let got = q.take_batch(10, Some(Duration::from_secs(10))).await.unwrap();
+            q.ack_batch(&got).await.unwrap();
+            got.len()
+        })
+    };
+    q2.put_batch((0..3).map(|i| Message::new(format!("late{i}"))).collect()).await.unwrap();
+    assert_eq!(taker.await.unwrap(), 4, "the batch lingered for the late puts");
+    q.put_batch((0..10).map(|i| Message::new(format!("m{i}"))).collect()).await.unwrap();
+    let t = Instant::now();
+    let full = q.take_batch(10, Some(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(full.len(), 10);
+    assert!(t.elapsed() < linger, "a full batch waited {:?}", t.elapsed());
+    q.ack_batch(&full).await.unwrap();
+    q.put(Message::new("single")).await.unwrap();
+    let t = Instant::now();
+    let d = q.take(Some(Duration::from_secs(10))).await.unwrap().unwrap();
+    assert!(t.elapsed() < linger, "take waited {:?}", t.elapsed());
+    q.ack(&d).await.unwrap();
+}
+
 /// Ids follow real time across producers on different sessions: a put
 /// acknowledged before another was invoked has the smaller id, and a lone
 /// consumer walking the quiescent queue gets them in that order. Both

@@ -77,6 +77,14 @@ impl NativeQueue {
         let max = max.clamp(1, MAX_TAKE_BATCH);
         let until = deadline(timeout);
         let mut cs = self.cons.lock().await;
+        cs.linger_until = (max > 1 && !self.linger.is_zero()).then(|| Instant::now() + self.linger);
+        if max > 1 && !cs.registered {
+            // A failure only leaves this handle taking from every class, as
+            // an unregistered consumer does, until its next take_batch.
+            if let Err(e) = self.register(&mut cs).await {
+                debug!(error = %e, "cannot join the batch consumers; taking from every class");
+            }
+        }
         loop {
             let mut waiter: Option<Waiter> = None;
             let result = self.take_inner(&mut cs, max, until, &mut waiter).await;
@@ -191,12 +199,15 @@ impl NativeQueue {
     /// Re-reads the small, hot parts of the queue in one request and drops
     /// cached listings so the next scan sees the server's current state.
     pub(super) async fn refresh(&self, cs: &mut ConsumerState) -> Result<()> {
-        let (enq_p, ready_p, claims_p) = (self.p("enq"), self.p("ready"), self.p("claims"));
+        let (enq_p, ready_p, claims_p, members_p) = (self.p("enq"), self.p("ready"), self.p("claims"), self.p("consumers"));
         let res = retry_read(|| {
             let mut r = self.client.new_multi_reader();
             r.add_get_data(&enq_p).unwrap();
             r.add_get_children(&ready_p).unwrap();
             r.add_get_children(&claims_p).unwrap();
+            if cs.registered {
+                r.add_get_children(&members_p).unwrap();
+            }
             r.commit()
         })
         .await?;
@@ -231,12 +242,93 @@ impl NativeQueue {
             Some(MultiReadResult::Error { err }) => return Err(err.into()),
             _ => {},
         }
+        cs.members = None;
+        if cs.registered {
+            match it.next() {
+                Some(MultiReadResult::Children { mut children }) => {
+                    children.sort_unstable();
+                    match children.iter().position(|c| *c == self.consumer_id) {
+                        Some(slot) => cs.members = Some((slot, children.len())),
+                        // Our node went with a session that ended: join again.
+                        None => cs.registered = false,
+                    }
+                },
+                _ => cs.registered = false,
+            }
+        }
         cs.buckets.clear();
         cs.listings.clear();
         let now = now_ms();
         cs.not_before.retain(|_, t| *t > now);
         cs.last_fresh = Some(Instant::now());
         Ok(())
+    }
+
+    /// Joins the batch consumers that split the queue's items among
+    /// themselves (docs/queue.md, "Batch consumers split the items") and
+    /// returns this handle's place among them: (slot, members). `take_batch`
+    /// joins by itself on first use; call this to join up front, or to see
+    /// where a consumer stands. The handle leaves when it is dropped, or
+    /// when its session ends.
+    pub async fn join_batch_consumers(&self) -> Result<(usize, usize)> {
+        let mut cs = self.cons.lock().await;
+        self.register(&mut cs).await?;
+        self.refresh(&mut cs).await?;
+        cs.members.ok_or_else(|| QueueError::Corrupt { what: "consumers", path: self.p("consumers"), reason: "our node is not among the consumers right after joining".into() })
+    }
+
+    /// Joins the batch consumers (see `scan`): an ephemeral node
+    /// `P/consumers/<consumer id>`. It is named, not sequential, so a retry
+    /// after a lost reply finds its own node instead of leaving an orphan;
+    /// the members' sorted names give each its slot.
+    async fn register(&self, cs: &mut ConsumerState) -> Result<()> {
+        let dir = self.p("consumers");
+        let path = format!("{dir}/{}", self.consumer_id);
+        let mut made_dir = false;
+        loop {
+            match retry_read(|| self.client.create(&path, b"", &ephemeral())).await {
+                Ok(_) | Err(ZkError::NodeExists) => {
+                    cs.registered = true;
+                    // Learn our slot now rather than at the next refresh.
+                    cs.last_fresh = None;
+                    return Ok(());
+                },
+                // A queue created before consumers registered.
+                Err(ZkError::NoNode) if !made_dir => {
+                    made_dir = true;
+                    match retry_read(|| self.client.create(&dir, b"", &persistent())).await {
+                        Ok(_) | Err(ZkError::NodeExists) => {},
+                        Err(e) => return Err(e.into()),
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A bucket's items and the claims, in one request (`None`: the bucket
+    /// is gone).
+    async fn list_with_claims(&self, bucket: &str) -> Result<Option<(Vec<String>, Vec<String>)>> {
+        let claims = self.p("claims");
+        let res = retry_read(|| {
+            let mut r = self.client.new_multi_reader();
+            r.add_get_children(bucket).unwrap();
+            r.add_get_children(&claims).unwrap();
+            r.commit()
+        })
+        .await?;
+        let mut it = res.into_iter();
+        let items = match it.next() {
+            Some(MultiReadResult::Children { children }) => children,
+            Some(MultiReadResult::Error { err: ZkError::NoNode }) => return Ok(None),
+            Some(MultiReadResult::Error { err }) => return Err(err.into()),
+            _ => return Err(QueueError::Corrupt { what: "multi read", path: bucket.to_owned(), reason: "short reply".into() }),
+        };
+        match it.next() {
+            Some(MultiReadResult::Children { children }) => Ok(Some((items, children))),
+            Some(MultiReadResult::Error { err }) => Err(err.into()),
+            _ => Err(QueueError::Corrupt { what: "multi read", path: claims, reason: "short reply".into() }),
+        }
     }
 
     pub(super) async fn list(&self, path: &str) -> Result<Option<Vec<String>>> {
@@ -262,6 +354,7 @@ impl NativeQueue {
         let mut misses = 0;
         // Right after a refresh (`fresh`) there is nothing better to read.
         let miss_limit = if fresh { usize::MAX } else { want.max(4) };
+        let batch = want > 1;
         let lanes = cs.lanes.clone();
         for lane in lanes {
             if !cs.buckets.contains_key(&lane) {
@@ -272,8 +365,9 @@ impl NativeQueue {
             }
             let buckets = cs.buckets[&lane].clone();
             for bucket in buckets {
-                if !cs.listings.contains_key(&(lane, bucket)) {
-                    match self.list(&self.bucket_path(lane, bucket)).await? {
+                let bucket_path = self.bucket_path(lane, bucket);
+                if !batch && !cs.listings.contains_key(&(lane, bucket)) {
+                    match self.list(&bucket_path).await? {
                         None => {
                             cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
                             continue;
@@ -285,38 +379,93 @@ impl NativeQueue {
                         },
                     }
                 }
-                let now = now_ms();
-                let mut seqs: Vec<u64> = cs.listings[&(lane, bucket)]
-                    .iter()
-                    .copied()
-                    .filter(|&seq| {
-                        let id = MsgId { priority: lane, seq };
-                        !cs.claimed.contains(&id) && cs.not_before.get(&id).is_none_or(|&t| t <= now)
-                    })
-                    .collect();
-                // Competing consumers walking the same list in lockstep all
-                // aim at the same head item. A consumer that keeps colliding
-                // starts at a random one of the first `spread` candidates
-                // instead (a batch: at a random one of the first `spread`
-                // batches' worth, taking the run from there); a lone
-                // consumer never collides, keeps spread 1 and so takes
-                // strictly in order.
-                let window = (cs.spread * want).min(seqs.len());
-                if want == 1 && window > 1 {
-                    let first = seqs.remove(fastrand::usize(..window));
-                    seqs.insert(0, first);
-                } else if cs.spread > 1 && window > 1 {
-                    seqs.rotate_left(fastrand::usize(..window));
-                }
-                let mut next = 0;
-                while next < seqs.len() && got.len() < want {
-                    if misses >= miss_limit && cs.last_fresh.is_none_or(|t| t.elapsed() > STALE_AFTER_MISSES) {
+                // Batch consumers split the items among themselves: each
+                // registered one owns the items whose sequence number falls
+                // in its class (`seq % members == slot`, see `register`) and
+                // takes from the others' classes only when its own is empty.
+                // Without this, competing batch consumers all aim at the same
+                // few items at the head: most claim multis were refused (each
+                // a logged txn) and most reads were of items already gone.
+                //
+                // A batch looks at the bucket and at the claims afresh, in one
+                // request, when its cached listing has less than a batch of
+                // its own class left: a listing cached since the last refresh
+                // lacks what was put since and, outside its own class, is
+                // mostly what competitors took since. A single take walks its
+                // cached listing.
+                let cs_members = if batch { cs.members } else { None };
+                let class = |seq: u64| own_class(seq, cs_members);
+                let mut rounds = 0;
+                let mut gone_bucket = false;
+                while got.len() < want {
+                    if !batch && misses >= miss_limit && cs.last_fresh.is_none_or(|t| t.elapsed() > STALE_AFTER_MISSES) {
                         break;
                     }
-                    let ids: Vec<MsgId> = seqs[next..].iter().map(|&seq| MsgId { priority: lane, seq }).filter(|id| !cs.claimed.contains(id)).take(want - got.len()).collect();
-                    let Some(last) = ids.last() else { break };
-                    next = seqs.iter().position(|&s| s == last.seq).map_or(seqs.len(), |p| p + 1);
-                    for (id, result) in self.claim_many(&ids).await? {
+                    let now = now_ms();
+                    let available = |cs: &ConsumerState, seq: u64| {
+                        let id = MsgId { priority: lane, seq };
+                        !cs.claimed.contains(&id) && cs.not_before.get(&id).is_none_or(|&t| t <= now)
+                    };
+                    let mut listed = false;
+                    if batch {
+                        let own_cached = cs.listings.get(&(lane, bucket)).map_or(0, |l| l.iter().filter(|&&seq| class(seq) && available(cs, seq)).count());
+                        if own_cached < want - got.len() {
+                            let Some((items, claims)) = self.list_with_claims(bucket_path.as_str()).await? else {
+                                gone_bucket = true;
+                                break;
+                            };
+                            let mut s: Vec<u64> = items.iter().filter_map(|c| self.parse_item_in(bucket, c)).collect();
+                            s.sort_unstable();
+                            cs.listings.insert((lane, bucket), s.into());
+                            cs.claimed = claims.iter().filter_map(|c| MsgId::parse(c)).collect();
+                            cs.claim_names = claims;
+                            listed = true;
+                        }
+                    }
+                    let mut seqs: Vec<u64> = cs.listings[&(lane, bucket)].iter().copied().filter(|&seq| available(cs, seq)).collect();
+                    let own = seqs.iter().filter(|&&seq| class(seq)).count();
+                    // Too few of our own for a full batch: wait once for more
+                    // (see `with_batch_linger`), then look again.
+                    if batch && got.is_empty() && !seqs.is_empty() && own < want {
+                        if let Some(t) = cs.linger_until.take() {
+                            if Instant::now() < t {
+                                tokio::time::sleep_until(t).await;
+                                continue;
+                            }
+                        }
+                    }
+                    let stealing = own == 0 && cs_members.is_some();
+                    if own > 0 {
+                        // Our own class, in order: nobody else aims at it.
+                        seqs.retain(|&seq| class(seq));
+                    } else {
+                        // Competing consumers walking the same list in
+                        // lockstep all aim at the same head item. A consumer
+                        // that keeps colliding starts at a random one of the
+                        // first `spread` candidates instead (a batch: at a
+                        // random one of the first `spread` batches' worth,
+                        // taking the run from there); a lone consumer never
+                        // collides, keeps spread 1 and so takes strictly in
+                        // order.
+                        let window = (cs.spread * want).min(seqs.len());
+                        if want == 1 && window > 1 {
+                            let first = seqs.remove(fastrand::usize(..window));
+                            seqs.insert(0, first);
+                        } else if cs.spread > 1 && window > 1 {
+                            seqs.rotate_left(fastrand::usize(..window));
+                        }
+                    }
+                    let ids: Vec<MsgId> = seqs.iter().take(want - got.len()).map(|&seq| MsgId { priority: lane, seq }).collect();
+                    if ids.is_empty() {
+                        break;
+                    }
+                    // Claims need no fresh look when we just listed, or when
+                    // the items are of our own class.
+                    let listed = listed || (batch && !stealing && cs_members.is_some());
+                    let exhausted = ids.len() == seqs.len();
+                    rounds += 1;
+                    let mut contended = false;
+                    for (id, result) in self.claim_many(&ids, listed, batch.then_some(bucket_path.as_str())).await? {
                         match result {
                             ClaimResult::Got(d) => {
                                 cs.listings.get_mut(&(lane, bucket)).unwrap().retain(|&s| s != id.seq);
@@ -329,6 +478,7 @@ impl NativeQueue {
                             },
                             ClaimResult::Taken => {
                                 misses += 1;
+                                contended = true;
                                 self.collisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 cs.claimed.insert(id);
                                 if !collided {
@@ -341,6 +491,20 @@ impl NativeQueue {
                             },
                         }
                     }
+                    // A batch that has something returns it rather than fight
+                    // competitors for the rest, or list again for what it
+                    // already knows is not there.
+                    if batch && !got.is_empty() && (contended || exhausted || rounds >= 2) {
+                        break;
+                    }
+                    if batch && exhausted && !contended {
+                        break;
+                    }
+                }
+                if gone_bucket {
+                    cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
+                    cs.listings.remove(&(lane, bucket));
+                    continue;
                 }
                 // Remove drained buckets no put can target again, to keep lane
                 // listings short. v1: every sequence number of the bucket has
@@ -376,17 +540,17 @@ impl NativeQueue {
     /// claims every one still deliverable. An op refused (another consumer
     /// took that item, or it is gone) sends the multi again without that
     /// item, so the others are not lost to one collision.
-    pub(super) async fn claim_many(&self, ids: &[MsgId]) -> Result<Vec<(MsgId, ClaimResult)>> {
-        // A batch first asks which of its items are claimed now: between
-        // refreshes a consumer's listing still holds what others claimed
-        // since, and reading those (payload and all) or offering them in
-        // the claim multi (refused, sent again) is wasted work. One listing
-        // of `P/claims` (one name per message in flight) does it for the
-        // whole batch.
+    pub(super) async fn claim_many(&self, ids: &[MsgId], listed: bool, bucket: Option<&str>) -> Result<Vec<(MsgId, ClaimResult)>> {
+        // A batch whose caller did not just list `P/claims` asks which of its
+        // items are claimed now: between refreshes a consumer's listing still
+        // holds what others claimed since, and reading those (payload and
+        // all) or offering them in the claim multi (refused, sent again) is
+        // wasted work. One listing of `P/claims` (one name per message in
+        // flight) does it for the whole batch.
         let claims_dir = self.p("claims");
         let mut out = Vec::with_capacity(ids.len());
         let mut wanted = Vec::with_capacity(ids.len());
-        if ids.len() > 1 {
+        if ids.len() > 1 && !listed {
             let held: HashSet<String> = retry_read(|| self.client.list_children(&claims_dir)).await.map(|names| names.into_iter().collect()).unwrap_or_default();
             for &id in ids {
                 if held.contains(&id.name()) {
@@ -432,7 +596,40 @@ impl NativeQueue {
                 Err(e) => return Err(e.into()),
             }
         }
+        let mut refused = false;
         while !ready.is_empty() {
+            // A refused multi means competitors are taking these items right
+            // now, and each further refusal would cost a logged txn to learn
+            // of one more: look at the bucket and the claims again (one read)
+            // and offer only what is still free.
+            if refused && ready.len() > 1 {
+                if let Some(bucket) = bucket {
+                    match self.list_with_claims(bucket).await? {
+                        None => {
+                            out.extend(ready.drain(..).map(|p| (p.delivery.id, ClaimResult::Gone)));
+                            break;
+                        },
+                        Some((items, claims)) => {
+                            let items: HashSet<String> = items.into_iter().map(|c| format!("{bucket}/{c}")).collect();
+                            let claims: HashSet<String> = claims.into_iter().collect();
+                            let mut keep = Vec::with_capacity(ready.len());
+                            for p in ready.drain(..) {
+                                if !items.contains(&p.item) {
+                                    out.push((p.delivery.id, ClaimResult::Gone));
+                                } else if claims.contains(&p.delivery.id.name()) {
+                                    out.push((p.delivery.id, ClaimResult::Taken));
+                                } else {
+                                    keep.push(p);
+                                }
+                            }
+                            ready = keep;
+                            if ready.is_empty() {
+                                break;
+                            }
+                        },
+                    }
+                }
+            }
             // A claim rewrites the item, payload and all: as many as fit in
             // one request (at least one; a single item always fits).
             let mut n = 0;
@@ -452,10 +649,12 @@ impl NativeQueue {
             match plan.commit().await {
                 Ok(_) => out.extend(ready.drain(..n).map(|p| (p.delivery.id, ClaimResult::Got(p.delivery)))),
                 Err(Failed::Op { role: ClaimOp::Claim(k), source: ZkError::NodeExists } | Failed::Op { role: ClaimOp::Item(k), source: ZkError::BadVersion }) => {
+                    refused = true;
                     let p = ready.remove(k);
                     out.push((p.delivery.id, ClaimResult::Taken));
                 },
                 Err(Failed::Op { role: ClaimOp::Item(k), source: ZkError::NoNode }) => {
+                    refused = true;
                     let p = ready.remove(k);
                     out.push((p.delivery.id, ClaimResult::Gone));
                 },
@@ -731,5 +930,14 @@ impl Drop for Waiter {
                 });
             }
         }
+    }
+}
+
+/// Whether `seq` is in the class of the batch consumer at `slot` of
+/// `members` (every item is, for an unregistered or lone consumer).
+fn own_class(seq: u64, members: Option<(usize, usize)>) -> bool {
+    match members {
+        Some((slot, n)) if n > 1 => (seq % n as u64) as usize == slot,
+        _ => true,
     }
 }

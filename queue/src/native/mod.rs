@@ -243,6 +243,15 @@ struct ConsumerState {
     last_reap: Option<Instant>,
     /// How many head candidates to pick among (see `scan`); 1 = strict order.
     spread: usize,
+    /// Until when the current `take_batch` may wait for a fuller batch
+    /// (see `with_batch_linger`); `None` once it has waited.
+    linger_until: Option<Instant>,
+    /// This handle's place among the registered batch consumers (slot,
+    /// count), as of the last refresh; `None`: not registered (see
+    /// `register`).
+    members: Option<(usize, usize)>,
+    /// Our node in `P/consumers` exists (as far as we know).
+    registered: bool,
 }
 
 enum ClaimResult {
@@ -250,6 +259,23 @@ enum ClaimResult {
     Gone,
     Taken,
     Delayed(u64),
+}
+
+/// Leaves the batch consumers' split when the handle goes (the node would
+/// otherwise stay as long as the session, and its class would wait for
+/// others to find their own empty).
+impl Drop for NativeQueue {
+    fn drop(&mut self) {
+        if self.cons.get_mut().registered {
+            let client = self.client.clone();
+            let path = self.p(&format!("consumers/{}", self.consumer_id));
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move {
+                    let _ = client.delete(&path, None).await;
+                });
+            }
+        }
+    }
 }
 
 pub struct NativeQueue {
@@ -265,6 +291,8 @@ pub struct NativeQueue {
     /// The largest item (bytes, as stored) this handle has read: sizes the
     /// multi-reads of `take_batch`.
     largest_item: std::sync::atomic::AtomicUsize,
+    /// How long `take_batch` may wait for a fuller batch (zero: never).
+    linger: Duration,
     blobs: Option<BlobStore>,
     /// `P/blobs` is known to exist (queues created before the claim-check
     /// lack it until a producer with a blob store creates it).
@@ -325,7 +353,7 @@ impl NativeQueue {
             for i in 0..meta.deq_shards {
                 plan.create(false, &p(&format!("deq/{i:02}")), &Counter::default().encode(), &opts)?;
             }
-            for d in ["ready", "claims", "waiters", "dlq", "keys", "blobs"] {
+            for d in ["ready", "claims", "waiters", "consumers", "dlq", "keys", "blobs"] {
                 plan.create(false, &p(d), b"", &opts)?;
             }
             for s in 0..codec::KEY_SHARDS {
@@ -382,6 +410,7 @@ impl NativeQueue {
             wakeups: Default::default(),
             collisions: Default::default(),
             largest_item: Default::default(),
+            linger: Duration::ZERO,
             blobs: None,
             blobs_dir_ready: AtomicBool::new(false),
         })
@@ -395,6 +424,21 @@ impl NativeQueue {
     /// "Large payloads".
     pub fn with_blob_store(mut self, store: Arc<dyn ObjectStore>, prefix: &str, threshold_bytes: usize) -> Self {
         self.blobs = Some(BlobStore::new(store, prefix, &self.path, threshold_bytes));
+        self
+    }
+
+    /// Lets `take_batch` wait up to `linger` for a fuller batch: when fewer
+    /// than `max` messages of this consumer's own class (see docs/queue.md,
+    /// "Batch consumers split the items") are deliverable but the queue is
+    /// not empty, it looks again `linger` after it was called, and claims
+    /// what is there then.
+    /// Competing batch consumers that run dry otherwise take a few messages
+    /// at a time, collide over the same few, and spend a claim multi and an
+    /// ack multi on each handful; lingering trades that much latency for
+    /// fewer, fuller batches (Kafka's `fetch.max.wait.ms`). Zero (the
+    /// default) never waits; `take` never waits.
+    pub fn with_batch_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 
