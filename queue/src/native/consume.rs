@@ -435,7 +435,7 @@ impl NativeQueue {
                         }
                     }
                     let stealing = own == 0 && cs_members.is_some();
-                    if own > 0 {
+                    if own > 0 && cs_members.is_some() {
                         // Our own class, in order: nobody else aims at it.
                         seqs.retain(|&seq| class(seq));
                     } else {
@@ -479,6 +479,13 @@ impl NativeQueue {
                             ClaimResult::Taken => {
                                 misses += 1;
                                 contended = true;
+                                // Split consumers collide only when their views
+                                // of who is in the split differ (one joined or
+                                // left since a refresh) or one is taking from
+                                // others' classes: look again soon.
+                                if cs_members.is_some() {
+                                    cs.last_fresh = None;
+                                }
                                 self.collisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 cs.claimed.insert(id);
                                 if !collided {
