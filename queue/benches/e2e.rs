@@ -11,7 +11,8 @@
 //! consumers run once with take + ack, once with take_batch of this many +
 //! ack_batch, once the same with a linger), CORRAL_QUEUE_E2E_LINGER_MS
 //! (default 5: that linger), CORRAL_QUEUE_E2E_ONLY (set: only the two
-//! take_batch end-to-end rows), CORRAL_QUEUE_TEST_HOSTS / CORRAL_BIN
+//! take_batch end-to-end rows; a number: only the row with that linger in
+//! ms), CORRAL_QUEUE_TEST_HOSTS / CORRAL_BIN
 //! as for the tests (neither: Apache ZooKeeper 3.8 from the Debian
 //! packages). Prints a markdown table (docs/queue.md quotes it).
 
@@ -320,7 +321,11 @@ fn main() {
     rt.block_on(async {
         for &w in &workers {
             if only_e2e {
-              for lg in [Duration::ZERO, linger()] {
+              let lingers: Vec<Duration> = match std::env::var("CORRAL_QUEUE_E2E_ONLY").ok().and_then(|v| v.parse::<u64>().ok()) {
+                  Some(ms) => vec![Duration::from_millis(ms)],
+                  None => vec![Duration::ZERO, linger()],
+              };
+              for lg in lingers {
                 TAKES.store(0, Ordering::Relaxed);
                 WAKEUPS.store(0, Ordering::Relaxed);
                 COLLISIONS.store(0, Ordering::Relaxed);
