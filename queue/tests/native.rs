@@ -701,6 +701,24 @@ async fn batch_consumers_split_the_items_and_take_the_others_when_their_own_run_
     assert_eq!(others.len(), 5, "b takes a's items once its own class is empty");
     assert!(others.iter().all(|d| d.id.seq % 2 == slot_a as u64));
     assert!(b.ack_batch(&own).await.unwrap().iter().chain(b.ack_batch(&others).await.unwrap().iter()).all(Result::is_ok));
+    // a's class waits while b has its own to take, but not for ever: items
+    // of a's class that have waited a second longer than b's oldest go
+    // first (LAG_BEFORE_HELP).
+    q.put_batch((0..4).map(|i| Message::new(format!("old{i}"))).collect()).await.unwrap();
+    let first = b.take_batch(100, Some(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(first.len(), 2, "b takes its own class while it has items");
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the lag itself is the condition under test
+    q.put_batch((0..4).map(|i| Message::new(format!("new{i}"))).collect()).await.unwrap();
+    let next = b.take_batch(100, Some(Duration::from_secs(10))).await.unwrap();
+    let names: Vec<String> = next.iter().map(|d| String::from_utf8(d.payload.clone()).unwrap()).collect();
+    assert_eq!(next.len(), 4, "{names:?}");
+    assert_eq!(next.iter().filter(|d| d.id.seq % 2 == slot_a as u64).count(), 2, "a's two old items, not its new ones: {names:?}");
+    assert!(names.iter().filter(|n| n.starts_with("old")).count() == 2 && names.iter().filter(|n| n.starts_with("new")).count() == 2, "{names:?}");
+    let rest = b.take_batch(100, Some(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(rest.len(), 2, "then a's new ones, its own class being empty");
+    for batch in [&first, &next, &rest] {
+        assert!(b.ack_batch(batch).await.unwrap().iter().all(Result::is_ok));
+    }
     // A dropped handle leaves: b is alone again and takes every class.
     drop(a);
     let t = Instant::now();
@@ -715,7 +733,7 @@ async fn batch_consumers_split_the_items_and_take_the_others_when_their_own_run_
     q.put_batch((0..6).map(|i| Message::new(format!("o{i}"))).collect()).await.unwrap();
     assert_eq!(b.take_batch(100, Some(Duration::from_secs(10))).await.unwrap().len(), 6);
     let s = q.stats().await.unwrap();
-    assert_eq!(s.removed_total, 50);
+    assert_eq!(s.removed_total, 58);
 }
 
 /// `with_batch_linger`: a batch with fewer items than asked for waits the

@@ -258,6 +258,11 @@ impl NativeQueue {
         }
         cs.buckets.clear();
         cs.listings.clear();
+        // Buckets others deleted are never listed by us again; a split
+        // consumer looks at a handful at a time, so many means stale.
+        if cs.first_seen.len() > 64 {
+            cs.first_seen.clear();
+        }
         let now = now_ms();
         cs.not_before.retain(|_, t| *t > now);
         cs.last_fresh = Some(Instant::now());
@@ -416,6 +421,12 @@ impl NativeQueue {
                             };
                             let mut s: Vec<u64> = items.iter().filter_map(|c| self.parse_item_in(bucket, c)).collect();
                             s.sort_unstable();
+                            if cs_members.is_some() {
+                                let seen_now = Instant::now();
+                                let old = cs.first_seen.remove(&(lane, bucket)).unwrap_or_default();
+                                let seen: HashMap<u64, Instant> = s.iter().map(|&seq| (seq, old.get(&seq).copied().unwrap_or(seen_now))).collect();
+                                cs.first_seen.insert((lane, bucket), seen);
+                            }
                             cs.listings.insert((lane, bucket), s.into());
                             cs.claimed = claims.iter().filter_map(|c| MsgId::parse(c)).collect();
                             cs.claim_names = claims;
@@ -435,9 +446,24 @@ impl NativeQueue {
                         }
                     }
                     let stealing = own == 0 && cs_members.is_some();
+                    let mut lagging = false;
                     if own > 0 && cs_members.is_some() {
                         // Our own class, in order: nobody else aims at it.
+                        // But items of another class that have waited
+                        // LAG_BEFORE_HELP longer than our own oldest one
+                        // go first: their owner has stopped or fallen
+                        // behind, and would otherwise hold them for as long
+                        // as the rest of us never run dry.
+                        let seen = cs.first_seen.get(&(lane, bucket));
+                        let at = |seq: u64| seen.and_then(|m| m.get(&seq)).copied();
+                        let own_oldest = seqs.iter().filter(|&&seq| class(seq)).filter_map(|&seq| at(seq)).min();
+                        let behind: Vec<u64> = match own_oldest {
+                            Some(t) => seqs.iter().copied().filter(|&seq| !class(seq) && at(seq).is_some_and(|s| s + LAG_BEFORE_HELP < t)).collect(),
+                            None => Vec::new(),
+                        };
+                        lagging = !behind.is_empty();
                         seqs.retain(|&seq| class(seq));
+                        seqs.splice(0..0, behind);
                     } else {
                         // Competing consumers walking the same list in
                         // lockstep all aim at the same head item. A consumer
@@ -461,7 +487,7 @@ impl NativeQueue {
                     }
                     // Claims need no fresh look when we just listed, or when
                     // the items are of our own class.
-                    let listed = listed || (batch && !stealing && cs_members.is_some());
+                    let listed = listed || (batch && !stealing && !lagging && cs_members.is_some());
                     let exhausted = ids.len() == seqs.len();
                     rounds += 1;
                     let mut contended = false;
@@ -511,6 +537,7 @@ impl NativeQueue {
                 if gone_bucket {
                     cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
                     cs.listings.remove(&(lane, bucket));
+                    cs.first_seen.remove(&(lane, bucket));
                     continue;
                 }
                 // Remove drained buckets no put can target again, to keep lane
@@ -525,6 +552,7 @@ impl NativeQueue {
                         Ok(()) | Err(ZkError::NoNode) => {
                             cs.buckets.get_mut(&lane).unwrap().retain(|&b| b != bucket);
                             cs.listings.remove(&(lane, bucket));
+                            cs.first_seen.remove(&(lane, bucket));
                         },
                         Err(_) => {},
                     }

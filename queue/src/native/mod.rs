@@ -54,6 +54,10 @@ const RETRY_WINDOW: Duration = Duration::from_secs(30);
 const MAX_KEY_LEN: usize = 512;
 /// Upper bound on how far from the head a colliding consumer may start.
 const MAX_SPREAD: usize = 16;
+/// A split batch consumer takes another class's items ahead of its own once
+/// they have waited this much longer than its own oldest: their owner has
+/// stopped taking or fallen behind.
+const LAG_BEFORE_HELP: Duration = Duration::from_secs(1);
 const MAX_OPS_PER_MULTI: usize = 600;
 /// Most messages one `take_batch` claims (two ops each in one multi).
 pub const MAX_TAKE_BATCH: usize = 256;
@@ -252,6 +256,9 @@ struct ConsumerState {
     members: Option<(usize, usize)>,
     /// Our node in `P/consumers` exists (as far as we know).
     registered: bool,
+    /// When a split batch consumer first saw each item of a bucket it
+    /// listed afresh (see `LAG_BEFORE_HELP`).
+    first_seen: HashMap<(u16, u64), HashMap<u64, Instant>>,
 }
 
 enum ClaimResult {
