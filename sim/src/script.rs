@@ -19,6 +19,7 @@
 //! partition 1 | 2 3                cut every link between the groups
 //! heal                             restore every link
 //! slow 1->3 ms=N                   messages from 1 to 3 take N ms more (0: normal)
+//! slow-disk 1 ms=N                 each sync of member 1 takes N ms (default 1)
 //! connect client=a member=2        connect, resuming a's session if it has one
 //! disconnect client=a              drop the connection (the session lives on)
 //! create client=a path=/x [data=D] [ephemeral] [sequential] [nowait]
@@ -308,6 +309,12 @@ impl Script {
                 let (a, b) = (self.member(Some(&a.to_string()))?, self.member(Some(&b.to_string()))?);
                 let ms = cmd.num("ms", None)?;
                 self.world()?.set_slow(a, b, ms);
+                Ok(Vec::new())
+            }
+            "slow-disk" => {
+                let m = self.member(cmd.words.first())?;
+                let ms = cmd.num("ms", None)?;
+                self.world()?.set_sync_ms(m, ms);
                 Ok(Vec::new())
             }
             "connect" => {

@@ -135,6 +135,8 @@ struct Member {
     paused_until_ms: i64,
     /// When the last scheduled sync completes (syncs complete in order).
     sync_tail_ms: i64,
+    /// Scripted worlds: how long each of this member's syncs takes (ms).
+    sync_ms: i64,
     /// Client connections here: conn → client.
     conns: BTreeMap<u64, usize>,
     session_conn: BTreeMap<i64, u64>,
@@ -284,6 +286,7 @@ impl World {
                 after_sync: BTreeMap::new(),
                 paused_until_ms: 0,
                 sync_tail_ms: 0,
+                sync_ms: 1,
                 conns: BTreeMap::new(),
                 session_conn: BTreeMap::new(),
                 conn_session: BTreeMap::new(),
@@ -738,7 +741,7 @@ impl World {
                 // The disk syncs in order; the replica may prepare the next
                 // ready meanwhile.
                 let delay = if self.scripted {
-                    1
+                    self.members[i].sync_ms
                 } else if self.rng.gen_bool(0.9) {
                     0
                 } else {
@@ -1344,6 +1347,11 @@ impl World {
         } else {
             self.slow.insert((from, to), ms);
         }
+    }
+
+    /// Scripted worlds: member `i`'s syncs take `ms` from now on.
+    pub(crate) fn set_sync_ms(&mut self, i: usize, ms: i64) {
+        self.members[i].sync_ms = ms.max(1);
     }
 
     pub(crate) fn add_client(&mut self) -> usize {

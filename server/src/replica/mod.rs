@@ -279,6 +279,12 @@ pub struct Replica {
     term_start: u64,
     /// Forwarded writes that reached this leader before it was ready to prep.
     early_forwards: Vec<(u64, PeerMessage)>,
+    /// Sessions this leader proposed to create and has not applied yet, with
+    /// the index of their creation. Followers count towards a commit before
+    /// the leader's own disk has synced it, so one may apply a creation,
+    /// answer the client, and forward its first write before the leader
+    /// knows the session from its tree.
+    opening: BTreeMap<i64, u64>,
     /// Followers this leader has been sending a snapshot since (monotonic ms).
     snapshot_since: BTreeMap<u64, i64>,
     secret_proposed_term: u64,
@@ -384,6 +390,7 @@ impl Replica {
             fresh_secret,
             term_start: u64::MAX,
             early_forwards: Vec::new(),
+            opening: BTreeMap::new(),
             snapshot_since: BTreeMap::new(),
             secret_proposed_term: 0,
             next_proposal: 1,
@@ -525,6 +532,9 @@ impl Replica {
                 let proposal = Proposal::Connect { conn, session_id, timeout_ms };
                 if self.is_leader() {
                     self.propose(session_id, 0, vec![op], proposal);
+                    if self.is_leader() {
+                        self.opening.insert(session_id, self.node.raft.raft_log.last_index());
+                    }
                 } else {
                     let pid = self.pend(session_id, proposal, self.leader_id());
                     let msg = PeerMessage::CreateSession { incarnation: self.incarnation, proposal: pid, session_id, timeout_ms };
@@ -681,7 +691,7 @@ impl Replica {
                 self.early_forwards.push((from, msg));
             }
             PeerMessage::Forward { incarnation, proposal, session_id, cxid, auth, req } => {
-                if !self.core.sessions.contains(session_id) {
+                if !self.core.sessions.contains(session_id) && !self.opening.contains_key(&session_id) {
                     return; // expired meanwhile: the origin closes the connection on the close txn
                 }
                 self.core.touch(session_id, now.mono_ms);
@@ -691,7 +701,9 @@ impl Replica {
             }
             PeerMessage::CreateSession { incarnation, proposal, session_id, timeout_ms } => {
                 let op = TxnOp::new(Op::CreateSession(CreateSessionTxn { session_id, timeout_ms }));
-                let _ = self.propose_entry(session_id, 0, vec![op], context(from, incarnation, proposal));
+                if self.propose_entry(session_id, 0, vec![op], context(from, incarnation, proposal)).is_ok() {
+                    self.opening.insert(session_id, self.node.raft.raft_log.last_index());
+                }
             }
             PeerMessage::Touch { sessions } => {
                 for s in sessions {
@@ -1043,6 +1055,7 @@ impl Replica {
     /// after ZooKeeper's leader loss) and prep forgets their changes.
     fn fail_pending(&mut self) {
         self.core.outstanding.clear();
+        self.opening.clear();
         let sessions: Vec<i64> = self.lines.keys().copied().collect();
         for s in sessions {
             self.fail_session(s, None);
@@ -1128,6 +1141,7 @@ impl Replica {
             }
         }
         self.node.advance_apply_to(last);
+        self.opening.retain(|_, index| *index > last);
         if self.applied_since_snapshot >= self.cfg.snap_count {
             self.take_snapshot(last);
         }
