@@ -292,8 +292,34 @@ impl Drop for Corral {
 
 /// A loopback port free at the time of asking (the quorum ports of an
 /// ensemble must be known before any member starts).
+///
+/// Not from `bind(:0)`: that gives a port of the kernel's ephemeral range,
+/// which the kernel may hand out again, before the member that is to listen
+/// on it starts, as the source port of any outgoing connection (a peer
+/// link, a client); the member then fails with "address in use" (seen in
+/// CI with six ensembles starting side by side). So ports come from below
+/// that range, each handed out once per process, from a window that
+/// depends on the process id, skipping any something listens on.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().unwrap().port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const LOW: usize = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<usize>().ok()))
+        .unwrap_or(32_768);
+    if ephemeral_low < LOW + 2_000 {
+        return std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().unwrap().port();
+    }
+    let span = ephemeral_low - LOW;
+    let base = (std::process::id() as usize).wrapping_mul(7_919) % span;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "every test port below the ephemeral range handed out");
+        let port = (LOW + (base + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A fault-injecting TCP proxy for one direction of a link between two

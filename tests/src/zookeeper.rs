@@ -5,10 +5,12 @@
 //! ([`ZooKeeperEnsemble`], the counterpart of [`crate::Ensemble`]).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::free_port;
 
 /// The jars of Debian's ZooKeeper server (in /usr/share/java).
 pub const JARS: &[&str] = &[
@@ -39,9 +41,6 @@ pub struct ZooKeeper {
     pub addr: SocketAddr,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Sends a four-letter word and returns the whole answer (empty if the
 /// server cannot be reached).
