@@ -141,7 +141,13 @@ async fn a_session_whose_member_died_expires_on_the_leader() {
     // Only this member in its connect string: when it dies the client cannot move.
     let doomed = connect(&ens.members[follower].hosts(), Duration::from_millis(1_000)).await;
     doomed.create("/doomed", b"", &ephemeral()).await.unwrap();
-    let (_, gone) = observer.check_and_watch_stat("/doomed").await.unwrap();
+    // Another client's acknowledged write is visible to this one only after
+    // a sync (ZooKeeper's model): the follower may apply the create before
+    // the leader has (followers' acks commit it while the leader's own
+    // disk still syncs it), and the watch would then be one for a creation.
+    observer.sync("/").await.unwrap();
+    let (stat, gone) = observer.check_and_watch_stat("/doomed").await.unwrap();
+    assert!(stat.is_some(), "the synced observer sees the ephemeral");
     let killed_at = Instant::now();
     ens.members[follower].kill();
     let event = tokio::time::timeout(Duration::from_secs(20), gone.changed()).await.expect("the ephemeral goes with its session");
