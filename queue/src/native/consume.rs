@@ -387,7 +387,8 @@ impl NativeQueue {
                 // Batch consumers split the items among themselves: each
                 // registered one owns the items whose sequence number falls
                 // in its class (`seq % members == slot`, see `register`) and
-                // takes from the others' classes only when its own is empty.
+                // takes from the others' classes only when its own is empty,
+                // or when theirs have fallen `LAG_BEFORE_HELP` behind.
                 // Without this, competing batch consumers all aim at the same
                 // few items at the head: most claim multis were refused (each
                 // a logged txn) and most reads were of items already gone.
